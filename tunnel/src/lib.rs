@@ -1,0 +1,24 @@
+//! padnet's tunnel: the pad store and the OTP record-layer protocol shared by
+//! the agent and the gateway.
+//!
+//! # Layout
+//!
+//! - [`pad`]: pad files (header, ticket slots, data region), minting, erasure.
+//! - [`state`]: crash-safe small state files (A/B copies, one fsync per update).
+//! - [`lease`]: ranges of the data region and the allocation rule.
+//! - [`record`]: pure record sealing/opening (the wire table lives there).
+//! - [`handshake`]: pure hello/reply messages sealed with a ticket slot.
+//! - [`stream`]: `OtpStream`, the async record stream with the lease protocol.
+//! - [`store`]: the two sides' per-pad key sources (allocating and following).
+#![forbid(unsafe_code)]
+
+pub mod handshake;
+pub mod lease;
+pub mod pad;
+pub mod record;
+pub mod state;
+pub mod store;
+pub mod stream;
+
+#[doc(hidden)]
+pub mod fuzzing;

@@ -1,0 +1,820 @@
+//! `OtpStream`: a byte stream of authenticated, OTP-encrypted records over any
+//! `AsyncRead + AsyncWrite`, exactly as a TLS stream wraps TCP. It also runs
+//! the lease protocol: the allocating side (gateway) grants upstream leases and
+//! announces downstream ones; the following side (agent) takes what it is given.
+//! This is the only async file of the crate; the record format is in `record`.
+
+use std::collections::VecDeque;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
+use std::task::{ready, Context, Poll, Waker};
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::task::JoinHandle;
+use zeroize::Zeroizing;
+
+use crate::lease::Lease;
+use crate::record::{self, LeaseKeys, Opener, RecordType, KEY_OVERHEAD, MAX_PAYLOAD};
+
+/// Room kept free at the end of a lease until the next lease is announced,
+/// so control records (LEASE_NEXT, CLOSE, NOTICE) always fit.
+const CONTROL_RESERVE: usize = 256;
+/// Sealed bytes held before poll_write pushes back.
+const OUT_HIGH: usize = 256 * 1024;
+/// Sealed bytes gathered before writing to the socket without a flush.
+const OUT_BATCH: usize = 64 * 1024;
+/// Read size from the socket.
+const READ_CHUNK: usize = 64 * 1024;
+/// Decrypted bytes the write side may buffer for the reader while it waits
+/// for a lease grant.
+const PLAIN_IN_CAP: usize = 1024 * 1024;
+
+/// Where a tunnel's key material comes from (one pad).
+pub trait KeySource: Send + Sync + 'static {
+    /// Read a lease's key bytes into memory and erase them on disk.
+    fn take(&self, lease: Lease) -> io::Result<Zeroizing<Vec<u8>>>;
+    /// Allocate a fresh lease, durably, before returning it (allocating side
+    /// only). `Ok(None)`: the key material is used up.
+    fn allocate(&self) -> io::Result<Option<Lease>>;
+    /// Called for every lease this side starts using (for audits and tests).
+    fn note_use(&self, _lease: Lease) {}
+}
+
+/// Which end of the lease protocol this stream is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The gateway: allocates leases for both directions.
+    Allocator,
+    /// The agent: uses the leases the gateway gives it.
+    Follower,
+}
+
+/// Why a tunnel ended, as carried by a CLOSE record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+#[non_exhaustive]
+pub enum CloseReason {
+    None = 0,
+    Shutdown = 1,
+    KeyExhausted = 2,
+    ValueExhausted = 3,
+    Cancelled = 4,
+    Policy = 5,
+}
+
+impl CloseReason {
+    pub fn from_u8(b: u8) -> CloseReason {
+        match b {
+            1 => CloseReason::Shutdown,
+            2 => CloseReason::KeyExhausted,
+            3 => CloseReason::ValueExhausted,
+            4 => CloseReason::Cancelled,
+            5 => CloseReason::Policy,
+            _ => CloseReason::None,
+        }
+    }
+}
+
+/// Counters a stream keeps, shared with whoever watches it.
+#[derive(Debug, Default)]
+pub struct StreamStats {
+    /// Pad bytes consumed by records sent / received.
+    pub pad_sent: AtomicU64,
+    pub pad_recv: AtomicU64,
+    /// Plaintext bytes carried in DATA records sent / received.
+    pub payload_sent: AtomicU64,
+    pub payload_recv: AtomicU64,
+    /// Pad bytes left unused at the ends of finished leases.
+    pub pad_wasted: AtomicU64,
+    /// Highest lease end seen: key bytes below it are spent.
+    pub lease_hwm: AtomicU64,
+    /// The peer's CLOSE reason, if any.
+    pub close_reason: AtomicU8,
+    /// The last balance the gateway reported (micro-units).
+    pub balance: AtomicI64,
+}
+
+impl StreamStats {
+    fn saw_lease(&self, l: Lease) {
+        self.lease_hwm.fetch_max(l.end(), Ordering::Relaxed);
+    }
+}
+
+/// A lease on its way into memory.
+enum Loading {
+    Ready(LeaseKeys),
+    Pending(Lease, JoinHandle<io::Result<Zeroizing<Vec<u8>>>>),
+}
+
+impl Loading {
+    fn start(source: &Arc<dyn KeySource>, lease: Lease) -> Loading {
+        let s = source.clone();
+        Loading::Pending(lease, tokio::task::spawn_blocking(move || s.take(lease)))
+    }
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if let Loading::Pending(lease, handle) = self {
+            let bytes = ready!(Pin::new(handle).poll(cx)).map_err(io::Error::other)??;
+            *self = Loading::Ready(LeaseKeys::new(*lease, bytes));
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+type Allocation = JoinHandle<io::Result<Option<LeaseKeys>>>;
+
+fn start_allocation(source: &Arc<dyn KeySource>) -> Allocation {
+    let s = source.clone();
+    tokio::task::spawn_blocking(move || match s.allocate()? {
+        None => Ok(None),
+        Some(lease) => Ok(Some(LeaseKeys::new(lease, s.take(lease)?))),
+    })
+}
+
+use std::future::Future;
+
+/// The tunnel's record stream. Plaintext written is sealed into records of up
+/// to 16 KiB (a flush seals a partial one); records read are authenticated
+/// before a byte of them is returned.
+pub struct OtpStream<T> {
+    io: T,
+    role: Role,
+    source: Arc<dyn KeySource>,
+    stats: Arc<StreamStats>,
+
+    // Sending.
+    send: LeaseKeys,
+    send_next: VecDeque<Loading>,
+    plain_out: BytesMut,
+    control: VecDeque<(RecordType, Vec<u8>, Option<LeaseKeys>)>,
+    out: BytesMut,
+    close_queued: bool,
+    next_send_alloc: Option<Allocation>,
+
+    // Receiving.
+    recv: LeaseKeys,
+    recv_next: VecDeque<Loading>,
+    opener: Opener,
+    inbuf: BytesMut,
+    plain_in: BytesMut,
+    peer_closed: bool,
+    grant_alloc: Option<Allocation>,
+
+    exhausted: bool,
+    failed: Option<String>,
+    read_waker: Option<Waker>,
+    write_waker: Option<Waker>,
+}
+
+impl<T> std::fmt::Debug for OtpStream<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OtpStream").field("role", &self.role).field("send", &self.send).field("recv", &self.recv).finish()
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> OtpStream<T> {
+    /// Wrap `io`, given the first lease of each direction (already taken
+    /// into memory) from the handshake.
+    pub fn new(io: T, role: Role, source: Arc<dyn KeySource>, send: LeaseKeys, recv: LeaseKeys) -> OtpStream<T> {
+        let stats = Arc::new(StreamStats::default());
+        stats.saw_lease(send.lease());
+        stats.saw_lease(recv.lease());
+        source.note_use(send.lease());
+        source.note_use(recv.lease());
+        OtpStream {
+            io,
+            role,
+            source,
+            stats,
+            send,
+            send_next: VecDeque::new(),
+            plain_out: BytesMut::with_capacity(MAX_PAYLOAD),
+            control: VecDeque::new(),
+            out: BytesMut::with_capacity(OUT_HIGH),
+            close_queued: false,
+            next_send_alloc: None,
+            recv,
+            recv_next: VecDeque::new(),
+            opener: Opener::default(),
+            inbuf: BytesMut::with_capacity(READ_CHUNK * 2),
+            plain_in: BytesMut::new(),
+            peer_closed: false,
+            grant_alloc: None,
+            exhausted: false,
+            failed: None,
+            read_waker: None,
+            write_waker: None,
+        }
+    }
+
+    pub fn stats(&self) -> Arc<StreamStats> {
+        self.stats.clone()
+    }
+
+    pub fn get_ref(&self) -> &T {
+        &self.io
+    }
+
+    /// Queue a CLOSE record with `reason`; it is sent on the next flush.
+    pub fn queue_close(&mut self, reason: CloseReason) {
+        if !self.close_queued {
+            self.close_queued = true;
+            self.control.push_back((RecordType::Close, vec![reason as u8], None));
+        }
+    }
+
+    /// Queue a NOTICE (balance in micro-units, key bytes left).
+    pub fn queue_notice(&mut self, balance: i64, key_left: u64) {
+        let mut p = balance.to_be_bytes().to_vec();
+        p.extend_from_slice(&key_left.to_be_bytes());
+        self.control.push_back((RecordType::Notice, p, None));
+    }
+
+    fn fail(&mut self, msg: String) -> io::Error {
+        tracing::warn!(role = ?self.role, "tunnel closed: {msg}");
+        self.failed = Some(msg.clone());
+        io::Error::new(io::ErrorKind::InvalidData, msg)
+    }
+
+    fn check_failed(&self) -> io::Result<()> {
+        match &self.failed {
+            Some(m) => Err(io::Error::new(io::ErrorKind::InvalidData, m.clone())),
+            None => Ok(()),
+        }
+    }
+
+    fn wake_reader(&mut self) {
+        if let Some(w) = &self.read_waker {
+            w.wake_by_ref();
+        }
+    }
+
+    fn wake_writer(&mut self) {
+        if let Some(w) = &self.write_waker {
+            w.wake_by_ref();
+        }
+    }
+
+    // === lease upkeep ===
+
+    /// Start and finish allocations (allocating side), seal queued control
+    /// records, and push sealed bytes towards the socket.
+    fn maintain(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        if self.role == Role::Allocator && !self.exhausted {
+            // Our own next downstream lease, once half of the current one is used.
+            if self.send_next.is_empty()
+                && self.next_send_alloc.is_none()
+                && !self.control.iter().any(|c| c.0 == RecordType::LeaseNext)
+                && self.send.used() * 2 >= self.send.lease().len as usize
+            {
+                self.next_send_alloc = Some(start_allocation(&self.source));
+            }
+            // The peer's next upstream lease, once half of its current one is used.
+            if self.recv_next.is_empty() && self.grant_alloc.is_none() && self.recv.used() * 2 >= self.recv.lease().len as usize {
+                self.grant_alloc = Some(start_allocation(&self.source));
+            }
+        }
+        if let Some(h) = &mut self.next_send_alloc {
+            if let Poll::Ready(r) = Pin::new(h).poll(cx) {
+                self.next_send_alloc = None;
+                match r.map_err(io::Error::other)?? {
+                    Some(keys) => {
+                        self.source.note_use(keys.lease());
+                        self.stats.saw_lease(keys.lease());
+                        self.control.push_back((RecordType::LeaseNext, keys.lease().encode().to_vec(), Some(keys)));
+                    }
+                    None => self.key_exhausted(),
+                }
+            }
+        }
+        if let Some(h) = &mut self.grant_alloc {
+            if let Poll::Ready(r) = Pin::new(h).poll(cx) {
+                self.grant_alloc = None;
+                match r.map_err(io::Error::other)?? {
+                    Some(keys) => {
+                        self.source.note_use(keys.lease());
+                        self.stats.saw_lease(keys.lease());
+                        self.control.push_back((RecordType::LeaseGrant, keys.lease().encode().to_vec(), None));
+                        self.recv_next.push_back(Loading::Ready(keys));
+                    }
+                    None => self.key_exhausted(),
+                }
+            }
+        }
+        let (next_before, out_before) = (self.send_next.len(), self.out.len());
+        self.seal_controls(cx)?;
+        if !self.out.is_empty() {
+            match self.poll_drain(cx) {
+                Poll::Ready(r) => r?,
+                Poll::Pending => {}
+            }
+        }
+        // When two tasks drive the halves (tokio::io::split), the other half may
+        // be waiting on what this call just did: a new lease, room in `out`.
+        if self.send_next.len() > next_before || self.out.len() < out_before {
+            self.wake_writer();
+        }
+        Ok(())
+    }
+
+    fn key_exhausted(&mut self) {
+        self.exhausted = true;
+        self.queue_close(CloseReason::KeyExhausted);
+    }
+
+    /// Make `self.send` a lease with room for a record, switching to the
+    /// next announced lease when the current one is finished.
+    fn poll_send_keys(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.send.is_done() {
+            let Some(next) = self.send_next.front_mut() else {
+                return Poll::Pending;
+            };
+            ready!(next.poll_ready(cx))?;
+            let Some(Loading::Ready(keys)) = self.send_next.pop_front() else {
+                unreachable!("front was made ready above")
+            };
+            self.stats.pad_wasted.fetch_add(self.send.remaining() as u64, Ordering::Relaxed);
+            self.send = keys;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn seal_one(&mut self, kind: RecordType, payload_len: usize, from_plain: bool, payload: &[u8]) -> io::Result<()> {
+        let res = if from_plain {
+            let r = record::seal(kind, &self.plain_out[..payload_len], &mut self.send, &mut self.out);
+            self.plain_out.advance(payload_len);
+            r
+        } else {
+            record::seal(kind, payload, &mut self.send, &mut self.out)
+        };
+        res.map_err(|e| self.fail(format!("sealing failed: {e}")))?;
+        self.stats.pad_sent.fetch_add((KEY_OVERHEAD + payload_len) as u64, Ordering::Relaxed);
+        if kind == RecordType::Data {
+            self.stats.payload_sent.fetch_add(payload_len as u64, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    fn seal_controls(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        while let Some((_, payload, _)) = self.control.front() {
+            let need = KEY_OVERHEAD + payload.len();
+            if self.send.remaining() < need {
+                if !self.send.is_done() {
+                    // Fill the sliver with an empty DATA record so the lease is finished.
+                    self.seal_one(RecordType::Data, 0, false, &[])?;
+                }
+                match self.poll_send_keys(cx) {
+                    Poll::Ready(r) => r?,
+                    Poll::Pending => return Ok(()),
+                }
+                continue;
+            }
+            let (kind, payload, next) = self.control.pop_front().expect("front exists");
+            self.seal_one(kind, payload.len(), false, &payload)?;
+            if let Some(keys) = next {
+                self.send_next.push_back(Loading::Ready(keys));
+            }
+        }
+        Ok(())
+    }
+
+    /// Seal buffered plaintext. With `all`, seal a partial record too (flush).
+    fn poll_seal_plain(&mut self, cx: &mut Context<'_>, all: bool) -> Poll<io::Result<()>> {
+        while self.plain_out.len() == MAX_PAYLOAD || (all && !self.plain_out.is_empty()) {
+            self.seal_controls(cx)?;
+            match self.poll_send_keys(cx) {
+                Poll::Ready(r) => r?,
+                Poll::Pending => {
+                    ready!(self.poll_wait_for_lease(cx))?;
+                    continue;
+                }
+            }
+            let reserve = if self.send_next.is_empty() { CONTROL_RESERVE } else { 0 };
+            let room = self.send.remaining().saturating_sub(KEY_OVERHEAD + reserve);
+            if room == 0 {
+                ready!(self.poll_wait_for_lease(cx))?;
+                continue;
+            }
+            let n = room.min(self.plain_out.len());
+            self.seal_one(RecordType::Data, n, true, &[])?;
+            if self.out.len() >= OUT_BATCH {
+                if let Poll::Ready(r) = self.poll_drain(cx) {
+                    r?;
+                }
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// The send side needs its next lease. The allocator waits on its own
+    /// allocation (polled in `maintain`); the follower reads from the socket,
+    /// since the grant arrives there.
+    fn poll_wait_for_lease(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.close_queued && self.control.is_empty() {
+            return Poll::Ready(Err(io::Error::new(io::ErrorKind::BrokenPipe, "tunnel closed: key material exhausted")));
+        }
+        self.maintain(cx)?;
+        if !self.send_next.is_empty() {
+            return Poll::Ready(Ok(()));
+        }
+        if self.role == Role::Follower {
+            let before = self.plain_in.len();
+            let r = self.poll_fill(cx, true);
+            if self.plain_in.len() > before {
+                self.wake_reader();
+            }
+            match r {
+                Poll::Ready(Ok(true)) => {}
+                Poll::Ready(Ok(false)) => {
+                    return Poll::Ready(Err(io::Error::new(io::ErrorKind::BrokenPipe, "tunnel ended while waiting for a lease grant")))
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+            if !self.send_next.is_empty() {
+                return Poll::Ready(Ok(()));
+            }
+        }
+        // The allocator's allocation task will wake us through `maintain`.
+        if self.role == Role::Allocator && self.next_send_alloc.is_none() && self.send_next.is_empty() && self.control.is_empty() {
+            // Nothing in flight: start one now.
+            if !self.exhausted {
+                self.next_send_alloc = Some(start_allocation(&self.source));
+                self.maintain(cx)?;
+                if !self.send_next.is_empty() {
+                    return Poll::Ready(Ok(()));
+                }
+            }
+        }
+        Poll::Pending
+    }
+
+    /// Write sealed bytes to the socket until none are left.
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while !self.out.is_empty() {
+            let n = ready!(Pin::new(&mut self.io).poll_write(cx, &self.out))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.out.advance(n);
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    // === receiving ===
+
+    /// Read and open records into `plain_in` until some plaintext is there,
+    /// the peer closed, or the cap is reached. Ready(Ok(false)) at end of stream.
+    /// With `for_grant`, keep reading until a lease grant has arrived (or the
+    /// plaintext cap is reached) rather than until some plaintext is there.
+    fn poll_fill(&mut self, cx: &mut Context<'_>, for_grant: bool) -> Poll<io::Result<bool>> {
+        loop {
+            let enough = if for_grant {
+                !self.send_next.is_empty() || self.plain_in.len() >= PLAIN_IN_CAP
+            } else {
+                !self.plain_in.is_empty()
+            };
+            if enough {
+                return Poll::Ready(Ok(true));
+            }
+            if self.peer_closed {
+                return Poll::Ready(Ok(false));
+            }
+            if ready!(self.poll_open_one(cx))? {
+                continue;
+            }
+            // Need bytes from the socket.
+            let len = self.inbuf.len();
+            self.inbuf.resize(len + READ_CHUNK, 0);
+            let mut rb = ReadBuf::new(&mut self.inbuf[len..]);
+            let r = Pin::new(&mut self.io).poll_read(cx, &mut rb);
+            let n = rb.filled().len();
+            self.inbuf.truncate(len + n);
+            ready!(r)?;
+            if n == 0 {
+                if self.inbuf.is_empty() && !self.opener.mid_record() {
+                    return Poll::Ready(Err(io::Error::new(io::ErrorKind::UnexpectedEof, "tunnel ended without a CLOSE record")));
+                }
+                return Poll::Ready(Err(self.fail("tunnel ended in the middle of a record".into())));
+            }
+        }
+    }
+
+    /// Open one record from `inbuf` if a whole one is there. Ready(true) if a
+    /// record was processed.
+    fn poll_open_one(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
+        if self.inbuf.is_empty() {
+            return Poll::Ready(Ok(false));
+        }
+        while self.recv.is_done() && !self.opener.mid_record() {
+            let Some(next) = self.recv_next.front_mut() else {
+                return Poll::Ready(Err(self.fail("peer moved past its lease without an announced next lease".into())));
+            };
+            ready!(next.poll_ready(cx))?;
+            let Some(Loading::Ready(keys)) = self.recv_next.pop_front() else {
+                unreachable!("front was made ready above")
+            };
+            self.stats.pad_wasted.fetch_add(self.recv.remaining() as u64, Ordering::Relaxed);
+            self.recv = keys;
+        }
+        let (kind, payload) = match self.opener.open(&mut self.inbuf, &mut self.recv) {
+            Ok(Some(r)) => r,
+            Ok(None) => return Poll::Ready(Ok(false)),
+            Err(e) => return Poll::Ready(Err(self.fail(e.to_string()))),
+        };
+        self.stats.pad_recv.fetch_add((KEY_OVERHEAD + payload.len()) as u64, Ordering::Relaxed);
+        match (kind, self.role) {
+            (RecordType::Data, _) => {
+                self.stats.payload_recv.fetch_add(payload.len() as u64, Ordering::Relaxed);
+                if self.plain_in.is_empty() {
+                    self.plain_in = payload;
+                } else {
+                    self.plain_in.extend_from_slice(&payload);
+                }
+            }
+            (RecordType::LeaseGrant, Role::Follower) => {
+                let lease = self.control_lease(&payload)?;
+                self.send_next.push_back(Loading::start(&self.source, lease));
+                self.wake_writer();
+            }
+            (RecordType::LeaseNext, Role::Follower) => {
+                let lease = self.control_lease(&payload)?;
+                self.recv_next.push_back(Loading::start(&self.source, lease));
+            }
+            (RecordType::Notice, Role::Follower) if payload.len() == 16 => {
+                self.stats.balance.store(i64::from_be_bytes(payload[..8].try_into().expect("8")), Ordering::Relaxed);
+            }
+            (RecordType::Close, _) if payload.len() == 1 => {
+                self.stats.close_reason.store(payload[0], Ordering::Relaxed);
+                self.peer_closed = true;
+                self.wake_writer();
+            }
+            (kind, role) => return Poll::Ready(Err(self.fail(format!("unexpected {kind:?} record for the {role:?} side")))),
+        }
+        Poll::Ready(Ok(true))
+    }
+
+    fn control_lease(&mut self, payload: &[u8]) -> io::Result<Lease> {
+        let lease = Lease::decode(payload).ok_or_else(|| self.fail("malformed lease in a control record".into()))?;
+        if lease.len < record::MIN_RECORD_KEY as u64 {
+            return Err(self.fail("announced lease is too small".into()));
+        }
+        self.source.note_use(lease);
+        self.stats.saw_lease(lease);
+        Ok(lease)
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for OtpStream<T> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        this.check_failed()?;
+        if !this.read_waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            this.read_waker = Some(cx.waker().clone());
+        }
+        this.maintain(cx)?;
+        if this.plain_in.is_empty() {
+            let got = ready!(this.poll_fill(cx, false));
+            this.maintain(cx)?;
+            match got {
+                Ok(true) => {}
+                Ok(false) => return Poll::Ready(Ok(())),
+                // Our CLOSE was answered by the peer closing the socket: a clean end.
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof && this.close_queued && this.control.is_empty() => {
+                    return Poll::Ready(Ok(()))
+                }
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+        let n = this.plain_in.len().min(buf.remaining());
+        buf.put_slice(&this.plain_in[..n]);
+        this.plain_in.advance(n);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for OtpStream<T> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        this.check_failed()?;
+        if this.peer_closed || this.close_queued {
+            return Poll::Ready(Err(io::Error::new(io::ErrorKind::BrokenPipe, "tunnel is closing")));
+        }
+        if !this.write_waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            this.write_waker = Some(cx.waker().clone());
+        }
+        this.maintain(cx)?;
+        if this.out.len() >= OUT_HIGH {
+            ready!(this.poll_drain(cx))?;
+        }
+        ready!(this.poll_seal_plain(cx, false))?;
+        let n = buf.len().min(MAX_PAYLOAD - this.plain_out.len());
+        this.plain_out.extend_from_slice(&buf[..n]);
+        if let Poll::Ready(r) = this.poll_seal_plain(cx, false) {
+            r?;
+        }
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        this.check_failed()?;
+        this.maintain(cx)?;
+        ready!(this.poll_seal_plain(cx, true))?;
+        this.seal_controls(cx)?;
+        ready!(this.poll_drain(cx))?;
+        Pin::new(&mut this.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        this.check_failed()?;
+        if !this.peer_closed {
+            ready!(this.poll_seal_plain(cx, true))?;
+            this.queue_close(CloseReason::Shutdown);
+            this.seal_controls(cx)?;
+            if !this.control.is_empty() {
+                return Poll::Pending;
+            }
+        }
+        ready!(this.poll_drain(cx))?;
+        Pin::new(&mut this.io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lease::LeaseAllocator;
+    use std::sync::Mutex;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A pad in memory shared by both ends, each with its own copy, and a
+    /// journal of every lease either side used.
+    struct MemPad {
+        bytes: Vec<u8>,
+        erased: Mutex<Vec<bool>>,
+        alloc: Mutex<LeaseAllocator>,
+        lease_len: u64,
+        used: Arc<Mutex<Vec<Lease>>>,
+    }
+
+    impl KeySource for MemPad {
+        fn take(&self, l: Lease) -> io::Result<Zeroizing<Vec<u8>>> {
+            let mut e = self.erased.lock().unwrap();
+            for i in l.offset..l.end() {
+                assert!(!e[i as usize], "byte {i} taken twice on one side");
+                e[i as usize] = true;
+            }
+            Ok(Zeroizing::new(self.bytes[l.offset as usize..l.end() as usize].to_vec()))
+        }
+        fn allocate(&self) -> io::Result<Option<Lease>> {
+            Ok(self.alloc.lock().unwrap().allocate(self.lease_len))
+        }
+        fn note_use(&self, l: Lease) {
+            self.used.lock().unwrap().push(l);
+        }
+    }
+
+    fn pair(
+        data_size: u64,
+        lease_len: u64,
+    ) -> (OtpStream<tokio::io::DuplexStream>, OtpStream<tokio::io::DuplexStream>, Arc<Mutex<Vec<Lease>>>) {
+        let bytes: Vec<u8> = (0..data_size).map(|i| (i * 7 + i / 251) as u8).collect();
+        let used = Arc::new(Mutex::new(Vec::new()));
+        let mk = |alloc_hwm: u64| MemPad {
+            bytes: bytes.clone(),
+            erased: Mutex::new(vec![false; data_size as usize]),
+            alloc: Mutex::new(LeaseAllocator { hwm: alloc_hwm, data_size }),
+            lease_len,
+            used: used.clone(),
+        };
+        let gw: Arc<dyn KeySource> = Arc::new(mk(0));
+        // The handshake's first two leases.
+        let up = gw.allocate().unwrap().unwrap();
+        let down = gw.allocate().unwrap().unwrap();
+        let ag: Arc<dyn KeySource> = Arc::new(mk(0));
+        let (a, b) = tokio::io::duplex(256 * 1024);
+        let gws = OtpStream::new(a, Role::Allocator, gw.clone(), LeaseKeys::new(down, gw.take(down).unwrap()), LeaseKeys::new(up, gw.take(up).unwrap()));
+        let ags = OtpStream::new(b, Role::Follower, ag.clone(), LeaseKeys::new(up, ag.take(up).unwrap()), LeaseKeys::new(down, ag.take(down).unwrap()));
+        (gws, ags, used)
+    }
+
+    fn pattern(n: usize, seed: u8) -> Vec<u8> {
+        (0..n).map(|i| (i as u8).wrapping_mul(seed) ^ (i >> 10) as u8).collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn carries_megabytes_both_ways_across_many_leases() {
+        let (mut gw, mut ag, used) = pair(32 << 20, 64 * 1024);
+        let down = pattern(5 << 20, 3);
+        let up = pattern(3 << 20, 5);
+        let (d2, u2) = (down.clone(), up.clone());
+        let g = tokio::spawn(async move {
+            let (mut r, mut w) = tokio::io::split(gw);
+            let writer = tokio::spawn(async move {
+                for c in d2.chunks(10_000) {
+                    w.write_all(c).await.unwrap();
+                }
+                w.flush().await.unwrap();
+                w
+            });
+            let mut got = vec![0u8; u2.len()];
+            r.read_exact(&mut got).await.unwrap();
+            assert!(got == u2, "upstream bytes differ");
+            let w = writer.await.unwrap();
+            gw = r.unsplit(w);
+            gw
+        });
+        let (mut r, mut w) = tokio::io::split(ag);
+        let writer = tokio::spawn(async move {
+            for c in up.chunks(7_000) {
+                w.write_all(c).await.unwrap();
+            }
+            w.flush().await.unwrap();
+            w
+        });
+        let mut got = vec![0u8; down.len()];
+        r.read_exact(&mut got).await.unwrap();
+        assert!(got == down, "downstream bytes differ");
+        let w = writer.await.unwrap();
+        ag = r.unsplit(w);
+        let gw = g.await.unwrap();
+        let s = ag.stats();
+        assert_eq!(s.payload_recv.load(Ordering::Relaxed), 5 << 20);
+        assert_eq!(gw.stats().payload_recv.load(Ordering::Relaxed), 3 << 20);
+        // Full records: 68 pad bytes per 16 KiB, plus the control records
+        // that 64 KiB leases need (production leases are far larger).
+        let ratio = s.pad_recv.load(Ordering::Relaxed) as f64 / (5u64 << 20) as f64;
+        assert!(ratio < 1.01, "pad ratio {ratio}");
+        // No two leases either side used overlap.
+        let mut ls = used.lock().unwrap().clone();
+        ls.sort_by_key(|l| l.offset);
+        ls.dedup();
+        for w in ls.windows(2) {
+            assert!(!w[0].overlaps(&w[1]), "{} overlaps {}", w[0], w[1]);
+        }
+        assert!(ls.len() > 100, "expected many leases, got {}", ls.len());
+    }
+
+    #[tokio::test]
+    async fn a_tampered_byte_closes_the_stream_and_delivers_nothing() {
+        let (gw, ag, _) = pair(1 << 20, 64 * 1024);
+        // Put a byte-flipping relay between them.
+        let (mut gw, mut ag) = (gw, ag);
+        let mut wire = BytesMut::new();
+        gw.plain_out.extend_from_slice(b"secret payload");
+        let waker = futures_noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        assert!(matches!(gw.poll_seal_plain(&mut cx, true), Poll::Ready(Ok(()))));
+        wire.extend_from_slice(&gw.out);
+        wire[25] ^= 0x01;
+        ag.inbuf.extend_from_slice(&wire);
+        match ag.poll_open_one(&mut cx) {
+            Poll::Ready(Err(e)) => assert!(e.to_string().contains("authentication"), "{e}"),
+            other => panic!("expected an error, got {other:?}"),
+        }
+        assert!(ag.plain_in.is_empty());
+        let mut buf = [0u8; 10];
+        assert!(ag.read(&mut buf).await.is_err(), "a failed stream stays failed");
+    }
+
+    #[tokio::test]
+    async fn close_ends_the_peers_read_cleanly() {
+        let (mut gw, mut ag, _) = pair(1 << 20, 64 * 1024);
+        gw.write_all(b"bye").await.unwrap();
+        gw.shutdown().await.unwrap();
+        let mut got = Vec::new();
+        ag.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"bye");
+        assert_eq!(ag.stats().close_reason.load(Ordering::Relaxed), CloseReason::Shutdown as u8);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn key_exhaustion_is_reported_with_its_reason() {
+        // Room for the two handshake leases and little more.
+        let (mut gw, mut ag, _) = pair(3 * 64 * 1024, 64 * 1024);
+        let g = tokio::spawn(async move {
+            let data = vec![7u8; 1 << 20];
+            let r = gw.write_all(&data).await;
+            let _ = gw.flush().await;
+            r
+        });
+        let mut got = Vec::new();
+        let _ = ag.read_to_end(&mut got).await;
+        assert!(got.len() < 1 << 20);
+        assert_eq!(ag.stats().close_reason.load(Ordering::Relaxed), CloseReason::KeyExhausted as u8);
+        assert!(g.await.unwrap().is_err());
+    }
+
+    fn futures_noop_waker() -> Waker {
+        struct Noop;
+        impl std::task::Wake for Noop {
+            fn wake(self: Arc<Self>) {}
+        }
+        Waker::from(Arc::new(Noop))
+    }
+}
