@@ -1,1 +1,101 @@
-fn main() {}
+//! `padnet-agent`: the user's command. Opens the pad, keeps the tunnel up and
+//! serves the browser on loopback; the work is in the library.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use padnet_agent::link::Link;
+use tunnel::store::{FollowingPad, LeaseJournal};
+
+#[derive(Parser)]
+#[command(name = "padnet-agent", version, about = "padnet agent: your browser's private proxy, paid by a pad")]
+struct Cli {
+    /// The pad file.
+    #[arg(long)]
+    pad: PathBuf,
+    /// Where the browser connects (loopback only unless --allow-non-loopback).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Gateway address to use instead of the pad's (repeat to try several, in order).
+    #[arg(long = "gateway", value_name = "ADDR")]
+    gateways: Vec<String>,
+    /// Accept browser connections from other machines (anyone who can reach it spends your pad).
+    #[arg(long)]
+    allow_non_loopback: bool,
+    /// Seconds to wait for a gateway to connect and answer.
+    #[arg(long, default_value_t = 10)]
+    timeout: u64,
+    /// Append every lease and ticket slot used to FILE (pad offsets only; for audits and tests).
+    #[arg(long, value_name = "FILE", hide = true)]
+    lease_journal: Option<PathBuf>,
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("PADNET_LOG").unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(e) = run(Cli::parse()) {
+        eprintln!("padnet-agent: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    if !cli.listen.ip().is_loopback() && !cli.allow_non_loopback {
+        anyhow::bail!(
+            "--listen {}: not a loopback address; anyone who reaches it would spend your pad. Use 127.0.0.1, or add --allow-non-loopback",
+            cli.listen
+        );
+    }
+    let journal = cli.lease_journal.as_deref().map(LeaseJournal::open).transpose().context("--lease-journal")?;
+    let pad = Arc::new(FollowingPad::open(&cli.pad, journal)?);
+    let addrs = if cli.gateways.is_empty() { pad.header().gateways.clone() } else { cli.gateways.clone() };
+    if addrs.is_empty() {
+        anyhow::bail!("{}: the pad names no gateway; give one with --gateway", cli.pad.display());
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(cli.listen).await.with_context(|| format!("binding {}", cli.listen))?;
+        let local = listener.local_addr()?;
+        let link = Link::new(pad.clone(), addrs, Duration::from_secs(cli.timeout));
+        tokio::spawn(link.clone().run());
+        tracing::info!(
+            "pad {}: {} key bytes, {} ticket slots left",
+            pad.header().serial,
+            pad.header().data_size,
+            pad.slots_left()
+        );
+        println!("padnet-agent listening on {local}");
+        use std::io::Write;
+        std::io::stdout().flush()?;
+        loop {
+            let (tcp, _) = tokio::select! {
+                a = listener.accept() => match a {
+                    Ok(x) => x,
+                    Err(e) => { tracing::warn!("accept: {e}"); continue; }
+                },
+                _ = tokio::signal::ctrl_c() => break,
+            };
+            let _ = tcp.set_nodelay(true);
+            let link = link.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req| padnet_agent::proxy::handle(link.clone(), local, req));
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .keep_alive(true)
+                    .serve_connection(TokioIo::new(tcp), svc)
+                    .with_upgrades();
+                if let Err(e) = conn.await {
+                    tracing::debug!("browser connection: {e}");
+                }
+            });
+        }
+        anyhow::Ok(())
+    })
+}

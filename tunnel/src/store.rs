@@ -187,6 +187,20 @@ impl AllocatingPad {
         Ok(leases)
     }
 
+    /// Burn `slot` (and every earlier one) without opening a tunnel: a hello
+    /// on it failed authentication, and its keys must never be tried again.
+    pub fn burn_slot(&self, slot: u32) -> io::Result<()> {
+        let mut st = self.lock();
+        if slot < st.next_slot {
+            return Ok(());
+        }
+        let first_unburned = st.next_slot;
+        st.next_slot = slot + 1;
+        st.store()?;
+        drop(st);
+        self.pad.erase_slots(first_unburned, slot + 1)
+    }
+
     /// Change the pad's status durably.
     pub fn set_status(&self, status: PadStatus) -> io::Result<()> {
         let mut st = self.lock();

@@ -1,0 +1,18 @@
+//! padnet's agent: the browser's HTTP proxy on loopback, carrying every
+//! request over one OTP tunnel to the gateway.
+//!
+//! # Layout
+//!
+//! - [`dial`]: the agent side of the handshake.
+//! - [`link`]: the one h2-over-OtpStream connection, kept up with backoff.
+//! - [`proxy`]: the browser-facing proxy (CONNECT, absolute-form, own pages).
+//! - [`pages`]: the agent's own pages and error pages.
+#![forbid(unsafe_code)]
+
+pub mod dial;
+pub mod link;
+pub mod pages;
+pub mod proxy;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub type Body = http_body_util::combinators::BoxBody<bytes::Bytes, BoxError>;

@@ -1,0 +1,191 @@
+//! The agent's one tunnel: an HTTP/2 client connection over `OtpStream`,
+//! kept up in the background. It dials the pad's gateway addresses in order,
+//! reconnects with backoff, and a waiting request can kick an early retry.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hyper::client::conn::http2::SendRequest;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::sync::{watch, Notify};
+use tunnel::handshake::ReplyStatus;
+use tunnel::store::FollowingPad;
+use tunnel::stream::{CloseReason, StreamStats};
+
+use crate::dial::{dial, DialError};
+use crate::Body;
+
+const BACKOFF_START: Duration = Duration::from_millis(200);
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
+
+/// What the link is doing now.
+#[derive(Clone)]
+pub enum LinkState {
+    Connecting,
+    Up(SendRequest<Body>),
+    /// Every address failed this round; `tried` says how.
+    Down { tried: Vec<String> },
+    /// The gateway will not serve this pad again (exhausted, cancelled...).
+    Finished { reason: Finished },
+}
+
+/// Why the pad can no longer be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finished {
+    KeyExhausted,
+    ValueExhausted,
+    Cancelled,
+    NotActivated,
+    NoTickets,
+}
+
+/// Totals across every tunnel this process opened.
+#[derive(Debug, Default)]
+pub struct Totals {
+    pub streams: Mutex<Vec<Arc<StreamStats>>>,
+}
+
+impl Totals {
+    pub fn sum(&self, f: impl Fn(&StreamStats) -> u64) -> u64 {
+        self.streams.lock().map(|s| s.iter().map(|x| f(x)).sum()).unwrap_or(0)
+    }
+    pub fn max(&self, f: impl Fn(&StreamStats) -> u64) -> u64 {
+        self.streams.lock().map(|s| s.iter().map(|x| f(x)).max().unwrap_or(0)).unwrap_or(0)
+    }
+    pub fn balance(&self) -> Option<i64> {
+        self.streams.lock().ok()?.last().map(|s| s.balance.load(Ordering::Relaxed))
+    }
+}
+
+pub struct Link {
+    pub pad: Arc<FollowingPad>,
+    pub addrs: Vec<String>,
+    pub timeout: Duration,
+    pub state: watch::Sender<LinkState>,
+    pub kick: Notify,
+    pub totals: Totals,
+}
+
+impl Link {
+    pub fn new(pad: Arc<FollowingPad>, addrs: Vec<String>, timeout: Duration) -> Arc<Link> {
+        Arc::new(Link { pad, addrs, timeout, state: watch::channel(LinkState::Connecting).0, kick: Notify::new(), totals: Totals::default() })
+    }
+
+    /// Keep the tunnel up until the pad is finished.
+    pub async fn run(self: Arc<Self>) {
+        let mut backoff = BACKOFF_START;
+        loop {
+            self.state.send_replace(LinkState::Connecting);
+            let mut tried = Vec::new();
+            let mut finished = None;
+            for addr in &self.addrs {
+                match self.connect_once(addr).await {
+                    Ok(reason) => {
+                        backoff = BACKOFF_START;
+                        finished = reason;
+                        tried.clear();
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::warn!("gateway {addr}: {e}");
+                        if let DialError::Refused(status) = &e {
+                            finished = Some(match status {
+                                ReplyStatus::KeyExhausted => Finished::KeyExhausted,
+                                ReplyStatus::ValueExhausted => Finished::ValueExhausted,
+                                ReplyStatus::Cancelled => Finished::Cancelled,
+                                _ => Finished::NotActivated,
+                            });
+                            break;
+                        }
+                        if let DialError::Pad(_) = &e {
+                            if self.pad.slots_left() == 0 {
+                                finished = Some(Finished::NoTickets);
+                                break;
+                            }
+                        }
+                        tried.push(format!("{addr}: {e}"));
+                    }
+                }
+            }
+            if let Some(reason) = finished {
+                tracing::error!("the pad can no longer be used: {reason:?}");
+                self.state.send_replace(LinkState::Finished { reason });
+                return;
+            }
+            if tried.is_empty() {
+                continue; // the tunnel ended after working: reconnect at once
+            }
+            self.state.send_replace(LinkState::Down { tried });
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = self.kick.notified() => {}
+            }
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+    }
+
+    /// Dial, serve the tunnel until it ends. Ok(Some) if the gateway said the pad is finished.
+    async fn connect_once(&self, addr: &str) -> Result<Option<Finished>, DialError> {
+        let (stream, reply) = dial(addr, &self.pad, self.timeout).await?;
+        let stats = stream.stats();
+        stats.balance.store(reply.balance, Ordering::Relaxed);
+        if let Ok(mut s) = self.totals.streams.lock() {
+            s.push(stats.clone());
+        }
+        let mut h2 = hyper::client::conn::http2::Builder::new(TokioExecutor::new());
+        h2.timer(hyper_util::rt::TokioTimer::new());
+        h2.initial_stream_window_size(4 << 20)
+            .initial_connection_window_size(16 << 20)
+            .max_frame_size(256 * 1024)
+            .max_send_buf_size(1 << 20)
+            .keep_alive_interval(Some(Duration::from_secs(30)))
+            .keep_alive_timeout(Duration::from_secs(20));
+        let (sender, conn) = match h2.handshake(TokioIo::new(stream)).await {
+            Ok(x) => x,
+            Err(e) => return Err(DialError::Connect(std::io::Error::other(e))),
+        };
+        tracing::info!("tunnel up via {addr}");
+        self.state.send_replace(LinkState::Up(sender));
+        if let Err(e) = conn.await {
+            tracing::warn!("tunnel via {addr} ended: {e}");
+        } else {
+            tracing::info!("tunnel via {addr} closed");
+        }
+        Ok(match CloseReason::from_u8(stats.close_reason.load(Ordering::Relaxed)) {
+            CloseReason::KeyExhausted => Some(Finished::KeyExhausted),
+            CloseReason::ValueExhausted => Some(Finished::ValueExhausted),
+            CloseReason::Cancelled => Some(Finished::Cancelled),
+            _ => None,
+        })
+    }
+
+    /// A sender for one request: waits for the tunnel while it is
+    /// connecting; when it is down, kicks a retry and waits for that.
+    pub async fn sender(&self) -> Result<SendRequest<Body>, LinkState> {
+        let mut rx = self.state.subscribe();
+        let deadline = tokio::time::Instant::now() + self.timeout * 2;
+        let mut kicked = false;
+        loop {
+            let state = rx.borrow_and_update().clone();
+            match state {
+                LinkState::Up(mut s) => {
+                    if s.ready().await.is_ok() {
+                        return Ok(s);
+                    }
+                }
+                LinkState::Down { .. } if !kicked => {
+                    kicked = true;
+                    self.kick.notify_one();
+                }
+                LinkState::Finished { .. } => return Err(state),
+                LinkState::Down { .. } if kicked => return Err(state),
+                _ => {}
+            }
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => {}
+                _ => return Err(rx.borrow().clone()),
+            }
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! The agent's own pages (status, balance, proxy.pac) and the error pages a
+//! browser sees when the tunnel cannot carry a request, each with the right
+//! status and what to do about it.
+
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+
+use crate::link::{Finished, Link, LinkState};
+use crate::proxy::link_word;
+use crate::Body;
+
+fn body(s: String) -> Body {
+    Full::new(Bytes::from(s)).map_err(|never| match never {}).boxed()
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+/// An HTML page with a status, a title and a message.
+pub fn simple(status: StatusCode, title: &str, msg: &str) -> Response<Body> {
+    let page = format!(
+        "<!doctype html><html><head><meta charset=utf-8><title>{t}</title></head><body>\
+         <h1>{code} {t}</h1><p>{m}</p><p><small>padnet agent</small></p></body></html>\n",
+        t = escape(title),
+        code = status.as_u16(),
+        m = msg
+    );
+    let mut r = Response::new(body(page));
+    *r.status_mut() = status;
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    r
+}
+
+/// The page for a request the link could not carry.
+pub fn link_error(state: &LinkState, link: &Link) -> Response<Body> {
+    match state {
+        LinkState::Finished { reason } => {
+            let (title, msg) = match reason {
+                Finished::KeyExhausted => (
+                    "Pad used up",
+                    "This pad's key material is used up, so nothing more can be sent safely. Buy a new pad and start the agent with it.".to_string(),
+                ),
+                Finished::NoTickets => (
+                    "Pad used up",
+                    "This pad has opened as many tunnels as it has tickets for. Buy a new pad and start the agent with it.".to_string(),
+                ),
+                Finished::ValueExhausted => ("Value used up", "This pad's value is used up. Buy a new pad, or top up your account.".to_string()),
+                Finished::Cancelled => ("Pad cancelled", "The operator cancelled this pad.".to_string()),
+                Finished::NotActivated => ("Pad not activated", "This pad has not been activated yet.".to_string()),
+            };
+            let mut r = simple(StatusCode::PAYMENT_REQUIRED, title, &escape(&msg));
+            r.headers_mut().insert("x-padnet-error", HeaderValue::from_static("pad-finished"));
+            r
+        }
+        LinkState::Down { tried } => {
+            let list: String = tried.iter().map(|t| format!("<li>{}</li>", escape(t))).collect();
+            let mut r = simple(
+                StatusCode::BAD_GATEWAY,
+                "Gateway unreachable",
+                &format!("The agent could not open a tunnel to any gateway of this pad. It tried:<ul>{list}</ul>It keeps retrying; reload in a moment."),
+            );
+            r.headers_mut().insert("x-padnet-error", HeaderValue::from_static("gateway-unreachable"));
+            r
+        }
+        _ => {
+            let tried: Vec<String> = link.addrs.clone();
+            simple(
+                StatusCode::BAD_GATEWAY,
+                "Gateway unreachable",
+                &format!("The tunnel is still connecting to {}; reload in a moment.", escape(&tried.join(", "))),
+            )
+        }
+    }
+}
+
+/// The page for a request the tunnel dropped.
+pub fn tunnel_failed(err: &str) -> Response<Body> {
+    let mut r = simple(StatusCode::BAD_GATEWAY, "Tunnel failed", &format!("The tunnel failed while carrying this request: {}. The agent reconnects by itself; reload.", escape(err)));
+    r.headers_mut().insert("x-padnet-error", HeaderValue::from_static("tunnel-failed"));
+    r
+}
+
+/// Requests to the agent itself.
+pub fn own(link: &Link, listen: std::net::SocketAddr, req: Request<Incoming>) -> Response<Body> {
+    match req.uri().path() {
+        "/status" => {
+            let mut r = Response::new(body(status_json(link).to_string() + "\n"));
+            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            r
+        }
+        "/proxy.pac" => {
+            let pac = format!("function FindProxyForURL(url, host) {{\n  return \"PROXY {listen}\";\n}}\n");
+            let mut r = Response::new(body(pac));
+            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-ns-proxy-autoconfig"));
+            r
+        }
+        "/" => {
+            let s = status_json(link);
+            let rows: String = s
+                .as_object()
+                .map(|o| o.iter().map(|(k, v)| format!("<tr><th>{}</th><td>{}</td></tr>", escape(k), escape(&v.to_string()))).collect())
+                .unwrap_or_default();
+            let page = format!(
+                "<!doctype html><html><head><meta charset=utf-8><title>padnet agent</title></head><body>\
+                 <h1>padnet agent</h1><table>{rows}</table>\
+                 <p>Point your browser's HTTP proxy at <code>{listen}</code>, or use \
+                 <a href=\"/proxy.pac\">/proxy.pac</a> for automatic configuration.</p></body></html>\n"
+            );
+            let mut r = Response::new(body(page));
+            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+            r
+        }
+        _ => simple(StatusCode::NOT_FOUND, "Not found", "The agent serves /, /status and /proxy.pac. To browse, use it as a proxy."),
+    }
+}
+
+/// The agent's status as JSON.
+pub fn status_json(link: &Link) -> serde_json::Value {
+    let h = link.pad.header();
+    let t = &link.totals;
+    let spent = t.max(|s| s.lease_hwm.load(Ordering::Relaxed));
+    let balance = t.balance().unwrap_or(h.value_micros);
+    serde_json::json!({
+        "serial": h.serial.to_string(),
+        "balance": format_amount(balance),
+        "currency": "EUR",
+        "key_bytes_left": h.data_size.saturating_sub(spent),
+        "ticket_slots_left": link.pad.slots_left(),
+        "tunnel": link_word(&link.state.borrow()),
+        "gateways": link.addrs,
+        "payload_bytes_sent": t.sum(|s| s.payload_sent.load(Ordering::Relaxed)),
+        "payload_bytes_received": t.sum(|s| s.payload_recv.load(Ordering::Relaxed)),
+        "pad_bytes_sent": t.sum(|s| s.pad_sent.load(Ordering::Relaxed)),
+        "pad_bytes_received": t.sum(|s| s.pad_recv.load(Ordering::Relaxed)),
+        "pad_bytes_wasted": t.sum(|s| s.pad_wasted.load(Ordering::Relaxed)),
+    })
+}
+
+/// Micro-units as a decimal string ("4.23").
+pub fn format_amount(micros: i64) -> String {
+    let sign = if micros < 0 { "-" } else { "" };
+    let m = micros.unsigned_abs();
+    format!("{sign}{}.{:02}", m / 1_000_000, (m % 1_000_000) / 10_000)
+}

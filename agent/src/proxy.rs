@@ -1,0 +1,141 @@
+//! The browser-facing HTTP/1.1 proxy: `CONNECT` becomes an h2 CONNECT stream
+//! through the tunnel, absolute-form requests become h2 requests, and
+//! origin-form requests to the agent itself get the agent's own pages.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use http::{header, HeaderMap, HeaderName, Method, Request, Response, StatusCode, Version};
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+
+use crate::link::{Link, LinkState};
+use crate::pages;
+use crate::Body;
+
+/// Dispatch one browser request.
+pub async fn handle(link: Arc<Link>, listen: std::net::SocketAddr, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    Ok(if req.method() == Method::CONNECT {
+        connect(&link, req).await
+    } else if req.uri().scheme().is_some() {
+        forward(&link, req).await
+    } else {
+        pages::own(&link, listen, req)
+    })
+}
+
+/// Headers that belong to one hop; HTTP/2 forbids them outright.
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// Strip hop-by-hop headers (and those `Connection` names) before h2.
+pub fn strip_hop_by_hop(h: &mut HeaderMap) {
+    let named: Vec<HeaderName> = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for n in named.iter().chain(HOP_BY_HOP.iter()) {
+        h.remove(n);
+    }
+}
+
+async fn forward(link: &Link, req: Request<Incoming>) -> Response<Body> {
+    let mut sender = match link.sender().await {
+        Ok(s) => s,
+        Err(state) => return pages::link_error(&state, link),
+    };
+    let (mut parts, body) = req.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    // The authority travels as :authority; a Host header would only repeat it.
+    parts.headers.remove(header::HOST);
+    parts.version = Version::HTTP_2;
+    let req = Request::from_parts(parts, body.map_err(Into::into).boxed());
+    match sender.send_request(req).await {
+        Ok(resp) => {
+            let (mut parts, body) = resp.into_parts();
+            strip_hop_by_hop(&mut parts.headers);
+            parts.version = Version::HTTP_11;
+            Response::from_parts(parts, body.map_err(Into::into).boxed())
+        }
+        Err(e) => pages::tunnel_failed(&e.to_string()),
+    }
+}
+
+async fn connect(link: &Link, mut req: Request<Incoming>) -> Response<Body> {
+    let mut sender = match link.sender().await {
+        Ok(s) => s,
+        Err(state) => return pages::link_error(&state, link),
+    };
+    let Some(authority) = req.uri().authority().cloned() else {
+        return pages::simple(StatusCode::BAD_REQUEST, "Bad request", "CONNECT needs host:port.");
+    };
+    let mut h2req = Request::new(Empty::new().map_err(|never| match never {}).boxed());
+    *h2req.method_mut() = Method::CONNECT;
+    *h2req.version_mut() = Version::HTTP_2;
+    match http::Uri::builder().authority(authority).build() {
+        Ok(uri) => *h2req.uri_mut() = uri,
+        Err(e) => return pages::simple(StatusCode::BAD_REQUEST, "Bad request", &e.to_string()),
+    }
+    let mut resp = match sender.send_request(h2req).await {
+        Ok(r) => r,
+        Err(e) => return pages::tunnel_failed(&e.to_string()),
+    };
+    if !resp.status().is_success() {
+        // The gateway's page (403, 502...) goes to the browser as it is.
+        let (parts, body) = resp.into_parts();
+        return Response::from_parts(parts, body.map_err(Into::into).boxed());
+    }
+    let upstream = hyper::upgrade::on(&mut resp);
+    let browser = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        match tokio::try_join!(browser, upstream) {
+            Ok((b, u)) => {
+                let mut b = TokioIo::new(b);
+                let mut u = TokioIo::new(u);
+                let _ = tokio::io::copy_bidirectional_with_sizes(&mut b, &mut u, 64 * 1024, 64 * 1024).await;
+            }
+            Err(e) => tracing::debug!("CONNECT upgrade failed: {e}"),
+        }
+    });
+    Response::new(Empty::new().map_err(|never| match never {}).boxed())
+}
+
+/// Whether the link is usable now (for the status page).
+pub fn link_word(state: &LinkState) -> &'static str {
+    match state {
+        LinkState::Connecting => "connecting",
+        LinkState::Up(_) => "up",
+        LinkState::Down { .. } => "down",
+        LinkState::Finished { .. } => "finished",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    #[test]
+    fn strips_connection_specific_headers_for_h2() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, HeaderValue::from_static("close, x-hop"));
+        h.insert("x-hop", HeaderValue::from_static("1"));
+        h.insert("proxy-connection", HeaderValue::from_static("keep-alive"));
+        h.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        h.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+    }
+}

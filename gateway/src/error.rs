@@ -1,0 +1,85 @@
+//! The one place gateway failures become HTTP answers: each error kind maps to
+//! a status and a page saying what happened and what to do, with an
+//! `x-padnet-error` code the agent and tests can read.
+
+use std::error::Error as StdError;
+
+use bytes::Bytes;
+use http::{Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+
+use crate::guard::PrivateUpstream;
+use crate::Body;
+
+/// Why a request could not be served.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GatewayError {
+    /// The origin's addresses are loopback/private/link-local and the operator did not allow them.
+    #[error("{0}")]
+    PrivateUpstream(#[from] PrivateUpstream),
+    /// CONNECT to a port the gateway does not tunnel.
+    #[error("CONNECT to port {0} is not allowed (allowed: {1})")]
+    PortNotAllowed(u16, String),
+    /// The request is malformed (no host, bad URI...).
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    /// The origin could not be reached.
+    #[error("cannot reach {host}: {reason}")]
+    Unreachable { host: String, reason: String },
+}
+
+impl GatewayError {
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            GatewayError::PrivateUpstream(_) => (StatusCode::FORBIDDEN, "private-upstream"),
+            GatewayError::PortNotAllowed(..) => (StatusCode::FORBIDDEN, "port-not-allowed"),
+            GatewayError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad-request"),
+            GatewayError::Unreachable { .. } => (StatusCode::BAD_GATEWAY, "upstream-unreachable"),
+        }
+    }
+
+    /// Classify a client error by walking its sources.
+    pub fn from_client(host: &str, e: &(dyn StdError + 'static)) -> GatewayError {
+        let mut cur: Option<&(dyn StdError + 'static)> = Some(e);
+        while let Some(err) = cur {
+            if let Some(p) = err.downcast_ref::<PrivateUpstream>() {
+                return GatewayError::PrivateUpstream(PrivateUpstream { host: p.host.clone() });
+            }
+            if let Some(io) = err.downcast_ref::<std::io::Error>() {
+                if let Some(p) = io.get_ref().and_then(|i| i.downcast_ref::<PrivateUpstream>()) {
+                    return GatewayError::PrivateUpstream(PrivateUpstream { host: p.host.clone() });
+                }
+            }
+            cur = err.source();
+        }
+        let mut reason = e.to_string();
+        let mut src = e.source();
+        while let Some(s) = src {
+            reason.push_str(": ");
+            reason.push_str(&s.to_string());
+            src = s.source();
+        }
+        GatewayError::Unreachable { host: host.to_string(), reason }
+    }
+
+    /// The page the user sees (through the agent).
+    pub fn into_response(self) -> Response<Body> {
+        let (status, code) = self.status_and_code();
+        let msg = html_escape(&self.to_string());
+        let page = format!(
+            "<!doctype html><html><head><meta charset=utf-8><title>{status}</title></head>\
+             <body><h1>{status}</h1><p>{msg}</p><p><small>padnet gateway</small></p></body></html>\n"
+        );
+        let mut resp = Response::new(Full::new(Bytes::from(page)).map_err(|never| match never {}).boxed());
+        *resp.status_mut() = status;
+        let h = resp.headers_mut();
+        h.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/html; charset=utf-8"));
+        h.insert("x-padnet-error", http::HeaderValue::from_static(code));
+        resp
+    }
+}
+
+pub fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}

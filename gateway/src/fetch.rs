@@ -1,0 +1,141 @@
+//! The innermost service: fetch a plain request from its origin with a pooled
+//! hyper-util client (rustls for https origins), or open a CONNECT tunnel to
+//! host:port and splice bytes. Upstream addresses pass the guard first.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpStream;
+
+use crate::error::GatewayError;
+use crate::guard::{GuardedResolver, UpstreamGuard};
+use crate::headers;
+use crate::Body;
+
+/// Settings for upstream fetches.
+#[derive(Debug, Clone)]
+pub struct FetchConfig {
+    pub guard: UpstreamGuard,
+    /// Ports CONNECT may reach.
+    pub connect_ports: Vec<u16>,
+    /// Extra trust anchors for https origins (tests, private CAs).
+    pub extra_roots: Vec<rustls_pki_types::CertificateDer<'static>>,
+}
+
+type HttpsClient = Client<HttpsConnector<HttpConnector<GuardedResolver>>, Incoming>;
+
+/// The fetch service. Cheap to clone: the pool is shared.
+#[derive(Clone)]
+pub struct Fetch {
+    client: HttpsClient,
+    cfg: Arc<FetchConfig>,
+}
+
+impl Fetch {
+    pub fn new(cfg: FetchConfig) -> anyhow::Result<Fetch> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        for c in &cfg.extra_roots {
+            roots.add(c.clone()).map_err(|e| anyhow::anyhow!("extra root CA: {e}"))?;
+        }
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let mut http = HttpConnector::new_with_resolver(GuardedResolver(cfg.guard));
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(Duration::from_secs(10)));
+        let https = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_http1().wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(60)).build(https);
+        Ok(Fetch { client, cfg: Arc::new(cfg) })
+    }
+
+    async fn plain(self, mut req: Request<Incoming>) -> Result<Response<Body>, GatewayError> {
+        let uri = req.uri().clone();
+        let host = uri.host().ok_or_else(|| GatewayError::BadRequest("the request has no host".into()))?.to_string();
+        if uri.scheme_str().is_none_or(|s| s != "http" && s != "https") {
+            return Err(GatewayError::BadRequest(format!("unsupported scheme in {uri}")));
+        }
+        // IP literals are not resolved by the connector: check them here.
+        if let Ok(ip) = host.trim_start_matches('[').trim_end_matches(']').parse() {
+            if !self.cfg.guard.allows(ip) {
+                return Err(crate::guard::PrivateUpstream { host }.into());
+            }
+        }
+        headers::for_origin(req.headers_mut());
+        // The tunnel speaks h2; origins are reached over HTTP/1.1 (ALPN may not offer h2).
+        *req.version_mut() = http::Version::HTTP_11;
+        let mut resp = self.client.request(req).await.map_err(|e| GatewayError::from_client(&host, &e))?;
+        headers::strip_hop_by_hop(resp.headers_mut());
+        *resp.version_mut() = http::Version::HTTP_2;
+        Ok(resp.map(|b| b.map_err(Into::into).boxed()))
+    }
+
+    async fn connect(self, req: Request<Incoming>) -> Result<Response<Body>, GatewayError> {
+        let auth = req.uri().authority().ok_or_else(|| GatewayError::BadRequest("CONNECT needs host:port".into()))?.clone();
+        let port = auth.port_u16().ok_or_else(|| GatewayError::BadRequest("CONNECT needs host:port".into()))?;
+        if !self.cfg.connect_ports.contains(&port) {
+            let allowed = self.cfg.connect_ports.iter().map(u16::to_string).collect::<Vec<_>>().join(", ");
+            return Err(GatewayError::PortNotAllowed(port, allowed));
+        }
+        let host = auth.host().to_string();
+        let addrs = self.cfg.guard.resolve(&host, port).await.map_err(|e| GatewayError::from_client(&host, &e))?;
+        let mut last = None;
+        let mut upstream = None;
+        for a in addrs {
+            match tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(a)).await {
+                Ok(Ok(s)) => {
+                    upstream = Some(s);
+                    break;
+                }
+                Ok(Err(e)) => last = Some(e.to_string()),
+                Err(_) => last = Some("connect timed out".into()),
+            }
+        }
+        let upstream = upstream.ok_or_else(|| GatewayError::Unreachable { host: host.clone(), reason: last.unwrap_or_default() })?;
+        let _ = upstream.set_nodelay(true);
+        tokio::spawn(async move {
+            match hyper::upgrade::on(req).await {
+                Ok(upgraded) => {
+                    let mut client = TokioIo::new(upgraded);
+                    let mut upstream = upstream;
+                    let _ = tokio::io::copy_bidirectional_with_sizes(&mut client, &mut upstream, 64 * 1024, 64 * 1024).await;
+                }
+                Err(e) => tracing::debug!("CONNECT upgrade failed: {e}"),
+            }
+        });
+        let mut resp = Response::new(Empty::new().map_err(|never| match never {}).boxed());
+        *resp.status_mut() = StatusCode::OK;
+        Ok(resp)
+    }
+}
+
+impl tower::Service<Request<Incoming>> for Fetch {
+    type Response = Response<Body>;
+    type Error = GatewayError;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, GatewayError>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), GatewayError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Incoming>) -> Self::Future {
+        let me = self.clone();
+        if req.method() == Method::CONNECT {
+            Box::pin(me.connect(req))
+        } else {
+            Box::pin(me.plain(req))
+        }
+    }
+}

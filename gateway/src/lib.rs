@@ -1,0 +1,32 @@
+//! padnet's gateway: terminates OTP tunnels from agents and fetches on their
+//! behalf, never an open proxy into private networks.
+//!
+//! # Layout
+//!
+//! - [`state_dir`]: the state directory, its config and the serve lock.
+//! - [`mint`]: minting pads (twin + user copy).
+//! - [`registry`]: the pads being served and their ticket index.
+//! - [`accept`]: the gateway side of the handshake (with probe hold).
+//! - [`serve`]: the listener and the HTTP/2 server per tunnel.
+//! - [`stack`]: the per-request tower stack, in request order.
+//! - [`fetch`]: upstream fetch and CONNECT splice; [`guard`]: address guard.
+//! - [`headers`]: request/response normalisation; [`error`]: status pages.
+//! - [`units`]: money and sizes as people write them.
+#![forbid(unsafe_code)]
+
+pub mod accept;
+pub mod error;
+pub mod fetch;
+pub mod guard;
+pub mod headers;
+pub mod mint;
+pub mod registry;
+pub mod serve;
+pub mod stack;
+pub mod state_dir;
+pub mod units;
+
+/// Error type of response bodies.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// Response body type of the whole stack.
+pub type Body = http_body_util::combinators::BoxBody<bytes::Bytes, BoxError>;

@@ -1,0 +1,94 @@
+//! `padnet-gateway serve`: accept tunnels on a TCP listener, run the handshake,
+//! then serve each tunnel's HTTP/2 streams through the request stack.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+
+use crate::accept::{accept, Refused};
+use crate::fetch::Fetch;
+use crate::registry::Registry;
+use crate::stack;
+
+/// HTTP/2 windows sized for throughput over the tunnel.
+pub const STREAM_WINDOW: u32 = 4 << 20;
+pub const CONNECTION_WINDOW: u32 = 16 << 20;
+
+pub struct Server {
+    pub registry: Arc<Registry>,
+    pub fetch: Fetch,
+    /// How long a connection without a valid hello is held before closing.
+    pub probe_hold: Duration,
+}
+
+impl Server {
+    /// Accept tunnels until `shutdown` resolves.
+    pub async fn run(self: Arc<Self>, listener: TcpListener, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let me = self.clone();
+        tokio::spawn(async move { me.rescan_forever().await });
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((tcp, peer)) => {
+                        let me = self.clone();
+                        tokio::spawn(async move { me.tunnel(tcp, peer).await });
+                    }
+                    Err(e) => {
+                        tracing::warn!("accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+                _ = &mut shutdown => break,
+            }
+        }
+    }
+
+    /// Pick up pads minted while serving.
+    async fn rescan_forever(&self) {
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let reg = self.registry.clone();
+            match tokio::task::spawn_blocking(move || reg.scan()).await {
+                Ok(Ok(n)) if n > 0 => tracing::info!("{n} new pad(s) loaded"),
+                Ok(Err(e)) => tracing::warn!("rescanning pads: {e}"),
+                _ => {}
+            }
+        }
+    }
+
+    async fn tunnel(&self, tcp: tokio::net::TcpStream, _peer: SocketAddr) {
+        // The peer address is never logged with anything that names a pad.
+        let _ = tcp.set_nodelay(true);
+        let accepted = match accept(tcp, &self.registry, self.probe_hold).await {
+            Ok(a) => a,
+            Err(Refused::Io(e)) => {
+                tracing::debug!("handshake i/o: {e}");
+                return;
+            }
+            Err(e) => {
+                tracing::debug!("connection refused: {e}");
+                return;
+            }
+        };
+        tracing::debug!("tunnel open");
+        let service = TowerToHyperService::new(stack::build(self.fetch.clone()));
+        let mut h2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+        h2.timer(hyper_util::rt::TokioTimer::new());
+        h2.initial_stream_window_size(STREAM_WINDOW)
+            .initial_connection_window_size(CONNECTION_WINDOW)
+            .max_frame_size(256 * 1024)
+            .max_send_buf_size(1 << 20)
+            .max_concurrent_streams(512)
+            .keep_alive_interval(Some(Duration::from_secs(30)))
+            .keep_alive_timeout(Duration::from_secs(20));
+        if let Err(e) = h2.serve_connection(TokioIo::new(accepted.stream), service).await {
+            tracing::debug!("tunnel ended: {e}");
+        }
+        drop(accepted.pad);
+    }
+}
