@@ -29,3 +29,18 @@ pub fn parse_handshake_and_header(data: &[u8]) {
         let _ = open_reply(&slot, &r);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The fuzz entry points never panic on arbitrary input (a quick
+        /// stand-in for `make fuzz` where no nightly toolchain is available).
+        #[test]
+        fn parsers_never_panic(data in proptest::collection::vec(any::<u8>(), 0..5000)) {
+            super::open_records(&data);
+            super::parse_handshake_and_header(&data);
+        }
+    }
+}

@@ -1,1 +1,216 @@
-fn main() {}
+//! `make bench`: measures padnet against direct loopback in the same run —
+//! bulk MB/s, 1 KiB requests/s with p50/p99 latency at 50 concurrent, pad
+//! bytes per payload byte, and CPU seconds of the agent and gateway. Prints
+//! figures and ratios (medians of several runs); asserts nothing.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+use padnet_tests::*;
+
+const RUNS: usize = 3;
+const BULK_MIB: usize = 256;
+const SMALL_SECS: u64 = 4;
+const CONCURRENCY: usize = 50;
+const SEQ_SMALL: usize = 1000;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    v[v.len() / 2]
+}
+
+/// utime + stime of a process, in seconds.
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|x| x.1).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn bulk(url: &str, proxy: Option<SocketAddr>) -> f64 {
+    let mut args = vec!["-o", "/dev/null", "-w", "%{speed_download}"];
+    let p;
+    if let Some(a) = proxy {
+        p = format!("http://{a}");
+        args.extend(["-x", &p]);
+    }
+    args.push(url);
+    let out = curl(&args);
+    String::from_utf8_lossy(&out.stdout).trim().parse::<f64>().unwrap_or(0.0) / 1e6
+}
+
+/// `n` concurrent keep-alive connections doing 1 KiB GETs for `secs`.
+async fn small_load(target: SocketAddr, url: &str, proxied: bool, n: usize, secs: u64) -> (f64, f64, f64) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let mut tasks = Vec::new();
+    for _ in 0..n {
+        let url = url.to_string();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let Ok(tcp) = tokio::net::TcpStream::connect(target).await else { return lat };
+            let _ = tcp.set_nodelay(true);
+            let Ok((mut send, conn)) = hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(tcp)).await else { return lat };
+            tokio::spawn(conn);
+            let uri: http::Uri = url.parse().expect("url");
+            let path = uri.path().to_string();
+            let host = uri.authority().map(|a| a.to_string()).unwrap_or_default();
+            while Instant::now() < deadline {
+                let req = http::Request::builder()
+                    .uri(if proxied { url.as_str() } else { path.as_str() })
+                    .header(http::header::HOST, &host)
+                    .body(Empty::new())
+                    .expect("request");
+                let t = Instant::now();
+                match send.send_request(req).await {
+                    Ok(resp) => {
+                        let ok = resp.status() == 200;
+                        if resp.into_body().collect().await.is_err() || !ok {
+                            break;
+                        }
+                        lat.push(t.elapsed().as_secs_f64() * 1e3);
+                    }
+                    Err(_) => break,
+                }
+            }
+            lat
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap_or_default());
+    }
+    let rps = all.len() as f64 / secs as f64;
+    all.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    let pct = |p: f64| if all.is_empty() { 0.0 } else { all[((all.len() as f64 * p) as usize).min(all.len() - 1)] };
+    (rps, pct(0.50), pct(0.99))
+}
+
+fn status(agent: SocketAddr) -> serde_json::Value {
+    serde_json::from_slice(&curl(&[&format!("http://{agent}/status")]).stdout).unwrap_or_default()
+}
+
+fn pad_used(s: &serde_json::Value) -> (f64, f64) {
+    let g = |k: &str| s[k].as_u64().unwrap_or(0) as f64;
+    (g("pad_bytes_sent") + g("pad_bytes_received") + g("pad_bytes_wasted"), g("payload_bytes_sent") + g("payload_bytes_received"))
+}
+
+fn main() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let root = dir.path().join("www");
+    std::fs::create_dir_all(&root)?;
+    random_file(&root.join("bulk.bin"), BULK_MIB << 20);
+    random_file(&root.join("small.bin"), 1024);
+    let work = dir.path();
+    let origin = start_origin(&root, work);
+    let state = work.join("state");
+    gateway_init(&state);
+    eprintln!("minting a bench pad...");
+    let pad = mint(&state, "1000.00", "2GiB", &work.join("user"));
+    let gateway = start_gateway(&state, "127.0.0.1:0", &["--allow-private-upstreams"], work);
+    let agent = start_agent(&pad, gateway.addr, &[], work);
+    let bulk_url = format!("http://{}/bulk.bin", origin.http);
+    let small_url = format!("http://{}/small.bin", origin.http);
+    // Warm up (origin cache, tunnel).
+    bulk(&bulk_url, None);
+    bulk(&small_url, Some(agent.addr));
+
+    println!("padnet bench — loopback, {} cores, medians of {RUNS} runs", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
+    println!();
+
+    // Bulk.
+    let direct: Vec<f64> = (0..RUNS).map(|_| bulk(&bulk_url, None)).collect();
+    let cpu0 = (cpu_secs(agent.proc.pid()), cpu_secs(gateway.proc.pid()));
+    let s0 = status(agent.addr);
+    let tunnel: Vec<f64> = (0..RUNS).map(|_| bulk(&bulk_url, Some(agent.addr))).collect();
+    let s1 = status(agent.addr);
+    let cpu1 = (cpu_secs(agent.proc.pid()), cpu_secs(gateway.proc.pid()));
+    let gb = (RUNS * BULK_MIB) as f64 / 1024.0 * (1u64 << 30) as f64 / 1e9;
+    let (d, t) = (median(direct), median(tunnel));
+    println!("bulk download ({BULK_MIB} MiB)      direct {d:8.1} MB/s   tunnel {t:8.1} MB/s   ratio {:.2}x", t / d);
+    let (p0, q0) = pad_used(&s0);
+    let (p1, q1) = pad_used(&s1);
+    let body = (RUNS * (BULK_MIB << 20)) as f64;
+    println!(
+        "  pad bytes per payload byte       {:.4} (per tunnel byte)   {:.4} (per body byte)",
+        (p1 - p0) / (q1 - q0).max(1.0),
+        (p1 - p0) / body
+    );
+    println!(
+        "  cpu s per GB                     agent {:.2}   gateway {:.2}",
+        (cpu1.0 - cpu0.0) / gb,
+        (cpu1.1 - cpu0.1) / gb
+    );
+
+    // Small requests at 50 concurrent.
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+    let mut dr = Vec::new();
+    let mut tr = Vec::new();
+    let mut dl = (Vec::new(), Vec::new());
+    let mut tl = (Vec::new(), Vec::new());
+    let cpu2 = (cpu_secs(agent.proc.pid()), cpu_secs(gateway.proc.pid()));
+    let mut tunnel_reqs = 0.0;
+    for _ in 0..RUNS {
+        let (r, p50, p99) = rt.block_on(small_load(origin.http, &small_url, false, CONCURRENCY, SMALL_SECS));
+        dr.push(r);
+        dl.0.push(p50);
+        dl.1.push(p99);
+        let (r, p50, p99) = rt.block_on(small_load(agent.addr, &small_url, true, CONCURRENCY, SMALL_SECS));
+        tunnel_reqs += r * SMALL_SECS as f64;
+        tr.push(r);
+        tl.0.push(p50);
+        tl.1.push(p99);
+    }
+    let cpu3 = (cpu_secs(agent.proc.pid()), cpu_secs(gateway.proc.pid()));
+    let (d, t) = (median(dr), median(tr));
+    println!();
+    println!("1 KiB requests, {CONCURRENCY} concurrent  direct {d:8.0} req/s  tunnel {t:8.0} req/s  ratio {:.2}x", t / d);
+    println!(
+        "  latency p50 / p99 (ms)           direct {:.2} / {:.2}   tunnel {:.2} / {:.2}",
+        median(dl.0),
+        median(dl.1),
+        median(tl.0),
+        median(tl.1)
+    );
+    println!(
+        "  cpu ms per request               agent {:.3}   gateway {:.3}  (includes direct runs' idle time)",
+        (cpu3.0 - cpu2.0) * 1e3 / tunnel_reqs.max(1.0),
+        (cpu3.1 - cpu2.1) * 1e3 / tunnel_reqs.max(1.0)
+    );
+
+    // Pad use on a mix of small requests, one at a time.
+    let s2 = status(agent.addr);
+    let (r, _, _) = rt.block_on(small_load_count(agent.addr, &small_url, SEQ_SMALL));
+    let s3 = status(agent.addr);
+    let (p2, q2) = pad_used(&s2);
+    let (p3, q3) = pad_used(&s3);
+    println!();
+    println!(
+        "pad use, {SEQ_SMALL} x 1 KiB one at a time     {:.4} per tunnel byte   {:.3} per body byte   ({:.0} pad bytes/request, {r:.0} req/s)",
+        (p3 - p2) / (q3 - q2).max(1.0),
+        (p3 - p2) / (SEQ_SMALL * 1024) as f64,
+        (p3 - p2) / SEQ_SMALL as f64
+    );
+    let _ = Path::new("");
+    Ok(())
+}
+
+/// `count` sequential 1 KiB requests on one connection.
+async fn small_load_count(target: SocketAddr, url: &str, count: usize) -> (f64, f64, f64) {
+    let tcp = tokio::net::TcpStream::connect(target).await.expect("connect");
+    let _ = tcp.set_nodelay(true);
+    let (mut send, conn) = hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(tcp)).await.expect("handshake");
+    tokio::spawn(conn);
+    let t0 = Instant::now();
+    for _ in 0..count {
+        let req = http::Request::builder().uri(url).body(Empty::new()).expect("request");
+        if let Ok(resp) = send.send_request(req).await {
+            let _ = resp.into_body().collect().await;
+        }
+    }
+    (count as f64 / t0.elapsed().as_secs_f64(), 0.0, 0.0)
+}

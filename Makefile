@@ -1,0 +1,35 @@
+# padnet — the two commands a new machine needs are `make run` and `make test`.
+CARGO ?= cargo
+BIN := target/release
+
+.PHONY: build run test bench lint fuzz clean-run
+
+build:
+	$(CARGO) build --release --workspace --bins
+
+## run: a demo site, a gateway, a demo pad and an agent on 127.0.0.1:8080, ready for a browser
+run: build
+	scripts/run-demo.sh
+
+## test: unit, property and end-to-end tests (real processes, real curl)
+test:
+	scripts/ensure-tools.sh
+	$(CARGO) build --release --workspace --bins
+	PADNET_BIN_DIR=$(CURDIR)/$(BIN) $(CARGO) test --release --workspace -- --test-threads=2
+
+## bench: throughput, request rate, latency and pad use, direct vs through the tunnel
+bench: build
+	scripts/ensure-tools.sh
+	PADNET_BIN_DIR=$(CURDIR)/$(BIN) $(BIN)/padnet-bench
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## fuzz: needs cargo-fuzz and a nightly toolchain (see docs/operations.md)
+fuzz:
+	cd fuzz && $(CARGO) +nightly fuzz run records -- -max_total_time=60
+	cd fuzz && $(CARGO) +nightly fuzz run handshake -- -max_total_time=60
+
+clean-run:
+	rm -rf run
