@@ -9,6 +9,7 @@
 //! - [`record`]: pure record sealing/opening (the wire table lives there).
 //! - [`handshake`]: pure hello/reply messages sealed with a ticket slot.
 //! - [`stream`]: `OtpStream`, the async record stream with the lease protocol.
+//! - [`secret`]: key bytes in memory, wiped on drop.
 //! - [`store`]: the two sides' per-pad key sources (allocating and following).
 #![forbid(unsafe_code)]
 
@@ -16,6 +17,7 @@ pub mod handshake;
 pub mod lease;
 pub mod pad;
 pub mod record;
+pub mod secret;
 pub mod state;
 pub mod store;
 pub mod stream;

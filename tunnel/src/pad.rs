@@ -14,6 +14,7 @@ use rand::RngCore;
 use zeroize::Zeroizing;
 
 use crate::lease::Lease;
+use crate::secret::KeyBytes;
 
 /// First bytes of every pad file. The CR LF catches text-mode mangling, as PNG's does.
 pub const MAGIC: [u8; 8] = *b"PADNET\r\n";
@@ -266,6 +267,10 @@ impl From<PadFileError> for io::Error {
 pub struct PadFile {
     path: PathBuf,
     file: File,
+    /// The same file opened for direct I/O (bypassing the page cache), where
+    /// the file system supports it: pad bytes are read once, so caching them
+    /// only costs a copy and evicts useful pages.
+    direct: Option<File>,
     header: PadHeader,
 }
 
@@ -282,7 +287,11 @@ impl PadFile {
         if len != header.file_len() {
             return Err(header_err(HeaderError::Truncated { expected: header.file_len(), actual: len }));
         }
-        Ok(PadFile { path: path.to_path_buf(), file, header })
+        let direct = {
+            use std::os::unix::fs::OpenOptionsExt;
+            OpenOptions::new().read(true).custom_flags(rustix::fs::OFlags::DIRECT.bits() as i32).open(path).ok()
+        };
+        Ok(PadFile { path: path.to_path_buf(), file, direct, header })
     }
 
     pub fn header(&self) -> &PadHeader {
@@ -320,7 +329,7 @@ impl PadFile {
 
     /// Take a lease's key material into memory and erase it on disk.
     /// The returned bytes are zeroized when dropped.
-    pub fn take(&self, lease: Lease) -> io::Result<Zeroizing<Vec<u8>>> {
+    pub fn take(&self, lease: Lease) -> io::Result<KeyBytes> {
         if lease.end() > self.header.data_size || lease.len == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -328,9 +337,16 @@ impl PadFile {
             ));
         }
         let len = usize::try_from(lease.len).map_err(|_| io::Error::other("lease too large"))?;
-        let mut bytes = Zeroizing::new(vec![0u8; len]);
         let off = self.header.data_offset() + lease.offset;
-        self.file.read_exact_at(&mut bytes, off)?;
+        let mut bytes = KeyBytes::zeroed_aligned(len);
+        let aligned = off % PAGE == 0 && lease.len % PAGE == 0;
+        let direct_ok = match (&self.direct, aligned) {
+            (Some(d), true) => d.read_exact_at(&mut bytes, off).is_ok(),
+            _ => false,
+        };
+        if !direct_ok {
+            self.file.read_exact_at(&mut bytes, off)?;
+        }
         erase(&self.file, off, lease.len)?;
         Ok(bytes)
     }

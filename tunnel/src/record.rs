@@ -17,11 +17,11 @@
 
 use bytes::{BufMut, BytesMut};
 use poly1305::universal_hash::{KeyInit, UniversalHash};
-use poly1305::{Block, Key, Poly1305};
+use poly1305::{Key, Poly1305};
 use subtle::ConstantTimeEq;
-use zeroize::{Zeroize, Zeroizing};
 
 use crate::lease::Lease;
+use crate::secret::{wipe, KeyBytes};
 
 /// Largest payload of one record.
 pub const MAX_PAYLOAD: usize = 16384;
@@ -89,10 +89,10 @@ pub enum RecordError {
 }
 
 /// The key material of one lease for one direction, consumed front to back.
-/// Bytes are zeroized as they are used and the rest when dropped.
+/// Bytes are wiped as they are used, and all of them when dropped.
 pub struct LeaseKeys {
     lease: Lease,
-    bytes: Zeroizing<Vec<u8>>,
+    bytes: KeyBytes,
     used: usize,
 }
 
@@ -103,7 +103,7 @@ impl std::fmt::Debug for LeaseKeys {
 }
 
 impl LeaseKeys {
-    pub fn new(lease: Lease, bytes: Zeroizing<Vec<u8>>) -> LeaseKeys {
+    pub fn new(lease: Lease, bytes: KeyBytes) -> LeaseKeys {
         debug_assert_eq!(lease.len as usize, bytes.len());
         LeaseKeys { lease, bytes, used: 0 }
     }
@@ -133,7 +133,7 @@ impl LeaseKeys {
 
     fn burn(&mut self, n: usize) {
         let end = (self.used + n).min(self.bytes.len());
-        self.bytes[self.used..end].zeroize();
+        wipe(&mut self.bytes[self.used..end]);
         self.used = end;
     }
 }
@@ -235,21 +235,23 @@ impl Opener {
 }
 
 /// Poly1305 over `enc_header ‖ enc_payload`, without copying them together.
+/// The first four blocks go in together so the SIMD backend stays aligned on
+/// its 4-block path for the rest of the payload.
 fn payload_tag(key: &[u8], hdr: &[u8; 4], payload: &[u8]) -> poly1305::Tag {
-    let mut mac = Poly1305::new(Key::from_slice(key));
-    if payload.len() < 12 {
-        let mut buf = [0u8; 16];
-        buf[..4].copy_from_slice(hdr);
-        buf[4..4 + payload.len()].copy_from_slice(payload);
-        return mac.compute_unpadded(&buf[..4 + payload.len()]);
-    }
-    let mut first = Block::default();
+    const HEAD: usize = 64 - 4;
+    let mac = Poly1305::new(Key::from_slice(key));
+    let mut first = [0u8; 64];
     first[..4].copy_from_slice(hdr);
-    first[4..].copy_from_slice(&payload[..12]);
-    mac.update(std::slice::from_ref(&first));
-    let rest = &payload[12..];
+    if payload.len() < HEAD {
+        first[4..4 + payload.len()].copy_from_slice(payload);
+        return mac.compute_unpadded(&first[..4 + payload.len()]);
+    }
+    first[4..].copy_from_slice(&payload[..HEAD]);
+    let mut mac = mac;
+    // Whole blocks only, so no padding happens: plain block updates.
+    mac.update_padded(&first);
+    let rest = &payload[HEAD..];
     let full = rest.len() / 16 * 16;
-    // Whole blocks only, so no padding happens here: it is plain block updates.
     mac.update_padded(&rest[..full]);
     mac.compute_unpadded(&rest[full..])
 }
@@ -276,7 +278,7 @@ mod tests {
     fn keys(seed: u8, len: usize) -> (LeaseKeys, LeaseKeys) {
         let bytes: Vec<u8> = (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 8) as u8).collect();
         let lease = Lease { offset: 0, len: len as u64 };
-        (LeaseKeys::new(lease, Zeroizing::new(bytes.clone())), LeaseKeys::new(lease, Zeroizing::new(bytes)))
+        (LeaseKeys::new(lease, bytes.clone().into()), LeaseKeys::new(lease, bytes.into()))
     }
 
     fn seal_all(msgs: &[Vec<u8>], tx: &mut LeaseKeys) -> BytesMut {
@@ -295,6 +297,21 @@ mod tests {
             got.push(p.to_vec());
         }
         Ok(got)
+    }
+
+    /// The tag is standard unpadded Poly1305 over `enc_header ‖ enc_payload`,
+    /// whatever the payload length (the aligned fast path included).
+    #[test]
+    fn payload_tag_matches_one_shot_poly1305() {
+        let key = [7u8; 32];
+        for n in [0, 1, 11, 12, 59, 60, 61, 64, 75, 76, 77, 1000, 16384] {
+            let payload: Vec<u8> = (0..n).map(|i| (i * 13) as u8).collect();
+            let hdr = [1, 2, 3, 4];
+            let mut whole = hdr.to_vec();
+            whole.extend_from_slice(&payload);
+            let want = Poly1305::new(Key::from_slice(&key)).compute_unpadded(&whole);
+            assert_eq!(payload_tag(&key, &hdr, &payload), want, "n = {n}");
+        }
     }
 
     #[test]
@@ -350,7 +367,7 @@ mod tests {
         let (mut tx, _) = keys(5, 2000);
         let mut wire = BytesMut::new();
         seal(RecordType::Data, &[1; 1000], &mut tx, &mut wire).unwrap();
-        let mut rx = LeaseKeys::new(Lease { offset: 0, len: 500 }, Zeroizing::new(keys(5, 2000).1.bytes[..500].to_vec()));
+        let mut rx = LeaseKeys::new(Lease { offset: 0, len: 500 }, keys(5, 2000).1.bytes[..500].to_vec().into());
         assert_eq!(Opener::default().open(&mut wire, &mut rx), Err(RecordError::OutOfLease));
     }
 

@@ -8,11 +8,10 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use zeroize::Zeroizing;
-
 use crate::handshake::Slot;
 use crate::lease::{Lease, LeaseAllocator};
 use crate::pad::{PadFile, PadFileError, PadHeader};
+use crate::secret::KeyBytes;
 use crate::state::{field_u64, DurableCell, Fields};
 use crate::stream::KeySource;
 
@@ -210,7 +209,7 @@ impl AllocatingPad {
 }
 
 impl KeySource for AllocatingPad {
-    fn take(&self, lease: Lease) -> io::Result<Zeroizing<Vec<u8>>> {
+    fn take(&self, lease: Lease) -> io::Result<KeyBytes> {
         self.pad.take(lease)
     }
 
@@ -302,7 +301,7 @@ impl FollowingPad {
 }
 
 impl KeySource for FollowingPad {
-    fn take(&self, lease: Lease) -> io::Result<Zeroizing<Vec<u8>>> {
+    fn take(&self, lease: Lease) -> io::Result<KeyBytes> {
         self.pad.take(lease)
     }
 

@@ -14,10 +14,10 @@ use std::task::{ready, Context, Poll, Waker};
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::task::JoinHandle;
-use zeroize::Zeroizing;
 
 use crate::lease::Lease;
 use crate::record::{self, LeaseKeys, Opener, RecordType, KEY_OVERHEAD, MAX_PAYLOAD};
+use crate::secret::KeyBytes;
 
 /// Room kept free at the end of a lease until the next lease is announced,
 /// so control records (LEASE_NEXT, CLOSE, NOTICE) always fit.
@@ -35,7 +35,7 @@ const PLAIN_IN_CAP: usize = 1024 * 1024;
 /// Where a tunnel's key material comes from (one pad).
 pub trait KeySource: Send + Sync + 'static {
     /// Read a lease's key bytes into memory and erase them on disk.
-    fn take(&self, lease: Lease) -> io::Result<Zeroizing<Vec<u8>>>;
+    fn take(&self, lease: Lease) -> io::Result<KeyBytes>;
     /// Allocate a fresh lease, durably, before returning it (allocating side
     /// only). `Ok(None)`: the key material is used up.
     fn allocate(&self) -> io::Result<Option<Lease>>;
@@ -106,7 +106,7 @@ impl StreamStats {
 /// A lease on its way into memory.
 enum Loading {
     Ready(LeaseKeys),
-    Pending(Lease, JoinHandle<io::Result<Zeroizing<Vec<u8>>>>),
+    Pending(Lease, JoinHandle<io::Result<KeyBytes>>),
 }
 
 impl Loading {
@@ -125,6 +125,38 @@ impl Loading {
 }
 
 type Allocation = JoinHandle<io::Result<Option<LeaseKeys>>>;
+
+/// The wakers of whoever drives the read and the write side. Background work
+/// (allocations, lease loads, socket readiness seen from the other side) wakes
+/// both, so the stream makes progress however its halves are driven — one
+/// task (as hyper's h2 does) or two (`tokio::io::split`).
+#[derive(Default)]
+struct BothWakers {
+    read: std::sync::Mutex<Option<Waker>>,
+    write: std::sync::Mutex<Option<Waker>>,
+}
+
+impl BothWakers {
+    fn set(slot: &std::sync::Mutex<Option<Waker>>, w: &Waker) {
+        if let Ok(mut g) = slot.lock() {
+            if !g.as_ref().is_some_and(|old| old.will_wake(w)) {
+                *g = Some(w.clone());
+            }
+        }
+    }
+    fn wake(slot: &std::sync::Mutex<Option<Waker>>) {
+        if let Some(w) = slot.lock().ok().and_then(|g| g.clone()) {
+            w.wake();
+        }
+    }
+}
+
+impl std::task::Wake for BothWakers {
+    fn wake(self: Arc<Self>) {
+        BothWakers::wake(&self.read);
+        BothWakers::wake(&self.write);
+    }
+}
 
 fn start_allocation(source: &Arc<dyn KeySource>) -> Allocation {
     let s = source.clone();
@@ -159,14 +191,15 @@ pub struct OtpStream<T> {
     recv_next: VecDeque<Loading>,
     opener: Opener,
     inbuf: BytesMut,
-    plain_in: BytesMut,
+    plain_in: VecDeque<BytesMut>,
+    plain_in_len: usize,
     peer_closed: bool,
     grant_alloc: Option<Allocation>,
 
     exhausted: bool,
     failed: Option<String>,
-    read_waker: Option<Waker>,
-    write_waker: Option<Waker>,
+    wakers: Arc<BothWakers>,
+    both: Waker,
 }
 
 impl<T> std::fmt::Debug for OtpStream<T> {
@@ -180,6 +213,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> OtpStream<T> {
     /// into memory) from the handshake.
     pub fn new(io: T, role: Role, source: Arc<dyn KeySource>, send: LeaseKeys, recv: LeaseKeys) -> OtpStream<T> {
         let stats = Arc::new(StreamStats::default());
+        let wakers = Arc::new(BothWakers::default());
         stats.saw_lease(send.lease());
         stats.saw_lease(recv.lease());
         source.note_use(send.lease());
@@ -200,13 +234,14 @@ impl<T: AsyncRead + AsyncWrite + Unpin> OtpStream<T> {
             recv_next: VecDeque::new(),
             opener: Opener::default(),
             inbuf: BytesMut::with_capacity(READ_CHUNK * 2),
-            plain_in: BytesMut::new(),
+            plain_in: VecDeque::new(),
+            plain_in_len: 0,
             peer_closed: false,
             grant_alloc: None,
             exhausted: false,
             failed: None,
-            read_waker: None,
-            write_waker: None,
+            wakers: wakers.clone(),
+            both: Waker::from(wakers),
         }
     }
 
@@ -247,22 +282,20 @@ impl<T: AsyncRead + AsyncWrite + Unpin> OtpStream<T> {
     }
 
     fn wake_reader(&mut self) {
-        if let Some(w) = &self.read_waker {
-            w.wake_by_ref();
-        }
+        BothWakers::wake(&self.wakers.read);
     }
 
     fn wake_writer(&mut self) {
-        if let Some(w) = &self.write_waker {
-            w.wake_by_ref();
-        }
+        BothWakers::wake(&self.wakers.write);
     }
 
     // === lease upkeep ===
 
     /// Start and finish allocations (allocating side), seal queued control
     /// records, and push sealed bytes towards the socket.
-    fn maintain(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+    fn maintain(&mut self, _cx: &mut Context<'_>) -> io::Result<()> {
+        let both = self.both.clone();
+        let cx = &mut Context::from_waker(&both);
         if self.role == Role::Allocator && !self.exhausted {
             // Our own next downstream lease, once half of the current one is used.
             if self.send_next.is_empty()
@@ -305,7 +338,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> OtpStream<T> {
             }
         }
         let (next_before, out_before) = (self.send_next.len(), self.out.len());
-        self.seal_controls(cx)?;
+        self.seal_controls()?;
         if !self.out.is_empty() {
             match self.poll_drain(cx) {
                 Poll::Ready(r) => r?,
@@ -327,12 +360,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin> OtpStream<T> {
 
     /// Make `self.send` a lease with room for a record, switching to the
     /// next announced lease when the current one is finished.
-    fn poll_send_keys(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    fn poll_send_keys(&mut self) -> Poll<io::Result<()>> {
         while self.send.is_done() {
             let Some(next) = self.send_next.front_mut() else {
                 return Poll::Pending;
             };
-            ready!(next.poll_ready(cx))?;
+            ready!(next.poll_ready(&mut Context::from_waker(&self.both)))?;
             let Some(Loading::Ready(keys)) = self.send_next.pop_front() else {
                 unreachable!("front was made ready above")
             };
@@ -358,7 +391,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> OtpStream<T> {
         Ok(())
     }
 
-    fn seal_controls(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+    fn seal_controls(&mut self) -> io::Result<()> {
         while let Some((_, payload, _)) = self.control.front() {
             let need = KEY_OVERHEAD + payload.len();
             if self.send.remaining() < need {
@@ -366,7 +399,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> OtpStream<T> {
                     // Fill the sliver with an empty DATA record so the lease is finished.
                     self.seal_one(RecordType::Data, 0, false, &[])?;
                 }
-                match self.poll_send_keys(cx) {
+                match self.poll_send_keys() {
                     Poll::Ready(r) => r?,
                     Poll::Pending => return Ok(()),
                 }
@@ -384,8 +417,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> OtpStream<T> {
     /// Seal buffered plaintext. With `all`, seal a partial record too (flush).
     fn poll_seal_plain(&mut self, cx: &mut Context<'_>, all: bool) -> Poll<io::Result<()>> {
         while self.plain_out.len() == MAX_PAYLOAD || (all && !self.plain_out.is_empty()) {
-            self.seal_controls(cx)?;
-            match self.poll_send_keys(cx) {
+            self.seal_controls()?;
+            match self.poll_send_keys() {
                 Poll::Ready(r) => r?,
                 Poll::Pending => {
                     ready!(self.poll_wait_for_lease(cx))?;
@@ -421,9 +454,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> OtpStream<T> {
             return Poll::Ready(Ok(()));
         }
         if self.role == Role::Follower {
-            let before = self.plain_in.len();
-            let r = self.poll_fill(cx, true);
-            if self.plain_in.len() > before {
+            let before = self.plain_in_len;
+            let both = self.both.clone();
+            let r = self.poll_fill(&mut Context::from_waker(&both), true);
+            if self.plain_in_len > before {
                 self.wake_reader();
             }
             match r {
@@ -473,9 +507,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> OtpStream<T> {
     fn poll_fill(&mut self, cx: &mut Context<'_>, for_grant: bool) -> Poll<io::Result<bool>> {
         loop {
             let enough = if for_grant {
-                !self.send_next.is_empty() || self.plain_in.len() >= PLAIN_IN_CAP
+                !self.send_next.is_empty() || self.plain_in_len >= PLAIN_IN_CAP
             } else {
-                !self.plain_in.is_empty()
+                self.plain_in_len > 0
             };
             if enough {
                 return Poll::Ready(Ok(true));
@@ -483,17 +517,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin> OtpStream<T> {
             if self.peer_closed {
                 return Poll::Ready(Ok(false));
             }
-            if ready!(self.poll_open_one(cx))? {
+            if ready!(self.poll_open_one())? {
                 continue;
             }
             // Need bytes from the socket.
-            let len = self.inbuf.len();
-            self.inbuf.resize(len + READ_CHUNK, 0);
-            let mut rb = ReadBuf::new(&mut self.inbuf[len..]);
-            let r = Pin::new(&mut self.io).poll_read(cx, &mut rb);
-            let n = rb.filled().len();
-            self.inbuf.truncate(len + n);
-            ready!(r)?;
+            self.inbuf.reserve(READ_CHUNK);
+            let n = ready!(tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.inbuf))?;
             if n == 0 {
                 if self.inbuf.is_empty() && !self.opener.mid_record() {
                     return Poll::Ready(Err(io::Error::new(io::ErrorKind::UnexpectedEof, "tunnel ended without a CLOSE record")));
@@ -505,7 +534,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> OtpStream<T> {
 
     /// Open one record from `inbuf` if a whole one is there. Ready(true) if a
     /// record was processed.
-    fn poll_open_one(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
+    fn poll_open_one(&mut self) -> Poll<io::Result<bool>> {
         if self.inbuf.is_empty() {
             return Poll::Ready(Ok(false));
         }
@@ -513,7 +542,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> OtpStream<T> {
             let Some(next) = self.recv_next.front_mut() else {
                 return Poll::Ready(Err(self.fail("peer moved past its lease without an announced next lease".into())));
             };
-            ready!(next.poll_ready(cx))?;
+            ready!(next.poll_ready(&mut Context::from_waker(&self.both)))?;
             let Some(Loading::Ready(keys)) = self.recv_next.pop_front() else {
                 unreachable!("front was made ready above")
             };
@@ -529,10 +558,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> OtpStream<T> {
         match (kind, self.role) {
             (RecordType::Data, _) => {
                 self.stats.payload_recv.fetch_add(payload.len() as u64, Ordering::Relaxed);
-                if self.plain_in.is_empty() {
-                    self.plain_in = payload;
-                } else {
-                    self.plain_in.extend_from_slice(&payload);
+                if !payload.is_empty() {
+                    self.plain_in_len += payload.len();
+                    self.plain_in.push_back(payload);
                 }
             }
             (RecordType::LeaseGrant, Role::Follower) => {
@@ -572,11 +600,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for OtpStream<T> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
         this.check_failed()?;
-        if !this.read_waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-            this.read_waker = Some(cx.waker().clone());
-        }
+        BothWakers::set(&this.wakers.read, cx.waker());
         this.maintain(cx)?;
-        if this.plain_in.is_empty() {
+        if this.plain_in_len == 0 {
             let got = ready!(this.poll_fill(cx, false));
             this.maintain(cx)?;
             match got {
@@ -589,9 +615,16 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for OtpStream<T> {
                 Err(e) => return Poll::Ready(Err(e)),
             }
         }
-        let n = this.plain_in.len().min(buf.remaining());
-        buf.put_slice(&this.plain_in[..n]);
-        this.plain_in.advance(n);
+        while buf.remaining() > 0 {
+            let Some(front) = this.plain_in.front_mut() else { break };
+            let n = front.len().min(buf.remaining());
+            buf.put_slice(&front[..n]);
+            front.advance(n);
+            this.plain_in_len -= n;
+            if front.is_empty() {
+                this.plain_in.pop_front();
+            }
+        }
         Poll::Ready(Ok(()))
     }
 }
@@ -603,14 +636,31 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for OtpStream<T> {
         if this.peer_closed || this.close_queued {
             return Poll::Ready(Err(io::Error::new(io::ErrorKind::BrokenPipe, "tunnel is closing")));
         }
-        if !this.write_waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-            this.write_waker = Some(cx.waker().clone());
-        }
+        BothWakers::set(&this.wakers.write, cx.waker());
         this.maintain(cx)?;
         if this.out.len() >= OUT_HIGH {
             ready!(this.poll_drain(cx))?;
         }
         ready!(this.poll_seal_plain(cx, false))?;
+        // Fast path: a whole record's worth sealed straight from the caller's
+        // buffer, skipping the plaintext copy.
+        if this.plain_out.is_empty() && buf.len() >= MAX_PAYLOAD && this.control.is_empty() {
+            if let Poll::Ready(r) = this.poll_send_keys() {
+                r?;
+                let reserve = if this.send_next.is_empty() { CONTROL_RESERVE } else { 0 };
+                let room = this.send.remaining().saturating_sub(KEY_OVERHEAD + reserve);
+                if room > 0 {
+                    let n = room.min(MAX_PAYLOAD);
+                    this.seal_one(RecordType::Data, n, false, &buf[..n])?;
+                    if this.out.len() >= OUT_BATCH {
+                        if let Poll::Ready(r) = this.poll_drain(cx) {
+                            r?;
+                        }
+                    }
+                    return Poll::Ready(Ok(n));
+                }
+            }
+        }
         let n = buf.len().min(MAX_PAYLOAD - this.plain_out.len());
         this.plain_out.extend_from_slice(&buf[..n]);
         if let Poll::Ready(r) = this.poll_seal_plain(cx, false) {
@@ -622,9 +672,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for OtpStream<T> {
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
         this.check_failed()?;
+        BothWakers::set(&this.wakers.write, cx.waker());
         this.maintain(cx)?;
         ready!(this.poll_seal_plain(cx, true))?;
-        this.seal_controls(cx)?;
+        this.seal_controls()?;
         ready!(this.poll_drain(cx))?;
         Pin::new(&mut this.io).poll_flush(cx)
     }
@@ -632,10 +683,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for OtpStream<T> {
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
         this.check_failed()?;
+        BothWakers::set(&this.wakers.write, cx.waker());
         if !this.peer_closed {
             ready!(this.poll_seal_plain(cx, true))?;
             this.queue_close(CloseReason::Shutdown);
-            this.seal_controls(cx)?;
+            this.seal_controls()?;
             if !this.control.is_empty() {
                 return Poll::Pending;
             }
@@ -663,13 +715,13 @@ mod tests {
     }
 
     impl KeySource for MemPad {
-        fn take(&self, l: Lease) -> io::Result<Zeroizing<Vec<u8>>> {
+        fn take(&self, l: Lease) -> io::Result<KeyBytes> {
             let mut e = self.erased.lock().unwrap();
             for i in l.offset..l.end() {
                 assert!(!e[i as usize], "byte {i} taken twice on one side");
                 e[i as usize] = true;
             }
-            Ok(Zeroizing::new(self.bytes[l.offset as usize..l.end() as usize].to_vec()))
+            Ok(self.bytes[l.offset as usize..l.end() as usize].to_vec().into())
         }
         fn allocate(&self) -> io::Result<Option<Lease>> {
             Ok(self.alloc.lock().unwrap().allocate(self.lease_len))
@@ -773,11 +825,11 @@ mod tests {
         wire.extend_from_slice(&gw.out);
         wire[25] ^= 0x01;
         ag.inbuf.extend_from_slice(&wire);
-        match ag.poll_open_one(&mut cx) {
+        match ag.poll_open_one() {
             Poll::Ready(Err(e)) => assert!(e.to_string().contains("authentication"), "{e}"),
             other => panic!("expected an error, got {other:?}"),
         }
-        assert!(ag.plain_in.is_empty());
+        assert_eq!(ag.plain_in_len, 0);
         let mut buf = [0u8; 10];
         assert!(ag.read(&mut buf).await.is_err(), "a failed stream stays failed");
     }

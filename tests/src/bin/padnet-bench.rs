@@ -4,7 +4,6 @@
 //! figures and ratios (medians of several runs); asserts nothing.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -184,7 +183,10 @@ fn main() -> anyhow::Result<()> {
 
     // Pad use on a mix of small requests, one at a time.
     let s2 = status(agent.addr);
-    let (r, _, _) = rt.block_on(small_load_count(agent.addr, &small_url, SEQ_SMALL));
+    let (r, body, _) = rt.block_on(small_load_count(agent.addr, &small_url, SEQ_SMALL));
+    if body as usize != SEQ_SMALL * 1024 {
+        eprintln!("warning: {body} body bytes arrived, expected {}", SEQ_SMALL * 1024);
+    }
     let s3 = status(agent.addr);
     let (p2, q2) = pad_used(&s2);
     let (p3, q3) = pad_used(&s3);
@@ -195,7 +197,6 @@ fn main() -> anyhow::Result<()> {
         (p3 - p2) / (SEQ_SMALL * 1024) as f64,
         (p3 - p2) / SEQ_SMALL as f64
     );
-    let _ = Path::new("");
     Ok(())
 }
 
@@ -206,11 +207,16 @@ async fn small_load_count(target: SocketAddr, url: &str, count: usize) -> (f64, 
     let (mut send, conn) = hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(tcp)).await.expect("handshake");
     tokio::spawn(conn);
     let t0 = Instant::now();
+    let mut body_bytes = 0usize;
     for _ in 0..count {
         let req = http::Request::builder().uri(url).body(Empty::new()).expect("request");
-        if let Ok(resp) = send.send_request(req).await {
-            let _ = resp.into_body().collect().await;
+        match send.send_request(req).await {
+            Ok(resp) if resp.status() == 200 => {
+                body_bytes += resp.into_body().collect().await.map(|b| b.to_bytes().len()).unwrap_or(0);
+            }
+            Ok(resp) => eprintln!("unexpected status {}", resp.status()),
+            Err(e) => eprintln!("request failed: {e}"),
         }
     }
-    (count as f64 / t0.elapsed().as_secs_f64(), 0.0, 0.0)
+    (count as f64 / t0.elapsed().as_secs_f64(), body_bytes as f64, 0.0)
 }
