@@ -13,9 +13,7 @@ run: build
 
 ## test: unit, property and end-to-end tests (real processes, real curl)
 test:
-	scripts/ensure-tools.sh
-	$(CARGO) build --release --workspace --bins
-	PADNET_BIN_DIR=$(CURDIR)/$(BIN) $(CARGO) test --release --workspace -- --test-threads=2
+	scripts/test.sh
 
 ## bench: throughput, request rate, latency and pad use, direct vs through the tunnel
 bench: build

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tunnel::handshake::{open_reply, seal_hello, Hello, Reply, ReplyStatus, PROTOCOL_VERSION, REPLY_LEN};
+use tunnel::handshake::{
+    open_reply, seal_hello, Hello, Reply, ReplyStatus, PROTOCOL_VERSION, REPLY_LEN,
+};
 use tunnel::record::LeaseKeys;
 use tunnel::store::FollowingPad;
 use tunnel::stream::{KeySource, OtpStream, Role};
@@ -19,7 +21,9 @@ pub enum DialError {
     Connect(std::io::Error),
     #[error("connect timed out")]
     ConnectTimeout,
-    #[error("no reply to the hello (the gateway does not know this pad, or is not a padnet gateway)")]
+    #[error(
+        "no reply to the hello (the gateway does not know this pad, or is not a padnet gateway)"
+    )]
     NoReply,
     #[error("the reply failed authentication: not our gateway")]
     BadReply,
@@ -37,7 +41,11 @@ impl DialError {
 }
 
 /// Open a tunnel to `addr`.
-pub async fn dial(addr: &str, pad: &Arc<FollowingPad>, timeout: Duration) -> Result<(OtpStream<TcpStream>, Reply), DialError> {
+pub async fn dial(
+    addr: &str,
+    pad: &Arc<FollowingPad>,
+    timeout: Duration,
+) -> Result<(OtpStream<TcpStream>, Reply), DialError> {
     let mut tcp = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
         Ok(Ok(t)) => t,
         Ok(Err(e)) => return Err(DialError::Connect(e)),
@@ -45,8 +53,15 @@ pub async fn dial(addr: &str, pad: &Arc<FollowingPad>, timeout: Duration) -> Res
     };
     let _ = tcp.set_nodelay(true);
     let p = pad.clone();
-    let (_, slot) = blocking(move || p.claim_slot()).await.map_err(DialError::Pad)?;
-    let hello = seal_hello(&slot, Hello { version: PROTOCOL_VERSION });
+    let (_, slot) = blocking(move || p.claim_slot())
+        .await
+        .map_err(DialError::Pad)?;
+    let hello = seal_hello(
+        &slot,
+        Hello {
+            version: PROTOCOL_VERSION,
+        },
+    );
     tcp.write_all(&hello).await.map_err(DialError::Connect)?;
     let mut wire = [0u8; REPLY_LEN];
     match tokio::time::timeout(timeout, tcp.read_exact(&mut wire)).await {
@@ -60,12 +75,24 @@ pub async fn dial(addr: &str, pad: &Arc<FollowingPad>, timeout: Duration) -> Res
     }
     let (up, down) = (reply.upstream, reply.downstream);
     let p = pad.clone();
-    let (up_keys, down_keys) = blocking(move || Ok((p.take(up)?, p.take(down)?))).await.map_err(DialError::Pad)?;
+    let (up_keys, down_keys) = blocking(move || Ok((p.take(up)?, p.take(down)?)))
+        .await
+        .map_err(DialError::Pad)?;
     let source: Arc<dyn KeySource> = pad.clone();
-    let stream = OtpStream::new(tcp, Role::Follower, source, LeaseKeys::new(up, up_keys), LeaseKeys::new(down, down_keys));
+    let stream = OtpStream::new(
+        tcp,
+        Role::Follower,
+        source,
+        LeaseKeys::new(up, up_keys),
+        LeaseKeys::new(down, down_keys),
+    );
     Ok((stream, reply))
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> std::io::Result<T> + Send + 'static) -> std::io::Result<T> {
-    tokio::task::spawn_blocking(f).await.map_err(std::io::Error::other)?
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> std::io::Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(std::io::Error::other)?
 }

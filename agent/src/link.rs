@@ -25,9 +25,13 @@ pub enum LinkState {
     Connecting,
     Up(SendRequest<Body>),
     /// Every address failed this round; `tried` says how.
-    Down { tried: Vec<String> },
+    Down {
+        tried: Vec<String>,
+    },
     /// The gateway will not serve this pad again (exhausted, cancelled...).
-    Finished { reason: Finished },
+    Finished {
+        reason: Finished,
+    },
 }
 
 /// Why the pad can no longer be used.
@@ -48,13 +52,23 @@ pub struct Totals {
 
 impl Totals {
     pub fn sum(&self, f: impl Fn(&StreamStats) -> u64) -> u64 {
-        self.streams.lock().map(|s| s.iter().map(|x| f(x)).sum()).unwrap_or(0)
+        self.streams
+            .lock()
+            .map(|s| s.iter().map(|x| f(x)).sum())
+            .unwrap_or(0)
     }
     pub fn max(&self, f: impl Fn(&StreamStats) -> u64) -> u64 {
-        self.streams.lock().map(|s| s.iter().map(|x| f(x)).max().unwrap_or(0)).unwrap_or(0)
+        self.streams
+            .lock()
+            .map(|s| s.iter().map(|x| f(x)).max().unwrap_or(0))
+            .unwrap_or(0)
     }
     pub fn balance(&self) -> Option<i64> {
-        self.streams.lock().ok()?.last().map(|s| s.balance.load(Ordering::Relaxed))
+        self.streams
+            .lock()
+            .ok()?
+            .last()
+            .map(|s| s.balance.load(Ordering::Relaxed))
     }
 }
 
@@ -69,7 +83,14 @@ pub struct Link {
 
 impl Link {
     pub fn new(pad: Arc<FollowingPad>, addrs: Vec<String>, timeout: Duration) -> Arc<Link> {
-        Arc::new(Link { pad, addrs, timeout, state: watch::channel(LinkState::Connecting).0, kick: Notify::new(), totals: Totals::default() })
+        Arc::new(Link {
+            pad,
+            addrs,
+            timeout,
+            state: watch::channel(LinkState::Connecting).0,
+            kick: Notify::new(),
+            totals: Totals::default(),
+        })
     }
 
     /// Keep the tunnel up until the pad is finished.
@@ -152,12 +173,14 @@ impl Link {
         } else {
             tracing::info!("tunnel via {addr} closed");
         }
-        Ok(match CloseReason::from_u8(stats.close_reason.load(Ordering::Relaxed)) {
-            CloseReason::KeyExhausted => Some(Finished::KeyExhausted),
-            CloseReason::ValueExhausted => Some(Finished::ValueExhausted),
-            CloseReason::Cancelled => Some(Finished::Cancelled),
-            _ => None,
-        })
+        Ok(
+            match CloseReason::from_u8(stats.close_reason.load(Ordering::Relaxed)) {
+                CloseReason::KeyExhausted => Some(Finished::KeyExhausted),
+                CloseReason::ValueExhausted => Some(Finished::ValueExhausted),
+                CloseReason::Cancelled => Some(Finished::Cancelled),
+                _ => None,
+            },
+        )
     }
 
     /// A sender for one request: waits for the tunnel while it is

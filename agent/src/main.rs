@@ -14,7 +14,11 @@ use padnet_agent::link::Link;
 use tunnel::store::{FollowingPad, LeaseJournal};
 
 #[derive(Parser)]
-#[command(name = "padnet-agent", version, about = "padnet agent: your browser's private proxy, paid by a pad")]
+#[command(
+    name = "padnet-agent",
+    version,
+    about = "padnet agent: your browser's private proxy, paid by a pad"
+)]
 struct Cli {
     /// The pad file.
     #[arg(long)]
@@ -38,7 +42,10 @@ struct Cli {
 
 fn main() {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("PADNET_LOG").unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PADNET_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     if let Err(e) = run(Cli::parse()) {
@@ -54,15 +61,31 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             cli.listen
         );
     }
-    let journal = cli.lease_journal.as_deref().map(LeaseJournal::open).transpose().context("--lease-journal")?;
+    let journal = cli
+        .lease_journal
+        .as_deref()
+        .map(LeaseJournal::open)
+        .transpose()
+        .context("--lease-journal")?;
     let pad = Arc::new(FollowingPad::open(&cli.pad, journal)?);
-    let addrs = if cli.gateways.is_empty() { pad.header().gateways.clone() } else { cli.gateways.clone() };
+    let addrs = if cli.gateways.is_empty() {
+        pad.header().gateways.clone()
+    } else {
+        cli.gateways.clone()
+    };
     if addrs.is_empty() {
-        anyhow::bail!("{}: the pad names no gateway; give one with --gateway", cli.pad.display());
+        anyhow::bail!(
+            "{}: the pad names no gateway; give one with --gateway",
+            cli.pad.display()
+        );
     }
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(cli.listen).await.with_context(|| format!("binding {}", cli.listen))?;
+        let listener = tokio::net::TcpListener::bind(cli.listen)
+            .await
+            .with_context(|| format!("binding {}", cli.listen))?;
         let local = listener.local_addr()?;
         let link = Link::new(pad.clone(), addrs, Duration::from_secs(cli.timeout));
         tokio::spawn(link.clone().run());
@@ -86,7 +109,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let _ = tcp.set_nodelay(true);
             let link = link.clone();
             tokio::spawn(async move {
-                let svc = service_fn(move |req| padnet_agent::proxy::handle(link.clone(), local, req));
+                let svc =
+                    service_fn(move |req| padnet_agent::proxy::handle(link.clone(), local, req));
                 let conn = hyper::server::conn::http1::Builder::new()
                     .keep_alive(true)
                     .serve_connection(TokioIo::new(tcp), svc)

@@ -14,11 +14,15 @@ use crate::proxy::link_word;
 use crate::Body;
 
 fn body(s: String) -> Body {
-    Full::new(Bytes::from(s)).map_err(|never| match never {}).boxed()
+    Full::new(Bytes::from(s))
+        .map_err(|never| match never {})
+        .boxed()
 }
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// An HTML page with a status, a title and a message.
@@ -32,7 +36,10 @@ pub fn simple(status: StatusCode, title: &str, msg: &str) -> Response<Body> {
     );
     let mut r = Response::new(body(page));
     *r.status_mut() = status;
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
     r
 }
 
@@ -54,17 +61,24 @@ pub fn link_error(state: &LinkState, link: &Link) -> Response<Body> {
                 Finished::NotActivated => ("Pad not activated", "This pad has not been activated yet.".to_string()),
             };
             let mut r = simple(StatusCode::PAYMENT_REQUIRED, title, &escape(&msg));
-            r.headers_mut().insert("x-padnet-error", HeaderValue::from_static("pad-finished"));
+            r.headers_mut()
+                .insert("x-padnet-error", HeaderValue::from_static("pad-finished"));
             r
         }
         LinkState::Down { tried } => {
-            let list: String = tried.iter().map(|t| format!("<li>{}</li>", escape(t))).collect();
+            let list: String = tried
+                .iter()
+                .map(|t| format!("<li>{}</li>", escape(t)))
+                .collect();
             let mut r = simple(
                 StatusCode::BAD_GATEWAY,
                 "Gateway unreachable",
                 &format!("The agent could not open a tunnel to any gateway of this pad. It tried:<ul>{list}</ul>It keeps retrying; reload in a moment."),
             );
-            r.headers_mut().insert("x-padnet-error", HeaderValue::from_static("gateway-unreachable"));
+            r.headers_mut().insert(
+                "x-padnet-error",
+                HeaderValue::from_static("gateway-unreachable"),
+            );
             r
         }
         _ => {
@@ -72,7 +86,10 @@ pub fn link_error(state: &LinkState, link: &Link) -> Response<Body> {
             simple(
                 StatusCode::BAD_GATEWAY,
                 "Gateway unreachable",
-                &format!("The tunnel is still connecting to {}; reload in a moment.", escape(&tried.join(", "))),
+                &format!(
+                    "The tunnel is still connecting to {}; reload in a moment.",
+                    escape(&tried.join(", "))
+                ),
             )
         }
     }
@@ -81,7 +98,8 @@ pub fn link_error(state: &LinkState, link: &Link) -> Response<Body> {
 /// The page for a request the tunnel dropped.
 pub fn tunnel_failed(err: &str) -> Response<Body> {
     let mut r = simple(StatusCode::BAD_GATEWAY, "Tunnel failed", &format!("The tunnel failed while carrying this request: {}. The agent reconnects by itself; reload.", escape(err)));
-    r.headers_mut().insert("x-padnet-error", HeaderValue::from_static("tunnel-failed"));
+    r.headers_mut()
+        .insert("x-padnet-error", HeaderValue::from_static("tunnel-failed"));
     r
 }
 
@@ -90,20 +108,38 @@ pub fn own(link: &Link, listen: std::net::SocketAddr, req: Request<Incoming>) ->
     match req.uri().path() {
         "/status" => {
             let mut r = Response::new(body(status_json(link).to_string() + "\n"));
-            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
             r
         }
         "/proxy.pac" => {
-            let pac = format!("function FindProxyForURL(url, host) {{\n  return \"PROXY {listen}\";\n}}\n");
+            let pac = format!(
+                "function FindProxyForURL(url, host) {{\n  return \"PROXY {listen}\";\n}}\n"
+            );
             let mut r = Response::new(body(pac));
-            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-ns-proxy-autoconfig"));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/x-ns-proxy-autoconfig"),
+            );
             r
         }
         "/" => {
             let s = status_json(link);
             let rows: String = s
                 .as_object()
-                .map(|o| o.iter().map(|(k, v)| format!("<tr><th>{}</th><td>{}</td></tr>", escape(k), escape(&v.to_string()))).collect())
+                .map(|o| {
+                    o.iter()
+                        .map(|(k, v)| {
+                            format!(
+                                "<tr><th>{}</th><td>{}</td></tr>",
+                                escape(k),
+                                escape(&v.to_string())
+                            )
+                        })
+                        .collect()
+                })
                 .unwrap_or_default();
             let page = format!(
                 "<!doctype html><html><head><meta charset=utf-8><title>padnet agent</title></head><body>\
@@ -112,10 +148,17 @@ pub fn own(link: &Link, listen: std::net::SocketAddr, req: Request<Incoming>) ->
                  <a href=\"/proxy.pac\">/proxy.pac</a> for automatic configuration.</p></body></html>\n"
             );
             let mut r = Response::new(body(page));
-            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            );
             r
         }
-        _ => simple(StatusCode::NOT_FOUND, "Not found", "The agent serves /, /status and /proxy.pac. To browse, use it as a proxy."),
+        _ => simple(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            "The agent serves /, /status and /proxy.pac. To browse, use it as a proxy.",
+        ),
     }
 }
 

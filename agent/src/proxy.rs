@@ -15,7 +15,11 @@ use crate::pages;
 use crate::Body;
 
 /// Dispatch one browser request.
-pub async fn handle(link: Arc<Link>, listen: std::net::SocketAddr, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+pub async fn handle(
+    link: Arc<Link>,
+    listen: std::net::SocketAddr,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
     Ok(if req.method() == Method::CONNECT {
         connect(&link, req).await
     } else if req.uri().scheme().is_some() {
@@ -79,7 +83,11 @@ async fn connect(link: &Link, mut req: Request<Incoming>) -> Response<Body> {
         Err(state) => return pages::link_error(&state, link),
     };
     let Some(authority) = req.uri().authority().cloned() else {
-        return pages::simple(StatusCode::BAD_REQUEST, "Bad request", "CONNECT needs host:port.");
+        return pages::simple(
+            StatusCode::BAD_REQUEST,
+            "Bad request",
+            "CONNECT needs host:port.",
+        );
     };
     let mut h2req = Request::new(Empty::new().map_err(|never| match never {}).boxed());
     *h2req.method_mut() = Method::CONNECT;
@@ -104,7 +112,9 @@ async fn connect(link: &Link, mut req: Request<Incoming>) -> Response<Body> {
             Ok((b, u)) => {
                 let mut b = TokioIo::new(b);
                 let mut u = TokioIo::new(u);
-                let _ = tokio::io::copy_bidirectional_with_sizes(&mut b, &mut u, 64 * 1024, 64 * 1024).await;
+                let _ =
+                    tokio::io::copy_bidirectional_with_sizes(&mut b, &mut u, 64 * 1024, 64 * 1024)
+                        .await;
             }
             Err(e) => tracing::debug!("CONNECT upgrade failed: {e}"),
         }
@@ -133,7 +143,10 @@ mod tests {
         h.insert(header::CONNECTION, HeaderValue::from_static("close, x-hop"));
         h.insert("x-hop", HeaderValue::from_static("1"));
         h.insert("proxy-connection", HeaderValue::from_static("keep-alive"));
-        h.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
         h.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);

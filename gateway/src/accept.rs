@@ -40,7 +40,11 @@ pub struct Accepted {
 
 /// Run the handshake on a fresh connection. Failures before a valid hello
 /// are held until `hold` after accept, then closed.
-pub async fn accept(mut tcp: TcpStream, registry: &Arc<Registry>, hold: Duration) -> Result<Accepted, Refused> {
+pub async fn accept(
+    mut tcp: TcpStream,
+    registry: &Arc<Registry>,
+    hold: Duration,
+) -> Result<Accepted, Refused> {
     let deadline = Instant::now() + hold;
     let mut hello = [0u8; HELLO_LEN];
     let outcome = match tokio::time::timeout_at(deadline, tcp.read_exact(&mut hello)).await {
@@ -68,7 +72,11 @@ pub async fn accept(mut tcp: TcpStream, registry: &Arc<Registry>, hold: Duration
         None
     };
     registry.index(&pad);
-    let status = if status == ReplyStatus::Ok && leases.is_none() { ReplyStatus::KeyExhausted } else { status };
+    let status = if status == ReplyStatus::Ok && leases.is_none() {
+        ReplyStatus::KeyExhausted
+    } else {
+        status
+    };
     let empty = Lease { offset: 0, len: 0 };
     let (up, down) = leases.unwrap_or((empty, empty));
     let keys = match leases {
@@ -78,7 +86,12 @@ pub async fn accept(mut tcp: TcpStream, registry: &Arc<Registry>, hold: Duration
         }
         None => None,
     };
-    let reply = Reply { status, upstream: up, downstream: down, balance: pad.header().value_micros };
+    let reply = Reply {
+        status,
+        upstream: up,
+        downstream: down,
+        balance: pad.header().value_micros,
+    };
     tcp.write_all(&seal_reply(&slot, &reply)).await?;
     drop(slot);
     let Some((up_keys, down_keys)) = keys else {
@@ -86,7 +99,13 @@ pub async fn accept(mut tcp: TcpStream, registry: &Arc<Registry>, hold: Duration
         return Err(Refused::NotServing(status));
     };
     let source: Arc<dyn KeySource> = pad.clone();
-    let stream = OtpStream::new(tcp, Role::Allocator, source, LeaseKeys::new(down, down_keys), LeaseKeys::new(up, up_keys));
+    let stream = OtpStream::new(
+        tcp,
+        Role::Allocator,
+        source,
+        LeaseKeys::new(down, down_keys),
+        LeaseKeys::new(up, up_keys),
+    );
     Ok(Accepted { stream, pad })
 }
 
@@ -94,7 +113,10 @@ type Found = (Arc<AllocatingPad>, u32, tunnel::handshake::Slot);
 
 async fn check_hello(hello: &[u8; HELLO_LEN], registry: &Arc<Registry>) -> Result<Found, Refused> {
     let ticket: [u8; 16] = hello[..16].try_into().expect("16 bytes");
-    let (pad, index) = registry.lookup(&ticket).await.ok_or(Refused::UnknownTicket)?;
+    let (pad, index) = registry
+        .lookup(&ticket)
+        .await
+        .ok_or(Refused::UnknownTicket)?;
     let p = pad.clone();
     let slot = blocking(move || p.read_slot(index)).await?;
     if open_hello(&slot, hello).is_err() {
@@ -107,8 +129,12 @@ async fn check_hello(hello: &[u8; HELLO_LEN], registry: &Arc<Registry>) -> Resul
     Ok((pad, index, slot))
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> std::io::Result<T> + Send + 'static) -> std::io::Result<T> {
-    tokio::task::spawn_blocking(f).await.map_err(std::io::Error::other)?
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> std::io::Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(std::io::Error::other)?
 }
 
 /// Read and discard until the deadline, then close: the same for every prober.

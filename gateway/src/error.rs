@@ -44,11 +44,18 @@ impl GatewayError {
         let mut cur: Option<&(dyn StdError + 'static)> = Some(e);
         while let Some(err) = cur {
             if let Some(p) = err.downcast_ref::<PrivateUpstream>() {
-                return GatewayError::PrivateUpstream(PrivateUpstream { host: p.host.clone() });
+                return GatewayError::PrivateUpstream(PrivateUpstream {
+                    host: p.host.clone(),
+                });
             }
             if let Some(io) = err.downcast_ref::<std::io::Error>() {
-                if let Some(p) = io.get_ref().and_then(|i| i.downcast_ref::<PrivateUpstream>()) {
-                    return GatewayError::PrivateUpstream(PrivateUpstream { host: p.host.clone() });
+                if let Some(p) = io
+                    .get_ref()
+                    .and_then(|i| i.downcast_ref::<PrivateUpstream>())
+                {
+                    return GatewayError::PrivateUpstream(PrivateUpstream {
+                        host: p.host.clone(),
+                    });
                 }
             }
             cur = err.source();
@@ -60,7 +67,10 @@ impl GatewayError {
             reason.push_str(&s.to_string());
             src = s.source();
         }
-        GatewayError::Unreachable { host: host.to_string(), reason }
+        GatewayError::Unreachable {
+            host: host.to_string(),
+            reason,
+        }
     }
 
     /// The page the user sees (through the agent).
@@ -71,15 +81,25 @@ impl GatewayError {
             "<!doctype html><html><head><meta charset=utf-8><title>{status}</title></head>\
              <body><h1>{status}</h1><p>{msg}</p><p><small>padnet gateway</small></p></body></html>\n"
         );
-        let mut resp = Response::new(Full::new(Bytes::from(page)).map_err(|never| match never {}).boxed());
+        let mut resp = Response::new(
+            Full::new(Bytes::from(page))
+                .map_err(|never| match never {})
+                .boxed(),
+        );
         *resp.status_mut() = status;
         let h = resp.headers_mut();
-        h.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/html; charset=utf-8"));
+        h.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("text/html; charset=utf-8"),
+        );
         h.insert("x-padnet-error", http::HeaderValue::from_static(code));
         resp
     }
 }
 
 pub fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }

@@ -46,26 +46,44 @@ impl Fetch {
         let mut roots = rustls::RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         for c in &cfg.extra_roots {
-            roots.add(c.clone()).map_err(|e| anyhow::anyhow!("extra root CA: {e}"))?;
+            roots
+                .add(c.clone())
+                .map_err(|e| anyhow::anyhow!("extra root CA: {e}"))?;
         }
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
         let mut http = HttpConnector::new_with_resolver(GuardedResolver(cfg.guard));
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(Duration::from_secs(10)));
-        let https = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_http1().wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(60)).build(https);
-        Ok(Fetch { client, cfg: Arc::new(cfg) })
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build(https);
+        Ok(Fetch {
+            client,
+            cfg: Arc::new(cfg),
+        })
     }
 
     async fn plain(self, mut req: Request<Incoming>) -> Result<Response<Body>, GatewayError> {
         let uri = req.uri().clone();
-        let host = uri.host().ok_or_else(|| GatewayError::BadRequest("the request has no host".into()))?.to_string();
+        let host = uri
+            .host()
+            .ok_or_else(|| GatewayError::BadRequest("the request has no host".into()))?
+            .to_string();
         if uri.scheme_str().is_none_or(|s| s != "http" && s != "https") {
-            return Err(GatewayError::BadRequest(format!("unsupported scheme in {uri}")));
+            return Err(GatewayError::BadRequest(format!(
+                "unsupported scheme in {uri}"
+            )));
         }
         // IP literals are not resolved by the connector: check them here.
         if let Ok(ip) = host.trim_start_matches('[').trim_end_matches(']').parse() {
@@ -76,21 +94,42 @@ impl Fetch {
         headers::for_origin(req.headers_mut());
         // The tunnel speaks h2; origins are reached over HTTP/1.1 (ALPN may not offer h2).
         *req.version_mut() = http::Version::HTTP_11;
-        let mut resp = self.client.request(req).await.map_err(|e| GatewayError::from_client(&host, &e))?;
+        let mut resp = self
+            .client
+            .request(req)
+            .await
+            .map_err(|e| GatewayError::from_client(&host, &e))?;
         headers::strip_hop_by_hop(resp.headers_mut());
         *resp.version_mut() = http::Version::HTTP_2;
         Ok(resp.map(|b| b.map_err(Into::into).boxed()))
     }
 
     async fn connect(self, req: Request<Incoming>) -> Result<Response<Body>, GatewayError> {
-        let auth = req.uri().authority().ok_or_else(|| GatewayError::BadRequest("CONNECT needs host:port".into()))?.clone();
-        let port = auth.port_u16().ok_or_else(|| GatewayError::BadRequest("CONNECT needs host:port".into()))?;
+        let auth = req
+            .uri()
+            .authority()
+            .ok_or_else(|| GatewayError::BadRequest("CONNECT needs host:port".into()))?
+            .clone();
+        let port = auth
+            .port_u16()
+            .ok_or_else(|| GatewayError::BadRequest("CONNECT needs host:port".into()))?;
         if !self.cfg.connect_ports.contains(&port) {
-            let allowed = self.cfg.connect_ports.iter().map(u16::to_string).collect::<Vec<_>>().join(", ");
+            let allowed = self
+                .cfg
+                .connect_ports
+                .iter()
+                .map(u16::to_string)
+                .collect::<Vec<_>>()
+                .join(", ");
             return Err(GatewayError::PortNotAllowed(port, allowed));
         }
         let host = auth.host().to_string();
-        let addrs = self.cfg.guard.resolve(&host, port).await.map_err(|e| GatewayError::from_client(&host, &e))?;
+        let addrs = self
+            .cfg
+            .guard
+            .resolve(&host, port)
+            .await
+            .map_err(|e| GatewayError::from_client(&host, &e))?;
         let mut last = None;
         let mut upstream = None;
         for a in addrs {
@@ -103,14 +142,23 @@ impl Fetch {
                 Err(_) => last = Some("connect timed out".into()),
             }
         }
-        let upstream = upstream.ok_or_else(|| GatewayError::Unreachable { host: host.clone(), reason: last.unwrap_or_default() })?;
+        let upstream = upstream.ok_or_else(|| GatewayError::Unreachable {
+            host: host.clone(),
+            reason: last.unwrap_or_default(),
+        })?;
         let _ = upstream.set_nodelay(true);
         tokio::spawn(async move {
             match hyper::upgrade::on(req).await {
                 Ok(upgraded) => {
                     let mut client = TokioIo::new(upgraded);
                     let mut upstream = upstream;
-                    let _ = tokio::io::copy_bidirectional_with_sizes(&mut client, &mut upstream, 64 * 1024, 64 * 1024).await;
+                    let _ = tokio::io::copy_bidirectional_with_sizes(
+                        &mut client,
+                        &mut upstream,
+                        64 * 1024,
+                        64 * 1024,
+                    )
+                    .await;
                 }
                 Err(e) => tracing::debug!("CONNECT upgrade failed: {e}"),
             }

@@ -79,7 +79,12 @@ impl UpstreamGuard {
         };
         let allowed: Vec<SocketAddr> = addrs.into_iter().filter(|a| self.allows(a.ip())).collect();
         if allowed.is_empty() {
-            return Err(io::Error::new(io::ErrorKind::PermissionDenied, PrivateUpstream { host: host.to_string() }));
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                PrivateUpstream {
+                    host: host.to_string(),
+                },
+            ));
         }
         Ok(allowed)
     }
@@ -111,24 +116,45 @@ mod tests {
     #[test]
     fn classifies_addresses() {
         for ip in [
-            "127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0",
-            "::1", "fe80::1", "fd00::1", "::ffff:127.0.0.1", "::ffff:10.0.0.1", "224.0.0.1", "255.255.255.255",
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+            "224.0.0.1",
+            "255.255.255.255",
         ] {
             assert!(is_non_public(ip.parse().unwrap()), "{ip} must be refused");
         }
-        for ip in ["93.184.216.34", "1.1.1.1", "2606:4700::1111", "::ffff:8.8.8.8"] {
+        for ip in [
+            "93.184.216.34",
+            "1.1.1.1",
+            "2606:4700::1111",
+            "::ffff:8.8.8.8",
+        ] {
             assert!(!is_non_public(ip.parse().unwrap()), "{ip} is public");
         }
     }
 
     #[tokio::test]
     async fn resolution_filters_and_names_the_host() {
-        let g = UpstreamGuard { allow_private: false };
+        let g = UpstreamGuard {
+            allow_private: false,
+        };
         let e = g.resolve("localhost", 80).await.unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::PermissionDenied);
         assert!(e.to_string().contains("localhost"));
         assert!(g.resolve("127.0.0.1", 80).await.is_err());
-        let open = UpstreamGuard { allow_private: true };
+        let open = UpstreamGuard {
+            allow_private: true,
+        };
         assert!(!open.resolve("127.0.0.1", 80).await.unwrap().is_empty());
     }
 }

@@ -17,7 +17,11 @@ use padnet_gateway::state_dir::StateDir;
 use padnet_gateway::units::{parse_amount, parse_size};
 
 #[derive(Parser)]
-#[command(name = "padnet-gateway", version, about = "padnet gateway: serves OTP tunnels for prepaid pads")]
+#[command(
+    name = "padnet-gateway",
+    version,
+    about = "padnet gateway: serves OTP tunnels for prepaid pads"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -84,7 +88,10 @@ enum Cmd {
 
 fn main() {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("PADNET_LOG").unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PADNET_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     if let Err(e) = run(Cli::parse()) {
@@ -97,10 +104,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Init { state, listen } => {
             let s = StateDir::init(&state, &listen)?;
-            println!("initialised {} (pads will name gateway {})", s.root.display(), s.config.listen);
+            println!(
+                "initialised {} (pads will name gateway {})",
+                s.root.display(),
+                s.config.listen
+            );
             Ok(())
         }
-        Cmd::Mint { state, value, size, count, out, gateways, tickets, inactive } => {
+        Cmd::Mint {
+            state,
+            value,
+            size,
+            count,
+            out,
+            gateways,
+            tickets,
+            inactive,
+        } => {
             let state = StateDir::open(&state)?;
             let req = MintRequest {
                 value_micros: parse_amount(&value).map_err(|e| anyhow::anyhow!("--value: {e}"))?,
@@ -119,7 +139,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Cmd::Serve { state, listen, allow_private_upstreams, extra_root_ca, connect_ports, probe_hold_ms, lease_journal } => {
+        Cmd::Serve {
+            state,
+            listen,
+            allow_private_upstreams,
+            extra_root_ca,
+            connect_ports,
+            probe_hold_ms,
+            lease_journal,
+        } => {
             let state = StateDir::open(&state)?;
             let _lock = state.lock_for_serve()?;
             let mut extra_roots = Vec::new();
@@ -128,29 +156,60 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 let certs: Vec<_> = rustls_pki_types::CertificateDer::pem_file_iter(path)
                     .with_context(|| format!("--extra-root-ca {}", path.display()))?
                     .collect::<Result<_, _>>()
-                    .with_context(|| format!("--extra-root-ca {}: not a PEM certificate file", path.display()))?;
+                    .with_context(|| {
+                        format!(
+                            "--extra-root-ca {}: not a PEM certificate file",
+                            path.display()
+                        )
+                    })?;
                 if certs.is_empty() {
-                    anyhow::bail!("--extra-root-ca {}: no certificate in the file", path.display());
+                    anyhow::bail!(
+                        "--extra-root-ca {}: no certificate in the file",
+                        path.display()
+                    );
                 }
                 extra_roots.extend(certs);
             }
             let fetch = Fetch::new(FetchConfig {
-                guard: UpstreamGuard { allow_private: allow_private_upstreams },
+                guard: UpstreamGuard {
+                    allow_private: allow_private_upstreams,
+                },
                 connect_ports,
                 extra_roots,
             })?;
-            let registry = Arc::new(Registry::new(state.pads_dir(), state.max_lease, lease_journal));
-            let n = registry.scan().with_context(|| format!("reading {}", state.pads_dir().display()))?;
+            let registry = Arc::new(Registry::new(
+                state.pads_dir(),
+                state.max_lease,
+                lease_journal,
+            ));
+            let n = registry
+                .scan()
+                .with_context(|| format!("reading {}", state.pads_dir().display()))?;
             let addr = listen.unwrap_or_else(|| state.config.listen.clone());
-            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
             rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("binding {addr}"))?;
+                let listener = tokio::net::TcpListener::bind(&addr)
+                    .await
+                    .with_context(|| format!("binding {addr}"))?;
                 let local: SocketAddr = listener.local_addr()?;
-                tracing::info!("{n} pad(s) loaded; private upstreams {}", if allow_private_upstreams { "ALLOWED" } else { "refused" });
+                tracing::info!(
+                    "{n} pad(s) loaded; private upstreams {}",
+                    if allow_private_upstreams {
+                        "ALLOWED"
+                    } else {
+                        "refused"
+                    }
+                );
                 println!("padnet-gateway listening on {local}");
                 use std::io::Write;
                 std::io::stdout().flush()?;
-                let server = Arc::new(Server { registry, fetch, probe_hold: Duration::from_millis(probe_hold_ms) });
+                let server = Arc::new(Server {
+                    registry,
+                    fetch,
+                    probe_hold: Duration::from_millis(probe_hold_ms),
+                });
                 server.run(listener, shutdown_signal()).await;
                 tracing::info!("shutting down");
                 anyhow::Ok(())

@@ -31,14 +31,24 @@ pub fn mint_pads(state: &StateDir, req: &MintRequest) -> anyhow::Result<Vec<Path
         anyhow::bail!("--size must be at least 256KiB");
     }
     std::fs::create_dir_all(&req.out).with_context(|| format!("creating {}", req.out.display()))?;
-    let gateways = if req.gateways.is_empty() { vec![state.config.listen.clone()] } else { req.gateways.clone() };
+    let gateways = if req.gateways.is_empty() {
+        vec![state.config.listen.clone()]
+    } else {
+        req.gateways.clone()
+    };
     let slots = req.ticket_slots.unwrap_or(state.config.ticket_slots);
     let per_pad = data_size + u64::from(slots) * tunnel::pad::SLOT_SIZE as u64;
     let total = per_pad * u64::from(req.count);
-    let bar = if std::io::stderr().is_terminal() { ProgressBar::new(total) } else { ProgressBar::hidden() };
+    let bar = if std::io::stderr().is_terminal() {
+        ProgressBar::new(total)
+    } else {
+        ProgressBar::hidden()
+    };
     bar.set_style(
-        ProgressStyle::with_template("{spinner} minting [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(
+            "{spinner} minting [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let started = Instant::now();
     let mut paths = Vec::new();
@@ -48,7 +58,10 @@ pub fn mint_pads(state: &StateDir, req: &MintRequest) -> anyhow::Result<Vec<Path
             serial: Serial::random(),
             ticket_slots: slots,
             data_size,
-            created_unix: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+            created_unix: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
             value_micros: req.value_micros,
             policy_id: [0; 32],
             gateways: gateways.clone(),
@@ -59,10 +72,17 @@ pub fn mint_pads(state: &StateDir, req: &MintRequest) -> anyhow::Result<Vec<Path
         if user.exists() {
             anyhow::bail!("{}: already exists", user.display());
         }
-        let status = if req.inactive { PadStatus::Inactive } else { PadStatus::Active };
-        AllocatingPad::create_state(&twin, status).with_context(|| format!("creating the state of {}", twin.display()))?;
+        let status = if req.inactive {
+            PadStatus::Inactive
+        } else {
+            PadStatus::Active
+        };
+        AllocatingPad::create_state(&twin, status)
+            .with_context(|| format!("creating the state of {}", twin.display()))?;
         let base = per_pad * u64::from(i);
-        if let Err(e) = mint(&header, &[twin.clone(), user.clone()], |done| bar.set_position(base + done)) {
+        if let Err(e) = mint(&header, &[twin.clone(), user.clone()], |done| {
+            bar.set_position(base + done)
+        }) {
             let _ = std::fs::remove_file(tunnel::store::state_path(&twin));
             return Err(e).with_context(|| format!("minting {}", user.display()));
         }

@@ -60,7 +60,9 @@ impl Registry {
         let mut added = 0;
         for entry in std::fs::read_dir(&self.dir)? {
             let path = entry?.path();
-            if path.extension().and_then(|e| e.to_str()) != Some("pad") || !state_path(&path).exists() {
+            if path.extension().and_then(|e| e.to_str()) != Some("pad")
+                || !state_path(&path).exists()
+            {
                 continue;
             }
             if self.is_known(&path) {
@@ -77,7 +79,12 @@ impl Registry {
                     added += 1;
                 }
                 Err(e) => {
-                    if self.refused.lock().map(|mut r| r.insert(path.clone())).unwrap_or(false) {
+                    if self
+                        .refused
+                        .lock()
+                        .map(|mut r| r.insert(path.clone()))
+                        .unwrap_or(false)
+                    {
                         tracing::error!("skipping pad: {e}");
                     }
                 }
@@ -87,10 +94,26 @@ impl Registry {
     }
 
     fn is_known(&self, path: &Path) -> bool {
-        let Some(serial) = path.file_stem().and_then(|s| s.to_str()).and_then(|s| s.parse::<Serial>().ok()) else {
-            return self.refused.lock().map(|r| r.contains(path)).unwrap_or(false);
+        let Some(serial) = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .and_then(|s| s.parse::<Serial>().ok())
+        else {
+            return self
+                .refused
+                .lock()
+                .map(|r| r.contains(path))
+                .unwrap_or(false);
         };
-        self.pads.read().map(|p| p.contains_key(&serial)).unwrap_or(false) || self.refused.lock().map(|r| r.contains(path)).unwrap_or(false)
+        self.pads
+            .read()
+            .map(|p| p.contains_key(&serial))
+            .unwrap_or(false)
+            || self
+                .refused
+                .lock()
+                .map(|r| r.contains(path))
+                .unwrap_or(false)
     }
 
     fn open_pad(&self, path: &Path) -> anyhow::Result<AllocatingPad> {
@@ -108,15 +131,21 @@ impl Registry {
     /// (Re)index a pad's window of unused tickets, dropping burned ones.
     pub fn index(&self, pad: &Arc<AllocatingPad>) {
         let next = pad.next_slot();
-        let last = next.saturating_add(TICKET_WINDOW).min(pad.header().ticket_slots);
-        let Ok(mut tickets) = self.tickets.write() else { return };
+        let last = next
+            .saturating_add(TICKET_WINDOW)
+            .min(pad.header().ticket_slots);
+        let Ok(mut tickets) = self.tickets.write() else {
+            return;
+        };
         tickets.retain(|_, (p, slot)| !(Arc::ptr_eq(p, pad) && *slot < next));
         for i in next..last {
             match pad.read_slot(i) {
                 Ok(slot) => {
                     tickets.insert(slot.ticket(), (pad.clone(), i));
                 }
-                Err(e) => tracing::error!(serial = %pad.header().serial, "cannot read ticket slot {i}: {e}"),
+                Err(e) => {
+                    tracing::error!(serial = %pad.header().serial, "cannot read ticket slot {i}: {e}")
+                }
             }
         }
     }
@@ -127,7 +156,11 @@ impl Registry {
         if let Some(hit) = self.tickets.read().ok()?.get(ticket).cloned() {
             return Some(hit);
         }
-        let stale = self.last_scan.lock().ok()?.is_none_or(|t| t.elapsed() >= RESCAN_MIN_INTERVAL);
+        let stale = self
+            .last_scan
+            .lock()
+            .ok()?
+            .is_none_or(|t| t.elapsed() >= RESCAN_MIN_INTERVAL);
         if stale {
             let me = self.clone();
             let _ = tokio::task::spawn_blocking(move || me.scan()).await;

@@ -27,7 +27,11 @@ pub struct Server {
 
 impl Server {
     /// Accept tunnels until `shutdown` resolves.
-    pub async fn run(self: Arc<Self>, listener: TcpListener, shutdown: impl std::future::Future<Output = ()>) {
+    pub async fn run(
+        self: Arc<Self>,
+        listener: TcpListener,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
         tokio::pin!(shutdown);
         let me = self.clone();
         tokio::spawn(async move { me.rescan_forever().await });
@@ -86,7 +90,10 @@ impl Server {
             .max_concurrent_streams(512)
             .keep_alive_interval(Some(Duration::from_secs(30)))
             .keep_alive_timeout(Duration::from_secs(20));
-        if let Err(e) = h2.serve_connection(TokioIo::new(accepted.stream), service).await {
+        if let Err(e) = h2
+            .serve_connection(TokioIo::new(accepted.stream), service)
+            .await
+        {
             tracing::debug!("tunnel ended: {e}");
         }
         drop(accepted.pad);

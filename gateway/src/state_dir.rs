@@ -53,19 +53,34 @@ impl StateDir {
     pub fn init(root: &Path, listen: &str) -> anyhow::Result<StateDir> {
         listen
             .parse::<std::net::SocketAddr>()
-            .or_else(|_| if listen.contains(':') { Ok("0.0.0.0:0".parse()?) } else { Err(anyhow::anyhow!("")) })
+            .or_else(|_| {
+                if listen.contains(':') {
+                    Ok("0.0.0.0:0".parse()?)
+                } else {
+                    Err(anyhow::anyhow!(""))
+                }
+            })
             .with_context(|| format!("--listen {listen:?}: expected host:port"))?;
         let cfg_path = Self::config_path(root);
         if cfg_path.exists() {
-            bail!("{}: already exists; this state directory is initialised", cfg_path.display());
+            bail!(
+                "{}: already exists; this state directory is initialised",
+                cfg_path.display()
+            );
         }
-        std::fs::create_dir_all(root.join("pads")).with_context(|| format!("creating {}", root.display()))?;
-        let config = GatewayConfig { listen: listen.to_string(), max_lease: default_max_lease(), ticket_slots: default_ticket_slots() };
+        std::fs::create_dir_all(root.join("pads"))
+            .with_context(|| format!("creating {}", root.display()))?;
+        let config = GatewayConfig {
+            listen: listen.to_string(),
+            max_lease: default_max_lease(),
+            ticket_slots: default_ticket_slots(),
+        };
         let text = format!(
             "# padnet gateway configuration, written by `padnet-gateway init`.\n{}",
             toml::to_string(&config).context("encoding gateway.toml")?
         );
-        std::fs::write(&cfg_path, text).with_context(|| format!("writing {}", cfg_path.display()))?;
+        std::fs::write(&cfg_path, text)
+            .with_context(|| format!("writing {}", cfg_path.display()))?;
         Self::open(root)
     }
 
@@ -75,28 +90,44 @@ impl StateDir {
         let text = std::fs::read_to_string(&cfg_path).with_context(|| {
             format!("{}: cannot read the gateway configuration (run `padnet-gateway init --state {}` first)", cfg_path.display(), root.display())
         })?;
-        let config: GatewayConfig = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", cfg_path.display()))?;
-        let max_lease = parse_size(&config.max_lease).map_err(|e| anyhow::anyhow!("{}: max_lease: {e}", cfg_path.display()))?;
+        let config: GatewayConfig =
+            toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", cfg_path.display()))?;
+        let max_lease = parse_size(&config.max_lease)
+            .map_err(|e| anyhow::anyhow!("{}: max_lease: {e}", cfg_path.display()))?;
         if max_lease < tunnel::lease::MIN_LEASE {
             bail!("{}: max_lease must be at least 64KiB", cfg_path.display());
         }
         if !root.join("pads").is_dir() {
             bail!("{}: missing the pads/ directory", root.display());
         }
-        Ok(StateDir { root: root.to_path_buf(), config, max_lease })
+        Ok(StateDir {
+            root: root.to_path_buf(),
+            config,
+            max_lease,
+        })
     }
 
     /// Take the serve lock: one `serve` per state directory, ever, since two
     /// would allocate the same leases. Held until the returned file is dropped.
     pub fn lock_for_serve(&self) -> anyhow::Result<File> {
         let path = self.root.join("serve.lock");
-        let f = OpenOptions::new().create(true).truncate(false).write(true).open(&path).with_context(|| format!("opening {}", path.display()))?;
+        let f = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
         match rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
             Ok(()) => Ok(f),
             Err(e) if e == rustix::io::Errno::WOULDBLOCK => {
-                bail!("{}: another padnet-gateway serve is running on this state directory", path.display())
+                bail!(
+                    "{}: another padnet-gateway serve is running on this state directory",
+                    path.display()
+                )
             }
-            Err(e) => Err(io::Error::from(e)).with_context(|| format!("locking {}", path.display())),
+            Err(e) => {
+                Err(io::Error::from(e)).with_context(|| format!("locking {}", path.display()))
+            }
         }
     }
 }

@@ -7,13 +7,18 @@ pub const MICROS: i64 = 1_000_000;
 /// Parse a decimal amount ("5", "5.00", "0.000001") into micro-units.
 pub fn parse_amount(s: &str) -> Result<i64, String> {
     let t = s.trim();
-    let bad = || format!("{s:?} is not an amount: expected digits with up to 6 decimals, as in 5.00");
+    let bad =
+        || format!("{s:?} is not an amount: expected digits with up to 6 decimals, as in 5.00");
     let (neg, t) = match t.strip_prefix('-') {
         Some(rest) => (true, rest),
         None => (false, t),
     };
     let (whole, frac) = t.split_once('.').unwrap_or((t, ""));
-    if whole.is_empty() || !whole.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit()) || frac.len() > 6 {
+    if whole.is_empty()
+        || !whole.bytes().all(|b| b.is_ascii_digit())
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+        || frac.len() > 6
+    {
         return Err(bad());
     }
     if t.ends_with('.') {
@@ -21,7 +26,10 @@ pub fn parse_amount(s: &str) -> Result<i64, String> {
     }
     let whole: i64 = whole.parse().map_err(|_| bad())?;
     let frac_micros: i64 = format!("{frac:0<6}").parse().map_err(|_| bad())?;
-    let v = whole.checked_mul(MICROS).and_then(|w| w.checked_add(frac_micros)).ok_or_else(|| format!("{s:?} is too large"))?;
+    let v = whole
+        .checked_mul(MICROS)
+        .and_then(|w| w.checked_add(frac_micros))
+        .ok_or_else(|| format!("{s:?} is too large"))?;
     Ok(if neg { -v } else { v })
 }
 
@@ -32,7 +40,11 @@ pub fn format_amount(micros: i64) -> String {
     let whole = m / MICROS as u64;
     let frac = format!("{:06}", m % MICROS as u64);
     let frac = frac.trim_end_matches('0');
-    let frac = if frac.len() < 2 { format!("{frac:0<2}") } else { frac.to_string() };
+    let frac = if frac.len() < 2 {
+        format!("{frac:0<2}")
+    } else {
+        frac.to_string()
+    };
     format!("{sign}{whole}.{frac}")
 }
 
@@ -41,7 +53,9 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a size: expected a number and a unit, as in 64MiB"))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size: expected a number and a unit, as in 64MiB"))?;
     let mult: u64 = match unit.trim() {
         "" | "B" => 1,
         "KiB" | "K" => 1 << 10,
@@ -51,9 +65,14 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "KB" | "kB" => 1_000,
         "MB" => 1_000_000,
         "GB" => 1_000_000_000,
-        u => return Err(format!("{s:?}: unknown unit {u:?} (use B, KiB, MiB, GiB, KB, MB or GB)")),
+        u => {
+            return Err(format!(
+                "{s:?}: unknown unit {u:?} (use B, KiB, MiB, GiB, KB, MB or GB)"
+            ))
+        }
     };
-    n.checked_mul(mult).ok_or_else(|| format!("{s:?} is too large"))
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{s:?} is too large"))
 }
 
 #[cfg(test)]

@@ -16,7 +16,11 @@ pub fn bin(name: &str) -> PathBuf {
         None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release"),
     };
     let p = dir.join(name);
-    assert!(p.exists(), "{} is missing: run `make test` (it builds the release binaries first)", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: run `make test` (it builds the release binaries first)",
+        p.display()
+    );
     p
 }
 
@@ -32,9 +36,17 @@ impl Proc {
     /// Start `cmd`, wait for a stdout line starting with `ready`, return the rest of it.
     pub fn start(mut cmd: Command, name: &str, log_dir: &Path, ready: &str) -> (Proc, String) {
         let log = log_dir.join(format!("{name}.log"));
-        let log_file = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("log file");
-        cmd.stdout(Stdio::piped()).stderr(Stdio::from(log_file)).stdin(Stdio::null());
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("starting {name}: {e}"));
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("log file");
+        cmd.stdout(Stdio::piped())
+            .stderr(Stdio::from(log_file))
+            .stdin(Stdio::null());
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {name}: {e}"));
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -44,7 +56,12 @@ impl Proc {
                 }
             }
         });
-        let mut p = Proc { child, name: name.to_string(), log, lines: rx };
+        let mut p = Proc {
+            child,
+            name: name.to_string(),
+            log,
+            lines: rx,
+        };
         let rest = p.wait_line(ready, Duration::from_secs(60));
         (p, rest)
     }
@@ -60,7 +77,11 @@ impl Proc {
                         return rest.trim().to_string();
                     }
                 }
-                Err(_) => panic!("{} did not print {prefix:?} in time; its log:\n{}", self.name, self.log_tail()),
+                Err(_) => panic!(
+                    "{} did not print {prefix:?} in time; its log:\n{}",
+                    self.name,
+                    self.log_tail()
+                ),
             }
         }
     }
@@ -89,7 +110,8 @@ impl Drop for Proc {
 }
 
 fn addr(s: &str) -> SocketAddr {
-    s.parse().unwrap_or_else(|e| panic!("not an address: {s:?}: {e}"))
+    s.parse()
+        .unwrap_or_else(|e| panic!("not an address: {s:?}: {e}"))
 }
 
 /// The test origin: HTTP and HTTPS on loopback, serving `root`.
@@ -102,16 +124,39 @@ pub struct Origin {
 
 pub fn start_origin(root: &Path, work: &Path) -> Origin {
     let mut cmd = Command::new(bin("padnet-origin"));
-    cmd.arg("--root").arg(root).args(["--http", "127.0.0.1:0", "--https", "127.0.0.1:0", "--cert-dir"]).arg(work);
+    cmd.arg("--root")
+        .arg(root)
+        .args([
+            "--http",
+            "127.0.0.1:0",
+            "--https",
+            "127.0.0.1:0",
+            "--cert-dir",
+        ])
+        .arg(work);
     let (mut proc, http) = Proc::start(cmd, "origin", work, "padnet-origin http listening on ");
     let https = proc.wait_line("padnet-origin https listening on ", Duration::from_secs(30));
-    Origin { proc, http: addr(&http), https: addr(&https), ca: work.join("ca.pem") }
+    Origin {
+        proc,
+        http: addr(&http),
+        https: addr(&https),
+        ca: work.join("ca.pem"),
+    }
 }
 
 /// `padnet-gateway init` a state directory.
 pub fn gateway_init(state: &Path) {
-    let out = Command::new(bin("padnet-gateway")).args(["init", "--state"]).arg(state).args(["--listen", "127.0.0.1:7443"]).output().expect("init");
-    assert!(out.status.success(), "init failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(bin("padnet-gateway"))
+        .args(["init", "--state"])
+        .arg(state)
+        .args(["--listen", "127.0.0.1:7443"])
+        .output()
+        .expect("init");
+    assert!(
+        out.status.success(),
+        "init failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Mint one pad; returns the user's copy.
@@ -123,8 +168,18 @@ pub fn mint(state: &Path, value: &str, size: &str, out_dir: &Path) -> PathBuf {
         .arg(out_dir)
         .output()
         .expect("mint");
-    assert!(out.status.success(), "mint failed: {}", String::from_utf8_lossy(&out.stderr));
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).lines().next().expect("a pad path").trim())
+    assert!(
+        out.status.success(),
+        "mint failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()
+            .expect("a pad path")
+            .trim(),
+    )
 }
 
 pub struct Gateway {
@@ -135,9 +190,15 @@ pub struct Gateway {
 /// Start `serve` on `listen` (e.g. "127.0.0.1:0") with extra arguments.
 pub fn start_gateway(state: &Path, listen: &str, extra: &[&str], work: &Path) -> Gateway {
     let mut cmd = Command::new(bin("padnet-gateway"));
-    cmd.args(["serve", "--state"]).arg(state).args(["--listen", listen]).args(extra);
+    cmd.args(["serve", "--state"])
+        .arg(state)
+        .args(["--listen", listen])
+        .args(extra);
     let (proc, a) = Proc::start(cmd, "gateway", work, "padnet-gateway listening on ");
-    Gateway { proc, addr: addr(&a) }
+    Gateway {
+        proc,
+        addr: addr(&a),
+    }
 }
 
 pub struct Agent {
@@ -147,14 +208,25 @@ pub struct Agent {
 
 pub fn start_agent(pad: &Path, gateway: SocketAddr, extra: &[&str], work: &Path) -> Agent {
     let mut cmd = Command::new(bin("padnet-agent"));
-    cmd.arg("--pad").arg(pad).args(["--listen", "127.0.0.1:0", "--gateway"]).arg(gateway.to_string()).args(extra);
+    cmd.arg("--pad")
+        .arg(pad)
+        .args(["--listen", "127.0.0.1:0", "--gateway"])
+        .arg(gateway.to_string())
+        .args(extra);
     let (proc, a) = Proc::start(cmd, "agent", work, "padnet-agent listening on ");
-    Agent { proc, addr: addr(&a) }
+    Agent {
+        proc,
+        addr: addr(&a),
+    }
 }
 
 /// Run curl with `args`.
 pub fn curl(args: &[&str]) -> Output {
-    Command::new("curl").args(["-sS", "--max-time", "120"]).args(args).output().expect("curl is installed (make test installs it)")
+    Command::new("curl")
+        .args(["-sS", "--max-time", "120"])
+        .args(args)
+        .output()
+        .expect("curl is installed (make test installs it)")
 }
 
 /// curl through `proxy`, returning (status, body).
@@ -165,7 +237,10 @@ pub fn get_via(proxy: SocketAddr, url: &str, extra: &[&str]) -> (u16, Vec<u8>) {
     let out = curl(&args);
     let mut body = out.stdout;
     let nl = body.iter().rposition(|&b| b == b'\n').unwrap_or(0);
-    let code = String::from_utf8_lossy(&body[nl..]).trim().parse().unwrap_or(0);
+    let code = String::from_utf8_lossy(&body[nl..])
+        .trim()
+        .parse()
+        .unwrap_or(0);
     body.truncate(nl);
     (code, body)
 }
@@ -199,7 +274,11 @@ pub fn read_journal(p: &Path) -> (Vec<(String, u64, u64)>, Vec<(String, u64)>) {
     for line in text.lines() {
         let f: Vec<&str> = line.split_whitespace().collect();
         match f.as_slice() {
-            [side, "lease", off, len] => leases.push((side.to_string(), off.parse().expect("offset"), len.parse().expect("len"))),
+            [side, "lease", off, len] => leases.push((
+                side.to_string(),
+                off.parse().expect("offset"),
+                len.parse().expect("len"),
+            )),
             [side, "slot", n] => slots.push((side.to_string(), n.parse().expect("slot"))),
             _ => panic!("bad journal line {line:?}"),
         }
@@ -216,7 +295,12 @@ pub fn assert_no_reuse(gateway_journal: &Path, agent_journal: &Path) -> (usize, 
         let mut v: Vec<(u64, u64)> = leases.iter().map(|(_, o, l)| (*o, *l)).collect();
         v.sort();
         for w in v.windows(2) {
-            assert!(w[0].0 + w[0].1 <= w[1].0, "{name} used overlapping leases {:?} and {:?}", w[0], w[1]);
+            assert!(
+                w[0].0 + w[0].1 <= w[1].0,
+                "{name} used overlapping leases {:?} and {:?}",
+                w[0],
+                w[1]
+            );
         }
     }
     for (name, slots) in [("gateway", &gs), ("agent", &as_)] {
@@ -228,7 +312,10 @@ pub fn assert_no_reuse(gateway_journal: &Path, agent_journal: &Path) -> (usize, 
     }
     let made: std::collections::HashSet<(u64, u64)> = gl.iter().map(|(_, o, l)| (*o, *l)).collect();
     for (_, o, l) in &al {
-        assert!(made.contains(&(*o, *l)), "agent used lease ({o}, {l}) the gateway never allocated");
+        assert!(
+            made.contains(&(*o, *l)),
+            "agent used lease ({o}, {l}) the gateway never allocated"
+        );
     }
     (gl.len(), al.len())
 }

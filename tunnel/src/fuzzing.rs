@@ -12,7 +12,13 @@ use crate::record::{LeaseKeys, Opener};
 /// Open records from arbitrary bytes against a fixed key.
 pub fn open_records(data: &[u8]) {
     let key: Vec<u8> = (0..1u32 << 16).map(|i| (i * 131 + 7) as u8).collect();
-    let mut keys = LeaseKeys::new(Lease { offset: 0, len: key.len() as u64 }, key.into());
+    let mut keys = LeaseKeys::new(
+        Lease {
+            offset: 0,
+            len: key.len() as u64,
+        },
+        key.into(),
+    );
     let mut inbuf = BytesMut::from(data);
     let mut op = Opener::default();
     while let Ok(Some(_)) = op.open(&mut inbuf, &mut keys) {}

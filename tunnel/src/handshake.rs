@@ -130,7 +130,8 @@ pub fn seal_hello(slot: &Slot, hello: Hello) -> [u8; HELLO_LEN] {
 /// Open a hello whose ticket selected `slot`.
 pub fn open_hello(slot: &Slot, wire: &[u8; HELLO_LEN]) -> Result<Hello, HandshakeError> {
     let t = tag(&slot.0[16..48], &[&wire[..32]]);
-    if !bool::from(t.as_slice().ct_eq(&wire[32..])) || !bool::from(wire[..16].ct_eq(&slot.0[..16])) {
+    if !bool::from(t.as_slice().ct_eq(&wire[32..])) || !bool::from(wire[..16].ct_eq(&slot.0[..16]))
+    {
         return Err(HandshakeError::Tag);
     }
     let mut body = [0u8; 16];
@@ -188,13 +189,29 @@ mod tests {
     #[test]
     fn hello_and_reply_round_trip() {
         let s = slot(1);
-        let w = seal_hello(&s, Hello { version: PROTOCOL_VERSION });
+        let w = seal_hello(
+            &s,
+            Hello {
+                version: PROTOCOL_VERSION,
+            },
+        );
         assert_eq!(&w[..16], &s.ticket());
-        assert_eq!(open_hello(&s, &w), Ok(Hello { version: PROTOCOL_VERSION }));
+        assert_eq!(
+            open_hello(&s, &w),
+            Ok(Hello {
+                version: PROTOCOL_VERSION
+            })
+        );
         let r = Reply {
             status: ReplyStatus::Ok,
-            upstream: Lease { offset: 0, len: 65536 },
-            downstream: Lease { offset: 65536, len: 65536 },
+            upstream: Lease {
+                offset: 0,
+                len: 65536,
+            },
+            downstream: Lease {
+                offset: 65536,
+                len: 65536,
+            },
             balance: 4_230_000,
         };
         assert_eq!(open_reply(&s, &seal_reply(&s, &r)), Ok(r));
@@ -203,13 +220,23 @@ mod tests {
     #[test]
     fn every_bit_flip_is_refused() {
         let s = slot(2);
-        let w = seal_hello(&s, Hello { version: PROTOCOL_VERSION });
+        let w = seal_hello(
+            &s,
+            Hello {
+                version: PROTOCOL_VERSION,
+            },
+        );
         for bit in 0..HELLO_LEN * 8 {
             let mut bad = w;
             bad[bit / 8] ^= 1 << (bit % 8);
             assert!(open_hello(&s, &bad).is_err(), "hello bit {bit}");
         }
-        let r = Reply { status: ReplyStatus::Ok, upstream: Lease { offset: 0, len: 1 }, downstream: Lease { offset: 1, len: 1 }, balance: 0 };
+        let r = Reply {
+            status: ReplyStatus::Ok,
+            upstream: Lease { offset: 0, len: 1 },
+            downstream: Lease { offset: 1, len: 1 },
+            balance: 0,
+        };
         let w = seal_reply(&s, &r);
         for bit in 0..REPLY_LEN * 8 {
             let mut bad = w;

@@ -66,7 +66,10 @@ impl LeaseAllocator {
         if len < MIN_LEASE {
             return None;
         }
-        let lease = Lease { offset: self.hwm, len };
+        let lease = Lease {
+            offset: self.hwm,
+            len,
+        };
         self.hwm += len;
         Some(lease)
     }
@@ -84,19 +87,41 @@ mod tests {
 
     #[test]
     fn allocates_in_order_and_gives_the_tail_whole() {
-        let mut a = LeaseAllocator { hwm: 0, data_size: 5 * MIN_LEASE / 2 };
-        assert_eq!(a.allocate(MIN_LEASE), Some(Lease { offset: 0, len: MIN_LEASE }));
+        let mut a = LeaseAllocator {
+            hwm: 0,
+            data_size: 5 * MIN_LEASE / 2,
+        };
+        assert_eq!(
+            a.allocate(MIN_LEASE),
+            Some(Lease {
+                offset: 0,
+                len: MIN_LEASE
+            })
+        );
         // 1.5 leases left: the tail is not split into an unusable sliver.
-        assert_eq!(a.allocate(MIN_LEASE), Some(Lease { offset: MIN_LEASE, len: 3 * MIN_LEASE / 2 }));
+        assert_eq!(
+            a.allocate(MIN_LEASE),
+            Some(Lease {
+                offset: MIN_LEASE,
+                len: 3 * MIN_LEASE / 2
+            })
+        );
         assert_eq!(a.allocate(MIN_LEASE), None);
         assert_eq!(a.left(), 0);
     }
 
     #[test]
     fn wire_round_trip() {
-        let l = Lease { offset: 123456789, len: 1 << 20 };
+        let l = Lease {
+            offset: 123456789,
+            len: 1 << 20,
+        };
         assert_eq!(Lease::decode(&l.encode()), Some(l));
-        assert_eq!(Lease::decode(&[0xff; 16]), None, "offset + len overflow is refused");
+        assert_eq!(
+            Lease::decode(&[0xff; 16]),
+            None,
+            "offset + len overflow is refused"
+        );
     }
 
     proptest! {

@@ -75,11 +75,12 @@ impl FromStr for Serial {
     type Err = String;
     fn from_str(s: &str) -> Result<Serial, String> {
         let digits: String = s.chars().filter(|c| *c != '-').collect();
-        let bytes = hex::decode(&digits)
-            .map_err(|_| format!("serial {s:?}: expected 16 hex digits, as in 3f9a-71c2-0b4e-d815"))?;
-        let arr: [u8; 8] = bytes
-            .try_into()
-            .map_err(|_| format!("serial {s:?}: expected 16 hex digits, as in 3f9a-71c2-0b4e-d815"))?;
+        let bytes = hex::decode(&digits).map_err(|_| {
+            format!("serial {s:?}: expected 16 hex digits, as in 3f9a-71c2-0b4e-d815")
+        })?;
+        let arr: [u8; 8] = bytes.try_into().map_err(|_| {
+            format!("serial {s:?}: expected 16 hex digits, as in 3f9a-71c2-0b4e-d815")
+        })?;
         Ok(Serial(arr))
     }
 }
@@ -171,7 +172,10 @@ impl PadHeader {
     }
 
     fn validate(&self) -> Result<(), HeaderError> {
-        let bad = |field, reason: &str| HeaderError::BadField { field, reason: reason.to_string() };
+        let bad = |field, reason: &str| HeaderError::BadField {
+            field,
+            reason: reason.to_string(),
+        };
         if self.ticket_slots == 0 {
             return Err(bad("ticket_slots", "must be at least 1"));
         }
@@ -182,8 +186,13 @@ impl PadHeader {
             return Err(bad("gateways", "at most 16 addresses"));
         }
         let total: usize = self.gateways.iter().map(|g| 1 + g.len()).sum();
-        if self.gateways.iter().any(|g| g.is_empty() || g.len() > 255) || 85 + total > HEADER_LEN as usize - 4 {
-            return Err(bad("gateways", "each address 1..255 bytes, all within the header"));
+        if self.gateways.iter().any(|g| g.is_empty() || g.len() > 255)
+            || 85 + total > HEADER_LEN as usize - 4
+        {
+            return Err(bad(
+                "gateways",
+                "each address 1..255 bytes, all within the header",
+            ));
         }
         Ok(())
     }
@@ -191,7 +200,10 @@ impl PadHeader {
     /// Decode a header block (at least [`HEADER_LEN`] bytes).
     pub fn decode(h: &[u8]) -> Result<PadHeader, HeaderError> {
         if h.len() < HEADER_LEN as usize {
-            return Err(HeaderError::Truncated { expected: HEADER_LEN, actual: h.len() as u64 });
+            return Err(HeaderError::Truncated {
+                expected: HEADER_LEN,
+                actual: h.len() as u64,
+            });
         }
         let h = &h[..HEADER_LEN as usize];
         if h[0..8] != MAGIC {
@@ -211,7 +223,10 @@ impl PadHeader {
         };
         let slot_size = u16::from_be_bytes([h[24], h[25]]);
         if usize::from(slot_size) != SLOT_SIZE {
-            return Err(HeaderError::BadField { field: "slot_size", reason: format!("{slot_size}, expected {SLOT_SIZE}") });
+            return Err(HeaderError::BadField {
+                field: "slot_size",
+                reason: format!("{slot_size}, expected {SLOT_SIZE}"),
+            });
         }
         let u64_at = |at: usize| u64::from_be_bytes(h[at..at + 8].try_into().expect("8 bytes"));
         let n = h[84] as usize;
@@ -223,8 +238,10 @@ impl PadHeader {
                 field: "gateways",
                 reason: "address runs past the header".into(),
             })?;
-            let s = std::str::from_utf8(s)
-                .map_err(|_| HeaderError::BadField { field: "gateways", reason: "address is not UTF-8".into() })?;
+            let s = std::str::from_utf8(s).map_err(|_| HeaderError::BadField {
+                field: "gateways",
+                reason: "address is not UTF-8".into(),
+            })?;
             gateways.push(s.to_string());
             at += 1 + len;
         }
@@ -257,7 +274,9 @@ impl From<PadFileError> for io::Error {
     fn from(e: PadFileError) -> io::Error {
         match e {
             PadFileError::Io { source, .. } => source,
-            e @ PadFileError::Header { .. } => io::Error::new(io::ErrorKind::InvalidData, e.to_string()),
+            e @ PadFileError::Header { .. } => {
+                io::Error::new(io::ErrorKind::InvalidData, e.to_string())
+            }
         }
     }
 }
@@ -277,21 +296,43 @@ pub struct PadFile {
 impl PadFile {
     /// Open and check a pad file (read-write: taking key material erases it).
     pub fn open(path: &Path) -> Result<PadFile, PadFileError> {
-        let io_err = |source| PadFileError::Io { path: path.to_path_buf(), source };
-        let file = OpenOptions::new().read(true).write(true).open(path).map_err(io_err)?;
+        let io_err = |source| PadFileError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(io_err)?;
         let len = file.metadata().map_err(io_err)?.len();
         let mut h = vec![0u8; HEADER_LEN.min(len) as usize];
         file.read_exact_at(&mut h, 0).map_err(io_err)?;
-        let header_err = |source| PadFileError::Header { path: path.to_path_buf(), source };
+        let header_err = |source| PadFileError::Header {
+            path: path.to_path_buf(),
+            source,
+        };
         let header = PadHeader::decode(&h).map_err(header_err)?;
         if len != header.file_len() {
-            return Err(header_err(HeaderError::Truncated { expected: header.file_len(), actual: len }));
+            return Err(header_err(HeaderError::Truncated {
+                expected: header.file_len(),
+                actual: len,
+            }));
         }
         let direct = {
             use std::os::unix::fs::OpenOptionsExt;
-            OpenOptions::new().read(true).custom_flags(rustix::fs::OFlags::DIRECT.bits() as i32).open(path).ok()
+            OpenOptions::new()
+                .read(true)
+                .custom_flags(rustix::fs::OFlags::DIRECT.bits() as i32)
+                .open(path)
+                .ok()
         };
-        Ok(PadFile { path: path.to_path_buf(), file, direct, header })
+        Ok(PadFile {
+            path: path.to_path_buf(),
+            file,
+            direct,
+            header,
+        })
     }
 
     pub fn header(&self) -> &PadHeader {
@@ -306,7 +347,8 @@ impl PadFile {
     pub fn read_slot(&self, i: u32) -> io::Result<Zeroizing<[u8; SLOT_SIZE]>> {
         self.check_slot(i)?;
         let mut slot = Zeroizing::new([0u8; SLOT_SIZE]);
-        self.file.read_exact_at(&mut slot[..], self.header.slot_offset(i))?;
+        self.file
+            .read_exact_at(&mut slot[..], self.header.slot_offset(i))?;
         Ok(slot)
     }
 
@@ -322,7 +364,10 @@ impl PadFile {
 
     fn check_slot(&self, i: u32) -> io::Result<()> {
         if i >= self.header.ticket_slots {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("ticket slot {i} is past the last slot")));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("ticket slot {i} is past the last slot"),
+            ));
         }
         Ok(())
     }
@@ -333,7 +378,10 @@ impl PadFile {
         if lease.end() > self.header.data_size || lease.len == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!("lease {lease} lies outside the data region ({} bytes)", self.header.data_size),
+                format!(
+                    "lease {lease} lies outside the data region ({} bytes)",
+                    self.header.data_size
+                ),
             ));
         }
         let len = usize::try_from(lease.len).map_err(|_| io::Error::other("lease too large"))?;
@@ -361,9 +409,16 @@ impl PadFile {
 /// blocks zeroed by the kernel); where the file system cannot, overwrite with zeros.
 pub fn erase(file: &File, off: u64, len: u64) -> io::Result<()> {
     use rustix::fs::{fallocate, FallocateFlags};
-    match fallocate(file, FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE, off, len) {
+    match fallocate(
+        file,
+        FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE,
+        off,
+        len,
+    ) {
         Ok(()) => Ok(()),
-        Err(e) if e == rustix::io::Errno::OPNOTSUPP || e == rustix::io::Errno::NOSYS => overwrite_zeros(file, off, len),
+        Err(e) if e == rustix::io::Errno::OPNOTSUPP || e == rustix::io::Errno::NOSYS => {
+            overwrite_zeros(file, off, len)
+        }
         Err(e) => Err(e.into()),
     }
 }
@@ -384,7 +439,9 @@ fn overwrite_zeros(file: &File, mut off: u64, len: u64) -> io::Result<()> {
 /// synced, then renamed into place, so a crash never leaves a partial pad.
 /// `progress` is called with the number of key bytes written so far.
 pub fn mint(header: &PadHeader, outs: &[PathBuf], mut progress: impl FnMut(u64)) -> io::Result<()> {
-    let head = header.encode().map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+    let head = header
+        .encode()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
     let tmps: Vec<PathBuf> = outs.iter().map(|p| tmp_name(p)).collect();
     let result = (|| {
         let mut files = Vec::with_capacity(outs.len());
@@ -401,7 +458,9 @@ pub fn mint(header: &PadHeader, outs: &[PathBuf], mut progress: impl FnMut(u64))
         let mut done = 0u64;
         while done < key_len {
             let n = (key_len - done).min(chunk.len() as u64) as usize;
-            OsRng.try_fill_bytes(&mut chunk[..n]).map_err(io::Error::other)?;
+            OsRng
+                .try_fill_bytes(&mut chunk[..n])
+                .map_err(io::Error::other)?;
             for f in &mut files {
                 f.write_all(&chunk[..n])?;
             }
@@ -434,7 +493,10 @@ fn tmp_name(p: &Path) -> PathBuf {
 
 /// fsync the directory holding `p`, so a rename into it is durable.
 pub fn sync_parent(p: &Path) -> io::Result<()> {
-    let dir = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = p
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     File::open(dir)?.sync_all()
 }
 
@@ -470,7 +532,10 @@ mod tests {
         b[0] = b'X';
         assert_eq!(PadHeader::decode(&b), Err(HeaderError::BadMagic));
         let b = header().encode().unwrap();
-        assert!(matches!(PadHeader::decode(&b[..100]), Err(HeaderError::Truncated { .. })));
+        assert!(matches!(
+            PadHeader::decode(&b[..100]),
+            Err(HeaderError::Truncated { .. })
+        ));
     }
 
     #[test]
@@ -490,14 +555,28 @@ mod tests {
         mint(&header(), &[a.clone(), b.clone()], |_| {}).unwrap();
         assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
         let pad = PadFile::open(&a).unwrap();
-        let lease = Lease { offset: PAGE, len: PAGE };
+        let lease = Lease {
+            offset: PAGE,
+            len: PAGE,
+        };
         let key = pad.take(lease).unwrap();
         assert!(key.iter().any(|&x| x != 0));
         let raw = std::fs::read(&a).unwrap();
         let off = (pad.header().data_offset() + PAGE) as usize;
-        assert!(raw[off..off + PAGE as usize].iter().all(|&x| x == 0), "taken bytes are erased on disk");
-        assert_eq!(&std::fs::read(&b).unwrap()[off..off + PAGE as usize], &key[..]);
-        assert!(pad.take(Lease { offset: 8 * PAGE, len: 1 }).is_err());
+        assert!(
+            raw[off..off + PAGE as usize].iter().all(|&x| x == 0),
+            "taken bytes are erased on disk"
+        );
+        assert_eq!(
+            &std::fs::read(&b).unwrap()[off..off + PAGE as usize],
+            &key[..]
+        );
+        assert!(pad
+            .take(Lease {
+                offset: 8 * PAGE,
+                len: 1
+            })
+            .is_err());
     }
 
     #[test]

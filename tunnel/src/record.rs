@@ -105,7 +105,11 @@ impl std::fmt::Debug for LeaseKeys {
 impl LeaseKeys {
     pub fn new(lease: Lease, bytes: KeyBytes) -> LeaseKeys {
         debug_assert_eq!(lease.len as usize, bytes.len());
-        LeaseKeys { lease, bytes, used: 0 }
+        LeaseKeys {
+            lease,
+            bytes,
+            used: 0,
+        }
     }
 
     pub fn lease(&self) -> Lease {
@@ -140,7 +144,12 @@ impl LeaseKeys {
 
 /// Seal one record from `keys` into `out`. The caller checks that it fits
 /// (`payload.len() + KEY_OVERHEAD <= keys.remaining()`).
-pub fn seal(kind: RecordType, payload: &[u8], keys: &mut LeaseKeys, out: &mut BytesMut) -> Result<(), RecordError> {
+pub fn seal(
+    kind: RecordType,
+    payload: &[u8],
+    keys: &mut LeaseKeys,
+    out: &mut BytesMut,
+) -> Result<(), RecordError> {
     let n = payload.len();
     if n > MAX_PAYLOAD {
         return Err(RecordError::TooLong(n));
@@ -180,7 +189,11 @@ impl Opener {
     /// `Ok(None)`: more bytes are needed (nothing was consumed that matters).
     /// `Ok(Some)`: an authenticated record, its payload decrypted.
     /// `Err`: the tunnel must close; nothing of the bad record is returned.
-    pub fn open(&mut self, inbuf: &mut BytesMut, keys: &mut LeaseKeys) -> Result<Option<(RecordType, BytesMut)>, RecordError> {
+    pub fn open(
+        &mut self,
+        inbuf: &mut BytesMut,
+        keys: &mut LeaseKeys,
+    ) -> Result<Option<(RecordType, BytesMut)>, RecordError> {
         let header = match self.header {
             Some(h) => h,
             None => {
@@ -215,7 +228,9 @@ impl Opener {
         if inbuf.len() < header.len + 16 {
             return Ok(None);
         }
-        let key = keys.peek(KEY_OVERHEAD + header.len).ok_or(RecordError::OutOfLease)?;
+        let key = keys
+            .peek(KEY_OVERHEAD + header.len)
+            .ok_or(RecordError::OutOfLease)?;
         let tag = payload_tag(&key[36..68], &header.enc, &inbuf[..header.len]);
         if !bool::from(tag.as_slice().ct_eq(&inbuf[header.len..header.len + 16])) {
             return Err(RecordError::PayloadTag);
@@ -262,7 +277,8 @@ pub fn xor_in_place(data: &mut [u8], key: &[u8]) {
     let mut d = data.chunks_exact_mut(8);
     let mut k = key.chunks_exact(8);
     for (d, k) in (&mut d).zip(&mut k) {
-        let x = u64::from_ne_bytes(d[..].try_into().expect("8")) ^ u64::from_ne_bytes(k.try_into().expect("8"));
+        let x = u64::from_ne_bytes(d[..].try_into().expect("8"))
+            ^ u64::from_ne_bytes(k.try_into().expect("8"));
         d.copy_from_slice(&x.to_ne_bytes());
     }
     for (d, k) in d.into_remainder().iter_mut().zip(k.remainder()) {
@@ -276,9 +292,17 @@ mod tests {
     use proptest::prelude::*;
 
     fn keys(seed: u8, len: usize) -> (LeaseKeys, LeaseKeys) {
-        let bytes: Vec<u8> = (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 8) as u8).collect();
-        let lease = Lease { offset: 0, len: len as u64 };
-        (LeaseKeys::new(lease, bytes.clone().into()), LeaseKeys::new(lease, bytes.into()))
+        let bytes: Vec<u8> = (0..len)
+            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 8) as u8)
+            .collect();
+        let lease = Lease {
+            offset: 0,
+            len: len as u64,
+        };
+        (
+            LeaseKeys::new(lease, bytes.clone().into()),
+            LeaseKeys::new(lease, bytes.into()),
+        )
     }
 
     fn seal_all(msgs: &[Vec<u8>], tx: &mut LeaseKeys) -> BytesMut {
@@ -318,7 +342,13 @@ mod tests {
     fn seal_encrypts_and_uses_exactly_68_plus_n_pad_bytes() {
         let (mut tx, _) = keys(1, 100_000);
         let mut wire = BytesMut::new();
-        seal(RecordType::Data, b"hello world, hello world", &mut tx, &mut wire).unwrap();
+        seal(
+            RecordType::Data,
+            b"hello world, hello world",
+            &mut tx,
+            &mut wire,
+        )
+        .unwrap();
         assert_eq!(tx.used(), 68 + 24);
         assert_eq!(wire.len(), 36 + 24);
         assert!(!wire.windows(5).any(|w| w == b"hello"));
@@ -328,7 +358,10 @@ mod tests {
     fn sealing_past_the_lease_is_refused() {
         let (mut tx, _) = keys(1, 100);
         let mut wire = BytesMut::new();
-        assert_eq!(seal(RecordType::Data, &[0; 40], &mut tx, &mut wire), Err(RecordError::OutOfLease));
+        assert_eq!(
+            seal(RecordType::Data, &[0; 40], &mut tx, &mut wire),
+            Err(RecordError::OutOfLease)
+        );
         assert!(wire.is_empty());
     }
 
@@ -343,7 +376,10 @@ mod tests {
         // Replayed: a twice.
         let mut w = a.clone();
         w.extend_from_slice(&a);
-        assert_eq!(open_all(&mut w, &mut rx).unwrap_err(), RecordError::HeaderTag);
+        assert_eq!(
+            open_all(&mut w, &mut rx).unwrap_err(),
+            RecordError::HeaderTag
+        );
     }
 
     #[test]
@@ -355,10 +391,17 @@ mod tests {
         for cut in 0..wire.len() {
             let mut partial = BytesMut::from(&wire[..cut]);
             let mut rx2 = keys(3, 100_000).1;
-            assert_eq!(Opener::default().open(&mut partial, &mut rx2), Ok(None), "prefix {cut}");
+            assert_eq!(
+                Opener::default().open(&mut partial, &mut rx2),
+                Ok(None),
+                "prefix {cut}"
+            );
         }
         let mut full = wire.clone();
-        assert_eq!(op.open(&mut full, &mut rx).unwrap().unwrap().1.to_vec(), vec![9u8; 1000]);
+        assert_eq!(
+            op.open(&mut full, &mut rx).unwrap().unwrap().1.to_vec(),
+            vec![9u8; 1000]
+        );
     }
 
     #[test]
@@ -367,8 +410,17 @@ mod tests {
         let (mut tx, _) = keys(5, 2000);
         let mut wire = BytesMut::new();
         seal(RecordType::Data, &[1; 1000], &mut tx, &mut wire).unwrap();
-        let mut rx = LeaseKeys::new(Lease { offset: 0, len: 500 }, keys(5, 2000).1.bytes[..500].to_vec().into());
-        assert_eq!(Opener::default().open(&mut wire, &mut rx), Err(RecordError::OutOfLease));
+        let mut rx = LeaseKeys::new(
+            Lease {
+                offset: 0,
+                len: 500,
+            },
+            keys(5, 2000).1.bytes[..500].to_vec().into(),
+        );
+        assert_eq!(
+            Opener::default().open(&mut wire, &mut rx),
+            Err(RecordError::OutOfLease)
+        );
     }
 
     proptest! {

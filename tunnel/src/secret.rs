@@ -25,7 +25,11 @@ pub const DIRECT_ALIGN: usize = 4096;
 
 impl KeyBytes {
     pub fn zeroed(len: usize) -> KeyBytes {
-        KeyBytes { buf: vec![0u8; len], start: 0, len }
+        KeyBytes {
+            buf: vec![0u8; len],
+            start: 0,
+            len,
+        }
     }
 
     /// A zeroed buffer of `len` bytes starting at a [`DIRECT_ALIGN`]-aligned address.

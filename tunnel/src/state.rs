@@ -22,9 +22,17 @@ pub struct DurableCell {
 impl DurableCell {
     /// Create a new state file holding `payload` (fails if it exists).
     pub fn create(path: &Path, payload: &[u8]) -> io::Result<DurableCell> {
-        let file = OpenOptions::new().read(true).write(true).create_new(true).open(path)?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(path)?;
         file.set_len(2 * COPY as u64)?;
-        let mut cell = DurableCell { path: path.to_path_buf(), file, seq: 0 };
+        let mut cell = DurableCell {
+            path: path.to_path_buf(),
+            file,
+            seq: 0,
+        };
         cell.store(payload)?;
         cell.store(payload)?;
         crate::pad::sync_parent(path)?;
@@ -36,19 +44,43 @@ impl DurableCell {
         let file = OpenOptions::new().read(true).write(true).open(path)?;
         let mut raw = [0u8; 2 * COPY];
         file.read_exact_at(&mut raw, 0).map_err(|e| {
-            io::Error::new(e.kind(), format!("{}: state file is shorter than {} bytes", path.display(), 2 * COPY))
+            io::Error::new(
+                e.kind(),
+                format!(
+                    "{}: state file is shorter than {} bytes",
+                    path.display(),
+                    2 * COPY
+                ),
+            )
         })?;
-        let best = [decode(&raw[..COPY]), decode(&raw[COPY..])].into_iter().flatten().max_by_key(|(seq, _)| *seq);
+        let best = [decode(&raw[..COPY]), decode(&raw[COPY..])]
+            .into_iter()
+            .flatten()
+            .max_by_key(|(seq, _)| *seq);
         let (seq, payload) = best.ok_or_else(|| {
-            io::Error::new(io::ErrorKind::InvalidData, format!("{}: both copies of the state are damaged", path.display()))
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{}: both copies of the state are damaged", path.display()),
+            )
         })?;
-        Ok((DurableCell { path: path.to_path_buf(), file, seq }, payload))
+        Ok((
+            DurableCell {
+                path: path.to_path_buf(),
+                file,
+                seq,
+            },
+            payload,
+        ))
     }
 
     /// Durably replace the payload: when this returns Ok, a crash at any
     /// later point still loads `payload` (or something newer).
     pub fn store(&mut self, payload: &[u8]) -> io::Result<()> {
-        assert!(payload.len() <= PAYLOAD, "state payload of {} bytes exceeds {PAYLOAD}", payload.len());
+        assert!(
+            payload.len() <= PAYLOAD,
+            "state payload of {} bytes exceeds {PAYLOAD}",
+            payload.len()
+        );
         let seq = self.seq + 1;
         let mut copy = [0u8; COPY];
         copy[..8].copy_from_slice(&seq.to_be_bytes());
@@ -94,7 +126,11 @@ impl Fields {
 
 /// Read the `i`th u64 field of a payload.
 pub fn field_u64(payload: &[u8; PAYLOAD], i: usize) -> u64 {
-    u64::from_be_bytes(payload[i * 8..i * 8 + 8].try_into().expect("field within payload"))
+    u64::from_be_bytes(
+        payload[i * 8..i * 8 + 8]
+            .try_into()
+            .expect("field within payload"),
+    )
 }
 
 #[cfg(test)]
@@ -125,6 +161,9 @@ mod tests {
         // Both damaged: a clear error naming the file.
         std::fs::write(&p, vec![0u8; 2 * COPY]).unwrap();
         let e = DurableCell::open(&p).unwrap_err().to_string();
-        assert!(e.contains("damaged") && e.contains(p.to_str().unwrap()), "{e}");
+        assert!(
+            e.contains("damaged") && e.contains(p.to_str().unwrap()),
+            "{e}"
+        );
     }
 }

@@ -43,7 +43,9 @@ pub struct LeaseJournal {
 
 impl LeaseJournal {
     pub fn open(path: &Path) -> io::Result<LeaseJournal> {
-        Ok(LeaseJournal { file: Mutex::new(OpenOptions::new().create(true).append(true).open(path)?) })
+        Ok(LeaseJournal {
+            file: Mutex::new(OpenOptions::new().create(true).append(true).open(path)?),
+        })
     }
 
     fn line(&self, line: String) {
@@ -71,7 +73,10 @@ struct GatewayState {
 
 impl GatewayState {
     fn store(&mut self) -> io::Result<()> {
-        let f = Fields::default().put_u64(u64::from(self.next_slot)).put_u64(self.alloc.hwm).put_u64(self.status as u64);
+        let f = Fields::default()
+            .put_u64(u64::from(self.next_slot))
+            .put_u64(self.alloc.hwm)
+            .put_u64(self.status as u64);
         self.cell.store(&f.bytes)
     }
 }
@@ -103,22 +108,35 @@ pub enum OpenError {
 impl AllocatingPad {
     /// Write the initial state file for a freshly minted gateway copy.
     pub fn create_state(pad_path: &Path, status: PadStatus) -> io::Result<()> {
-        let f = Fields::default().put_u64(0).put_u64(0).put_u64(status as u64);
+        let f = Fields::default()
+            .put_u64(0)
+            .put_u64(0)
+            .put_u64(status as u64);
         DurableCell::create(&state_path(pad_path), &f.bytes).map(drop)
     }
 
     /// Open a gateway pad and its state.
-    pub fn open(pad_path: &Path, lease_len: u64, journal: Option<LeaseJournal>) -> Result<AllocatingPad, OpenError> {
+    pub fn open(
+        pad_path: &Path,
+        lease_len: u64,
+        journal: Option<LeaseJournal>,
+    ) -> Result<AllocatingPad, OpenError> {
         let pad = PadFile::open(pad_path)?;
         let sp = state_path(pad_path);
-        let (cell, payload) = DurableCell::open(&sp).map_err(|source| OpenError::State { path: sp.clone(), source })?;
+        let (cell, payload) = DurableCell::open(&sp).map_err(|source| OpenError::State {
+            path: sp.clone(),
+            source,
+        })?;
         let next_slot = u32::try_from(field_u64(&payload, 0)).unwrap_or(u32::MAX);
         let hwm = field_u64(&payload, 1);
         let data_size = pad.header().data_size;
         if hwm > data_size {
             return Err(OpenError::State {
                 path: sp,
-                source: io::Error::new(io::ErrorKind::InvalidData, format!("high-water mark {hwm} is past the data region ({data_size})")),
+                source: io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("high-water mark {hwm} is past the data region ({data_size})"),
+                ),
             });
         }
         let state = GatewayState {
@@ -127,7 +145,12 @@ impl AllocatingPad {
             alloc: LeaseAllocator { hwm, data_size },
             status: PadStatus::from_u64(field_u64(&payload, 2)),
         };
-        Ok(AllocatingPad { pad, state: Mutex::new(state), lease_len, journal })
+        Ok(AllocatingPad {
+            pad,
+            state: Mutex::new(state),
+            lease_len,
+            journal,
+        })
     }
 
     pub fn header(&self) -> &PadHeader {
@@ -170,7 +193,10 @@ impl AllocatingPad {
         let first_unburned = st.next_slot;
         st.next_slot = slot + 1;
         let mut alloc = st.alloc;
-        let leases = match (alloc.allocate(self.lease_len), alloc.allocate(self.lease_len)) {
+        let leases = match (
+            alloc.allocate(self.lease_len),
+            alloc.allocate(self.lease_len),
+        ) {
             (Some(up), Some(down)) => {
                 st.alloc = alloc;
                 Some((up, down))
@@ -260,14 +286,27 @@ impl FollowingPad {
     pub fn open(pad_path: &Path, journal: Option<LeaseJournal>) -> Result<FollowingPad, OpenError> {
         let pad = PadFile::open(pad_path)?;
         let sp = state_path(pad_path);
-        let state_err = |source| OpenError::State { path: sp.clone(), source };
+        let state_err = |source| OpenError::State {
+            path: sp.clone(),
+            source,
+        };
         let (cell, next_slot) = if sp.exists() {
             let (cell, payload) = DurableCell::open(&sp).map_err(state_err)?;
-            (cell, u32::try_from(field_u64(&payload, 0)).unwrap_or(u32::MAX))
+            (
+                cell,
+                u32::try_from(field_u64(&payload, 0)).unwrap_or(u32::MAX),
+            )
         } else {
-            (DurableCell::create(&sp, &Fields::default().put_u64(0).bytes).map_err(state_err)?, 0)
+            (
+                DurableCell::create(&sp, &Fields::default().put_u64(0).bytes).map_err(state_err)?,
+                0,
+            )
         };
-        Ok(FollowingPad { pad, state: Mutex::new(AgentState { cell, next_slot }), journal })
+        Ok(FollowingPad {
+            pad,
+            state: Mutex::new(AgentState { cell, next_slot }),
+            journal,
+        })
     }
 
     pub fn header(&self) -> &PadHeader {
@@ -286,9 +325,12 @@ impl FollowingPad {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let i = st.next_slot;
         if i >= self.pad.header().ticket_slots {
-            return Err(io::Error::other("every ticket slot of this pad is used: the pad cannot open more tunnels"));
+            return Err(io::Error::other(
+                "every ticket slot of this pad is used: the pad cannot open more tunnels",
+            ));
         }
-        st.cell.store(&Fields::default().put_u64(u64::from(i) + 1).bytes)?;
+        st.cell
+            .store(&Fields::default().put_u64(u64::from(i) + 1).bytes)?;
         st.next_slot = i + 1;
         drop(st);
         let slot = Slot::new(self.pad.read_slot(i)?);
@@ -306,7 +348,10 @@ impl KeySource for FollowingPad {
     }
 
     fn allocate(&self) -> io::Result<Option<Lease>> {
-        Err(io::Error::new(io::ErrorKind::Unsupported, "the agent never allocates leases"))
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "the agent never allocates leases",
+        ))
     }
 
     fn note_use(&self, lease: Lease) {
@@ -350,7 +395,11 @@ mod tests {
         drop(pad); // a crash: nothing but the durable state remains
         let pad = AllocatingPad::open(&g, 64 * 1024, None).unwrap();
         assert_eq!(pad.next_slot(), 3, "slots 0..=2 are burned");
-        assert_eq!(pad.open_tunnel(1).unwrap(), None, "a burned slot opens nothing");
+        assert_eq!(
+            pad.open_tunnel(1).unwrap(),
+            None,
+            "a burned slot opens nothing"
+        );
         let fourth = pad.allocate().unwrap().unwrap();
         assert!(fourth.offset >= third.end());
     }

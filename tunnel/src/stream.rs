@@ -204,14 +204,24 @@ pub struct OtpStream<T> {
 
 impl<T> std::fmt::Debug for OtpStream<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OtpStream").field("role", &self.role).field("send", &self.send).field("recv", &self.recv).finish()
+        f.debug_struct("OtpStream")
+            .field("role", &self.role)
+            .field("send", &self.send)
+            .field("recv", &self.recv)
+            .finish()
     }
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin> OtpStream<T> {
     /// Wrap `io`, given the first lease of each direction (already taken
     /// into memory) from the handshake.
-    pub fn new(io: T, role: Role, source: Arc<dyn KeySource>, send: LeaseKeys, recv: LeaseKeys) -> OtpStream<T> {
+    pub fn new(
+        io: T,
+        role: Role,
+        source: Arc<dyn KeySource>,
+        send: LeaseKeys,
+        recv: LeaseKeys,
+    ) -> OtpStream<T> {
         let stats = Arc::new(StreamStats::default());
         let wakers = Arc::new(BothWakers::default());
         stats.saw_lease(send.lease());
@@ -257,7 +267,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> OtpStream<T> {
     pub fn queue_close(&mut self, reason: CloseReason) {
         if !self.close_queued {
             self.close_queued = true;
-            self.control.push_back((RecordType::Close, vec![reason as u8], None));
+            self.control
+                .push_back((RecordType::Close, vec![reason as u8], None));
         }
     }
 
@@ -306,7 +317,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> OtpStream<T> {
                 self.next_send_alloc = Some(start_allocation(&self.source));
             }
             // The peer's next upstream lease, once half of its current one is used.
-            if self.recv_next.is_empty() && self.grant_alloc.is_none() && self.recv.used() * 2 >= self.recv.lease().len as usize {
+            if self.recv_next.is_empty()
+                && self.grant_alloc.is_none()
+                && self.recv.used() * 2 >= self.recv.lease().len as usize
+            {
                 self.grant_alloc = Some(start_allocation(&self.source));
             }
         }
@@ -317,7 +331,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin> OtpStream<T> {
                     Some(keys) => {
                         self.source.note_use(keys.lease());
                         self.stats.saw_lease(keys.lease());
-                        self.control.push_back((RecordType::LeaseNext, keys.lease().encode().to_vec(), Some(keys)));
+                        self.control.push_back((
+                            RecordType::LeaseNext,
+                            keys.lease().encode().to_vec(),
+                            Some(keys),
+                        ));
                     }
                     None => self.key_exhausted(),
                 }
@@ -330,7 +348,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin> OtpStream<T> {
                     Some(keys) => {
                         self.source.note_use(keys.lease());
                         self.stats.saw_lease(keys.lease());
-                        self.control.push_back((RecordType::LeaseGrant, keys.lease().encode().to_vec(), None));
+                        self.control.push_back((
+                            RecordType::LeaseGrant,
+                            keys.lease().encode().to_vec(),
+                            None,
+                        ));
                         self.recv_next.push_back(Loading::Ready(keys));
                     }
                     None => self.key_exhausted(),
@@ -369,24 +391,41 @@ impl<T: AsyncRead + AsyncWrite + Unpin> OtpStream<T> {
             let Some(Loading::Ready(keys)) = self.send_next.pop_front() else {
                 unreachable!("front was made ready above")
             };
-            self.stats.pad_wasted.fetch_add(self.send.remaining() as u64, Ordering::Relaxed);
+            self.stats
+                .pad_wasted
+                .fetch_add(self.send.remaining() as u64, Ordering::Relaxed);
             self.send = keys;
         }
         Poll::Ready(Ok(()))
     }
 
-    fn seal_one(&mut self, kind: RecordType, payload_len: usize, from_plain: bool, payload: &[u8]) -> io::Result<()> {
+    fn seal_one(
+        &mut self,
+        kind: RecordType,
+        payload_len: usize,
+        from_plain: bool,
+        payload: &[u8],
+    ) -> io::Result<()> {
         let res = if from_plain {
-            let r = record::seal(kind, &self.plain_out[..payload_len], &mut self.send, &mut self.out);
+            let r = record::seal(
+                kind,
+                &self.plain_out[..payload_len],
+                &mut self.send,
+                &mut self.out,
+            );
             self.plain_out.advance(payload_len);
             r
         } else {
             record::seal(kind, payload, &mut self.send, &mut self.out)
         };
         res.map_err(|e| self.fail(format!("sealing failed: {e}")))?;
-        self.stats.pad_sent.fetch_add((KEY_OVERHEAD + payload_len) as u64, Ordering::Relaxed);
+        self.stats
+            .pad_sent
+            .fetch_add((KEY_OVERHEAD + payload_len) as u64, Ordering::Relaxed);
         if kind == RecordType::Data {
-            self.stats.payload_sent.fetch_add(payload_len as u64, Ordering::Relaxed);
+            self.stats
+                .payload_sent
+                .fetch_add(payload_len as u64, Ordering::Relaxed);
         }
         Ok(())
     }
@@ -425,7 +464,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin> OtpStream<T> {
                     continue;
                 }
             }
-            let reserve = if self.send_next.is_empty() { CONTROL_RESERVE } else { 0 };
+            let reserve = if self.send_next.is_empty() {
+                CONTROL_RESERVE
+            } else {
+                0
+            };
             let room = self.send.remaining().saturating_sub(KEY_OVERHEAD + reserve);
             if room == 0 {
                 ready!(self.poll_wait_for_lease(cx))?;
@@ -447,7 +490,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> OtpStream<T> {
     /// since the grant arrives there.
     fn poll_wait_for_lease(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         if self.close_queued && self.control.is_empty() {
-            return Poll::Ready(Err(io::Error::new(io::ErrorKind::BrokenPipe, "tunnel closed: key material exhausted")));
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "tunnel closed: key material exhausted",
+            )));
         }
         self.maintain(cx)?;
         if !self.send_next.is_empty() {
@@ -463,7 +509,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> OtpStream<T> {
             match r {
                 Poll::Ready(Ok(true)) => {}
                 Poll::Ready(Ok(false)) => {
-                    return Poll::Ready(Err(io::Error::new(io::ErrorKind::BrokenPipe, "tunnel ended while waiting for a lease grant")))
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::BrokenPipe,
+                        "tunnel ended while waiting for a lease grant",
+                    )))
                 }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => return Poll::Pending,
@@ -473,7 +522,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin> OtpStream<T> {
             }
         }
         // The allocator's allocation task will wake us through `maintain`.
-        if self.role == Role::Allocator && self.next_send_alloc.is_none() && self.send_next.is_empty() && self.control.is_empty() {
+        if self.role == Role::Allocator
+            && self.next_send_alloc.is_none()
+            && self.send_next.is_empty()
+            && self.control.is_empty()
+        {
             // Nothing in flight: start one now.
             if !self.exhausted {
                 self.next_send_alloc = Some(start_allocation(&self.source));
@@ -522,12 +575,21 @@ impl<T: AsyncRead + AsyncWrite + Unpin> OtpStream<T> {
             }
             // Need bytes from the socket.
             self.inbuf.reserve(READ_CHUNK);
-            let n = ready!(tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.inbuf))?;
+            let n = ready!(tokio_util::io::poll_read_buf(
+                Pin::new(&mut self.io),
+                cx,
+                &mut self.inbuf
+            ))?;
             if n == 0 {
                 if self.inbuf.is_empty() && !self.opener.mid_record() {
-                    return Poll::Ready(Err(io::Error::new(io::ErrorKind::UnexpectedEof, "tunnel ended without a CLOSE record")));
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "tunnel ended without a CLOSE record",
+                    )));
                 }
-                return Poll::Ready(Err(self.fail("tunnel ended in the middle of a record".into())));
+                return Poll::Ready(Err(
+                    self.fail("tunnel ended in the middle of a record".into())
+                ));
             }
         }
     }
@@ -540,13 +602,17 @@ impl<T: AsyncRead + AsyncWrite + Unpin> OtpStream<T> {
         }
         while self.recv.is_done() && !self.opener.mid_record() {
             let Some(next) = self.recv_next.front_mut() else {
-                return Poll::Ready(Err(self.fail("peer moved past its lease without an announced next lease".into())));
+                return Poll::Ready(Err(
+                    self.fail("peer moved past its lease without an announced next lease".into())
+                ));
             };
             ready!(next.poll_ready(&mut Context::from_waker(&self.both)))?;
             let Some(Loading::Ready(keys)) = self.recv_next.pop_front() else {
                 unreachable!("front was made ready above")
             };
-            self.stats.pad_wasted.fetch_add(self.recv.remaining() as u64, Ordering::Relaxed);
+            self.stats
+                .pad_wasted
+                .fetch_add(self.recv.remaining() as u64, Ordering::Relaxed);
             self.recv = keys;
         }
         let (kind, payload) = match self.opener.open(&mut self.inbuf, &mut self.recv) {
@@ -554,10 +620,14 @@ impl<T: AsyncRead + AsyncWrite + Unpin> OtpStream<T> {
             Ok(None) => return Poll::Ready(Ok(false)),
             Err(e) => return Poll::Ready(Err(self.fail(e.to_string()))),
         };
-        self.stats.pad_recv.fetch_add((KEY_OVERHEAD + payload.len()) as u64, Ordering::Relaxed);
+        self.stats
+            .pad_recv
+            .fetch_add((KEY_OVERHEAD + payload.len()) as u64, Ordering::Relaxed);
         match (kind, self.role) {
             (RecordType::Data, _) => {
-                self.stats.payload_recv.fetch_add(payload.len() as u64, Ordering::Relaxed);
+                self.stats
+                    .payload_recv
+                    .fetch_add(payload.len() as u64, Ordering::Relaxed);
                 if !payload.is_empty() {
                     self.plain_in_len += payload.len();
                     self.plain_in.push_back(payload);
@@ -565,28 +635,38 @@ impl<T: AsyncRead + AsyncWrite + Unpin> OtpStream<T> {
             }
             (RecordType::LeaseGrant, Role::Follower) => {
                 let lease = self.control_lease(&payload)?;
-                self.send_next.push_back(Loading::start(&self.source, lease));
+                self.send_next
+                    .push_back(Loading::start(&self.source, lease));
                 self.wake_writer();
             }
             (RecordType::LeaseNext, Role::Follower) => {
                 let lease = self.control_lease(&payload)?;
-                self.recv_next.push_back(Loading::start(&self.source, lease));
+                self.recv_next
+                    .push_back(Loading::start(&self.source, lease));
             }
             (RecordType::Notice, Role::Follower) if payload.len() == 16 => {
-                self.stats.balance.store(i64::from_be_bytes(payload[..8].try_into().expect("8")), Ordering::Relaxed);
+                self.stats.balance.store(
+                    i64::from_be_bytes(payload[..8].try_into().expect("8")),
+                    Ordering::Relaxed,
+                );
             }
             (RecordType::Close, _) if payload.len() == 1 => {
                 self.stats.close_reason.store(payload[0], Ordering::Relaxed);
                 self.peer_closed = true;
                 self.wake_writer();
             }
-            (kind, role) => return Poll::Ready(Err(self.fail(format!("unexpected {kind:?} record for the {role:?} side")))),
+            (kind, role) => {
+                return Poll::Ready(Err(
+                    self.fail(format!("unexpected {kind:?} record for the {role:?} side"))
+                ))
+            }
         }
         Poll::Ready(Ok(true))
     }
 
     fn control_lease(&mut self, payload: &[u8]) -> io::Result<Lease> {
-        let lease = Lease::decode(payload).ok_or_else(|| self.fail("malformed lease in a control record".into()))?;
+        let lease = Lease::decode(payload)
+            .ok_or_else(|| self.fail("malformed lease in a control record".into()))?;
         if lease.len < record::MIN_RECORD_KEY as u64 {
             return Err(self.fail("announced lease is too small".into()));
         }
@@ -597,7 +677,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin> OtpStream<T> {
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for OtpStream<T> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let this = &mut *self;
         this.check_failed()?;
         BothWakers::set(&this.wakers.read, cx.waker());
@@ -609,14 +693,20 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for OtpStream<T> {
                 Ok(true) => {}
                 Ok(false) => return Poll::Ready(Ok(())),
                 // Our CLOSE was answered by the peer closing the socket: a clean end.
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof && this.close_queued && this.control.is_empty() => {
+                Err(e)
+                    if e.kind() == io::ErrorKind::UnexpectedEof
+                        && this.close_queued
+                        && this.control.is_empty() =>
+                {
                     return Poll::Ready(Ok(()))
                 }
                 Err(e) => return Poll::Ready(Err(e)),
             }
         }
         while buf.remaining() > 0 {
-            let Some(front) = this.plain_in.front_mut() else { break };
+            let Some(front) = this.plain_in.front_mut() else {
+                break;
+            };
             let n = front.len().min(buf.remaining());
             buf.put_slice(&front[..n]);
             front.advance(n);
@@ -630,11 +720,18 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for OtpStream<T> {
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for OtpStream<T> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
         this.check_failed()?;
         if this.peer_closed || this.close_queued {
-            return Poll::Ready(Err(io::Error::new(io::ErrorKind::BrokenPipe, "tunnel is closing")));
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "tunnel is closing",
+            )));
         }
         BothWakers::set(&this.wakers.write, cx.waker());
         this.maintain(cx)?;
@@ -647,7 +744,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for OtpStream<T> {
         if this.plain_out.is_empty() && buf.len() >= MAX_PAYLOAD && this.control.is_empty() {
             if let Poll::Ready(r) = this.poll_send_keys() {
                 r?;
-                let reserve = if this.send_next.is_empty() { CONTROL_RESERVE } else { 0 };
+                let reserve = if this.send_next.is_empty() {
+                    CONTROL_RESERVE
+                } else {
+                    0
+                };
                 let room = this.send.remaining().saturating_sub(KEY_OVERHEAD + reserve);
                 if room > 0 {
                     let n = room.min(MAX_PAYLOAD);
@@ -721,7 +822,9 @@ mod tests {
                 assert!(!e[i as usize], "byte {i} taken twice on one side");
                 e[i as usize] = true;
             }
-            Ok(self.bytes[l.offset as usize..l.end() as usize].to_vec().into())
+            Ok(self.bytes[l.offset as usize..l.end() as usize]
+                .to_vec()
+                .into())
         }
         fn allocate(&self) -> io::Result<Option<Lease>> {
             Ok(self.alloc.lock().unwrap().allocate(self.lease_len))
@@ -734,13 +837,20 @@ mod tests {
     fn pair(
         data_size: u64,
         lease_len: u64,
-    ) -> (OtpStream<tokio::io::DuplexStream>, OtpStream<tokio::io::DuplexStream>, Arc<Mutex<Vec<Lease>>>) {
+    ) -> (
+        OtpStream<tokio::io::DuplexStream>,
+        OtpStream<tokio::io::DuplexStream>,
+        Arc<Mutex<Vec<Lease>>>,
+    ) {
         let bytes: Vec<u8> = (0..data_size).map(|i| (i * 7 + i / 251) as u8).collect();
         let used = Arc::new(Mutex::new(Vec::new()));
         let mk = |alloc_hwm: u64| MemPad {
             bytes: bytes.clone(),
             erased: Mutex::new(vec![false; data_size as usize]),
-            alloc: Mutex::new(LeaseAllocator { hwm: alloc_hwm, data_size }),
+            alloc: Mutex::new(LeaseAllocator {
+                hwm: alloc_hwm,
+                data_size,
+            }),
             lease_len,
             used: used.clone(),
         };
@@ -750,13 +860,27 @@ mod tests {
         let down = gw.allocate().unwrap().unwrap();
         let ag: Arc<dyn KeySource> = Arc::new(mk(0));
         let (a, b) = tokio::io::duplex(256 * 1024);
-        let gws = OtpStream::new(a, Role::Allocator, gw.clone(), LeaseKeys::new(down, gw.take(down).unwrap()), LeaseKeys::new(up, gw.take(up).unwrap()));
-        let ags = OtpStream::new(b, Role::Follower, ag.clone(), LeaseKeys::new(up, ag.take(up).unwrap()), LeaseKeys::new(down, ag.take(down).unwrap()));
+        let gws = OtpStream::new(
+            a,
+            Role::Allocator,
+            gw.clone(),
+            LeaseKeys::new(down, gw.take(down).unwrap()),
+            LeaseKeys::new(up, gw.take(up).unwrap()),
+        );
+        let ags = OtpStream::new(
+            b,
+            Role::Follower,
+            ag.clone(),
+            LeaseKeys::new(up, ag.take(up).unwrap()),
+            LeaseKeys::new(down, ag.take(down).unwrap()),
+        );
         (gws, ags, used)
     }
 
     fn pattern(n: usize, seed: u8) -> Vec<u8> {
-        (0..n).map(|i| (i as u8).wrapping_mul(seed) ^ (i >> 10) as u8).collect()
+        (0..n)
+            .map(|i| (i as u8).wrapping_mul(seed) ^ (i >> 10) as u8)
+            .collect()
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -821,7 +945,10 @@ mod tests {
         gw.plain_out.extend_from_slice(b"secret payload");
         let waker = futures_noop_waker();
         let mut cx = Context::from_waker(&waker);
-        assert!(matches!(gw.poll_seal_plain(&mut cx, true), Poll::Ready(Ok(()))));
+        assert!(matches!(
+            gw.poll_seal_plain(&mut cx, true),
+            Poll::Ready(Ok(()))
+        ));
         wire.extend_from_slice(&gw.out);
         wire[25] ^= 0x01;
         ag.inbuf.extend_from_slice(&wire);
@@ -831,7 +958,10 @@ mod tests {
         }
         assert_eq!(ag.plain_in_len, 0);
         let mut buf = [0u8; 10];
-        assert!(ag.read(&mut buf).await.is_err(), "a failed stream stays failed");
+        assert!(
+            ag.read(&mut buf).await.is_err(),
+            "a failed stream stays failed"
+        );
     }
 
     #[tokio::test]
@@ -842,7 +972,10 @@ mod tests {
         let mut got = Vec::new();
         ag.read_to_end(&mut got).await.unwrap();
         assert_eq!(got, b"bye");
-        assert_eq!(ag.stats().close_reason.load(Ordering::Relaxed), CloseReason::Shutdown as u8);
+        assert_eq!(
+            ag.stats().close_reason.load(Ordering::Relaxed),
+            CloseReason::Shutdown as u8
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -858,7 +991,10 @@ mod tests {
         let mut got = Vec::new();
         let _ = ag.read_to_end(&mut got).await;
         assert!(got.len() < 1 << 20);
-        assert_eq!(ag.stats().close_reason.load(Ordering::Relaxed), CloseReason::KeyExhausted as u8);
+        assert_eq!(
+            ag.stats().close_reason.load(Ordering::Relaxed),
+            CloseReason::KeyExhausted as u8
+        );
         assert!(g.await.unwrap().is_err());
     }
 

@@ -40,20 +40,36 @@ fn bulk(url: &str, proxy: Option<SocketAddr>) -> f64 {
     }
     args.push(url);
     let out = curl(&args);
-    String::from_utf8_lossy(&out.stdout).trim().parse::<f64>().unwrap_or(0.0) / 1e6
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse::<f64>()
+        .unwrap_or(0.0)
+        / 1e6
 }
 
 /// `n` concurrent keep-alive connections doing 1 KiB GETs for `secs`.
-async fn small_load(target: SocketAddr, url: &str, proxied: bool, n: usize, secs: u64) -> (f64, f64, f64) {
+async fn small_load(
+    target: SocketAddr,
+    url: &str,
+    proxied: bool,
+    n: usize,
+    secs: u64,
+) -> (f64, f64, f64) {
     let deadline = Instant::now() + Duration::from_secs(secs);
     let mut tasks = Vec::new();
     for _ in 0..n {
         let url = url.to_string();
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
-            let Ok(tcp) = tokio::net::TcpStream::connect(target).await else { return lat };
+            let Ok(tcp) = tokio::net::TcpStream::connect(target).await else {
+                return lat;
+            };
             let _ = tcp.set_nodelay(true);
-            let Ok((mut send, conn)) = hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(tcp)).await else { return lat };
+            let Ok((mut send, conn)) =
+                hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(tcp)).await
+            else {
+                return lat;
+            };
             tokio::spawn(conn);
             let uri: http::Uri = url.parse().expect("url");
             let path = uri.path().to_string();
@@ -85,7 +101,13 @@ async fn small_load(target: SocketAddr, url: &str, proxied: bool, n: usize, secs
     }
     let rps = all.len() as f64 / secs as f64;
     all.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
-    let pct = |p: f64| if all.is_empty() { 0.0 } else { all[((all.len() as f64 * p) as usize).min(all.len() - 1)] };
+    let pct = |p: f64| {
+        if all.is_empty() {
+            0.0
+        } else {
+            all[((all.len() as f64 * p) as usize).min(all.len() - 1)]
+        }
+    };
     (rps, pct(0.50), pct(0.99))
 }
 
@@ -95,7 +117,10 @@ fn status(agent: SocketAddr) -> serde_json::Value {
 
 fn pad_used(s: &serde_json::Value) -> (f64, f64) {
     let g = |k: &str| s[k].as_u64().unwrap_or(0) as f64;
-    (g("pad_bytes_sent") + g("pad_bytes_received") + g("pad_bytes_wasted"), g("payload_bytes_sent") + g("payload_bytes_received"))
+    (
+        g("pad_bytes_sent") + g("pad_bytes_received") + g("pad_bytes_wasted"),
+        g("payload_bytes_sent") + g("payload_bytes_received"),
+    )
 }
 
 fn main() -> anyhow::Result<()> {
@@ -118,14 +143,21 @@ fn main() -> anyhow::Result<()> {
     bulk(&bulk_url, None);
     bulk(&small_url, Some(agent.addr));
 
-    println!("padnet bench — loopback, {} cores, medians of {RUNS} runs", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
+    println!(
+        "padnet bench — loopback, {} cores, medians of {RUNS} runs",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0)
+    );
     println!();
 
     // Bulk.
     let direct: Vec<f64> = (0..RUNS).map(|_| bulk(&bulk_url, None)).collect();
     let cpu0 = (cpu_secs(agent.proc.pid()), cpu_secs(gateway.proc.pid()));
     let s0 = status(agent.addr);
-    let tunnel: Vec<f64> = (0..RUNS).map(|_| bulk(&bulk_url, Some(agent.addr))).collect();
+    let tunnel: Vec<f64> = (0..RUNS)
+        .map(|_| bulk(&bulk_url, Some(agent.addr)))
+        .collect();
     let s1 = status(agent.addr);
     let cpu1 = (cpu_secs(agent.proc.pid()), cpu_secs(gateway.proc.pid()));
     let gb = (RUNS * BULK_MIB) as f64 / 1024.0 * (1u64 << 30) as f64 / 1e9;
@@ -146,7 +178,10 @@ fn main() -> anyhow::Result<()> {
     );
 
     // Small requests at 50 concurrent.
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
     let mut dr = Vec::new();
     let mut tr = Vec::new();
     let mut dl = (Vec::new(), Vec::new());
@@ -154,11 +189,23 @@ fn main() -> anyhow::Result<()> {
     let cpu2 = (cpu_secs(agent.proc.pid()), cpu_secs(gateway.proc.pid()));
     let mut tunnel_reqs = 0.0;
     for _ in 0..RUNS {
-        let (r, p50, p99) = rt.block_on(small_load(origin.http, &small_url, false, CONCURRENCY, SMALL_SECS));
+        let (r, p50, p99) = rt.block_on(small_load(
+            origin.http,
+            &small_url,
+            false,
+            CONCURRENCY,
+            SMALL_SECS,
+        ));
         dr.push(r);
         dl.0.push(p50);
         dl.1.push(p99);
-        let (r, p50, p99) = rt.block_on(small_load(agent.addr, &small_url, true, CONCURRENCY, SMALL_SECS));
+        let (r, p50, p99) = rt.block_on(small_load(
+            agent.addr,
+            &small_url,
+            true,
+            CONCURRENCY,
+            SMALL_SECS,
+        ));
         tunnel_reqs += r * SMALL_SECS as f64;
         tr.push(r);
         tl.0.push(p50);
@@ -183,9 +230,15 @@ fn main() -> anyhow::Result<()> {
 
     // Pad use on a mix of small requests, one at a time.
     let s2 = status(agent.addr);
-    let (r, body, _) = rt.block_on(small_load_count(agent.addr, &small_url, SEQ_SMALL));
+    let (r, body, reopened) = rt.block_on(small_load_count(agent.addr, &small_url, SEQ_SMALL));
     if body as usize != SEQ_SMALL * 1024 {
-        eprintln!("warning: {body} body bytes arrived, expected {}", SEQ_SMALL * 1024);
+        eprintln!(
+            "warning: {body} body bytes arrived, expected {}",
+            SEQ_SMALL * 1024
+        );
+    }
+    if reopened > 0 {
+        eprintln!("note: the client reopened its connection to the agent {reopened} time(s)");
     }
     let s3 = status(agent.addr);
     let (p2, q2) = pad_used(&s2);
@@ -194,29 +247,115 @@ fn main() -> anyhow::Result<()> {
     println!(
         "pad use, {SEQ_SMALL} x 1 KiB one at a time     {:.4} per tunnel byte   {:.3} per body byte   ({:.0} pad bytes/request, {r:.0} req/s)",
         (p3 - p2) / (q3 - q2).max(1.0),
-        (p3 - p2) / (SEQ_SMALL * 1024) as f64,
+        (p3 - p2) / body.max(1.0),
         (p3 - p2) / SEQ_SMALL as f64
+    );
+    println!();
+    erasure_cost(work)?;
+    Ok(())
+}
+
+/// What destroying used key material costs: `take` (read + punch a hole) of
+/// 2 MiB leases, against punching alone.
+fn erasure_cost(dir: &std::path::Path) -> anyhow::Result<()> {
+    use tunnel::lease::Lease;
+    use tunnel::pad::{erase, mint, Mode, PadFile, PadHeader, Serial};
+    const LEASE: u64 = 2 << 20;
+    const HALF: u64 = 256 << 20;
+    let path = dir.join("erase-bench.pad");
+    let header = PadHeader {
+        mode: Mode::Otp,
+        serial: Serial::random(),
+        ticket_slots: 1,
+        data_size: 2 * HALF,
+        created_unix: 0,
+        value_micros: 0,
+        policy_id: [0; 32],
+        gateways: vec!["127.0.0.1:1".into()],
+    };
+    mint(&header, &[path.clone()], |_| {})?;
+    let pad = PadFile::open(&path)?;
+    let t = Instant::now();
+    let mut off = 0;
+    while off < HALF {
+        drop(pad.take(Lease {
+            offset: off,
+            len: LEASE,
+        })?);
+        off += LEASE;
+    }
+    let take_s = t.elapsed().as_secs_f64();
+    let f = std::fs::OpenOptions::new().write(true).open(&path)?;
+    let t = Instant::now();
+    while off < 2 * HALF {
+        erase(&f, pad.header().data_offset() + off, LEASE)?;
+        off += LEASE;
+    }
+    let erase_s = t.elapsed().as_secs_f64();
+    let per_lease_us = erase_s / (HALF / LEASE) as f64 * 1e6;
+    println!(
+        "erasure: take (read + punch hole) {:.2} GB/s; punching alone {per_lease_us:.0} us per 2 MiB lease ({:.1} % of take)",
+        HALF as f64 / take_s / 1e9,
+        erase_s / take_s * 100.0
     );
     Ok(())
 }
 
-/// `count` sequential 1 KiB requests on one connection.
-async fn small_load_count(target: SocketAddr, url: &str, count: usize) -> (f64, f64, f64) {
-    let tcp = tokio::net::TcpStream::connect(target).await.expect("connect");
-    let _ = tcp.set_nodelay(true);
-    let (mut send, conn) = hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(tcp)).await.expect("handshake");
-    tokio::spawn(conn);
+/// `count` sequential 1 KiB requests on one keep-alive connection (reopened
+/// if it closes, as a browser would; reopenings are reported).
+async fn small_load_count(target: SocketAddr, url: &str, count: usize) -> (f64, f64, usize) {
+    async fn open(
+        target: SocketAddr,
+    ) -> Option<hyper::client::conn::http1::SendRequest<Empty<Bytes>>> {
+        let tcp = tokio::net::TcpStream::connect(target).await.ok()?;
+        let _ = tcp.set_nodelay(true);
+        let (send, conn) =
+            hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(tcp))
+                .await
+                .ok()?;
+        tokio::spawn(conn);
+        Some(send)
+    }
     let t0 = Instant::now();
     let mut body_bytes = 0usize;
+    let mut reopened = 0;
+    let Some(mut send) = open(target).await else {
+        return (0.0, 0.0, 0);
+    };
     for _ in 0..count {
-        let req = http::Request::builder().uri(url).body(Empty::new()).expect("request");
-        match send.send_request(req).await {
-            Ok(resp) if resp.status() == 200 => {
-                body_bytes += resp.into_body().collect().await.map(|b| b.to_bytes().len()).unwrap_or(0);
+        for _attempt in 0..3 {
+            if send.ready().await.is_err() {
+                reopened += 1;
+                match open(target).await {
+                    Some(s) => send = s,
+                    None => break,
+                }
             }
-            Ok(resp) => eprintln!("unexpected status {}", resp.status()),
-            Err(e) => eprintln!("request failed: {e}"),
+            let req = http::Request::builder()
+                .uri(url)
+                .body(Empty::new())
+                .expect("request");
+            match send.send_request(req).await {
+                Ok(resp) if resp.status() == 200 => {
+                    body_bytes += resp
+                        .into_body()
+                        .collect()
+                        .await
+                        .map(|b| b.to_bytes().len())
+                        .unwrap_or(0);
+                    break;
+                }
+                Ok(resp) => {
+                    eprintln!("unexpected status {}", resp.status());
+                    break;
+                }
+                Err(_) => continue,
+            }
         }
     }
-    (count as f64 / t0.elapsed().as_secs_f64(), body_bytes as f64, 0.0)
+    (
+        count as f64 / t0.elapsed().as_secs_f64(),
+        body_bytes as f64,
+        reopened,
+    )
 }
