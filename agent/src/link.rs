@@ -185,6 +185,7 @@ impl Link {
 
     /// A sender for one request: waits for the tunnel while it is
     /// connecting; when it is down, kicks a retry and waits for that.
+    #[allow(clippy::collapsible_match)] // `ready` needs `&mut`, which a match guard cannot take
     pub async fn sender(&self) -> Result<SendRequest<Body>, LinkState> {
         let mut rx = self.state.subscribe();
         let deadline = tokio::time::Instant::now() + self.timeout * 2;
@@ -193,6 +194,7 @@ impl Link {
             let state = rx.borrow_and_update().clone();
             match state {
                 LinkState::Up(mut s) => {
+                    // A closing connection fails `ready`: wait for the next one.
                     if s.ready().await.is_ok() {
                         return Ok(s);
                     }
@@ -201,8 +203,7 @@ impl Link {
                     kicked = true;
                     self.kick.notify_one();
                 }
-                LinkState::Finished { .. } => return Err(state),
-                LinkState::Down { .. } if kicked => return Err(state),
+                LinkState::Finished { .. } | LinkState::Down { .. } => return Err(state),
                 _ => {}
             }
             match tokio::time::timeout_at(deadline, rx.changed()).await {

@@ -42,10 +42,6 @@ impl Registry {
         }
     }
 
-    pub fn len(&self) -> usize {
-        self.pads.read().map(|p| p.len()).unwrap_or(0)
-    }
-
     pub fn get(&self, serial: &Serial) -> Option<Arc<AllocatingPad>> {
         self.pads.read().ok()?.get(serial).cloned()
     }

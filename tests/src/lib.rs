@@ -266,8 +266,13 @@ pub fn random_file(path: &Path, len: usize) {
     std::fs::write(path, &buf).expect("write random file");
 }
 
-/// Parse a lease journal into (side, offset, len) leases and (side, slot) uses.
-pub fn read_journal(p: &Path) -> (Vec<(String, u64, u64)>, Vec<(String, u64)>) {
+/// A journal's leases as (side, offset, len).
+pub type JournalLeases = Vec<(String, u64, u64)>;
+/// A journal's ticket slot uses as (side, slot).
+pub type JournalSlots = Vec<(String, u64)>;
+
+/// Parse a lease journal into its leases and ticket slot uses.
+pub fn read_journal(p: &Path) -> (JournalLeases, JournalSlots) {
     let text = std::fs::read_to_string(p).unwrap_or_default();
     let mut leases = Vec::new();
     let mut slots = Vec::new();

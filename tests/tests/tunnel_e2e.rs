@@ -300,7 +300,7 @@ fn connect_to_a_port_outside_the_list_is_refused() {
         &format!("http://{}", net.agent.addr),
         "-p",
         "-v",
-        &format!("http://127.0.0.1:9/"),
+        "http://127.0.0.1:9/",
     ]);
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("403"),

@@ -179,7 +179,7 @@ impl PadHeader {
         if self.ticket_slots == 0 {
             return Err(bad("ticket_slots", "must be at least 1"));
         }
-        if self.data_size == 0 || self.data_size % PAGE != 0 {
+        if self.data_size == 0 || !self.data_size.is_multiple_of(PAGE) {
             return Err(bad("data_size", "must be a positive multiple of 4096"));
         }
         if self.gateways.len() > MAX_GATEWAYS {
@@ -387,7 +387,7 @@ impl PadFile {
         let len = usize::try_from(lease.len).map_err(|_| io::Error::other("lease too large"))?;
         let off = self.header.data_offset() + lease.offset;
         let mut bytes = KeyBytes::zeroed_aligned(len);
-        let aligned = off % PAGE == 0 && lease.len % PAGE == 0;
+        let aligned = off.is_multiple_of(PAGE) && lease.len.is_multiple_of(PAGE);
         let direct_ok = match (&self.direct, aligned) {
             (Some(d), true) => d.read_exact_at(&mut bytes, off).is_ok(),
             _ => false,
@@ -583,7 +583,7 @@ mod tests {
     fn truncated_file_is_refused_with_its_name() {
         let dir = tempfile::tempdir().unwrap();
         let a = dir.path().join("a.pad");
-        mint(&header(), &[a.clone()], |_| {}).unwrap();
+        mint(&header(), std::slice::from_ref(&a), |_| {}).unwrap();
         let f = OpenOptions::new().write(true).open(&a).unwrap();
         f.set_len(5000).unwrap();
         let e = PadFile::open(&a).unwrap_err().to_string();

@@ -87,7 +87,7 @@ impl DurableCell {
         copy[8..8 + payload.len()].copy_from_slice(payload);
         let crc = crc32fast::hash(&copy[..COPY - 4]);
         copy[COPY - 4..].copy_from_slice(&crc.to_be_bytes());
-        let slot = (seq % 2) as u64 * COPY as u64;
+        let slot = (seq % 2) * COPY as u64;
         self.file.write_all_at(&copy, slot)?;
         self.file.sync_data()?;
         self.seq = seq;

@@ -273,7 +273,7 @@ fn erasure_cost(dir: &std::path::Path) -> anyhow::Result<()> {
         policy_id: [0; 32],
         gateways: vec!["127.0.0.1:1".into()],
     };
-    mint(&header, &[path.clone()], |_| {})?;
+    mint(&header, std::slice::from_ref(&path), |_| {})?;
     let pad = PadFile::open(&path)?;
     let t = Instant::now();
     let mut off = 0;
