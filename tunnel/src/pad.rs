@@ -449,24 +449,21 @@ pub fn mint(header: &PadHeader, outs: &[PathBuf], mut progress: impl FnMut(u64))
             let f = OpenOptions::new().write(true).create_new(true).open(t)?;
             files.push(io::BufWriter::with_capacity(1 << 20, f));
         }
-        let mut chunk = Zeroizing::new(vec![0u8; 1 << 20]);
         // Header, then the gap up to the ticket region is part of the header block.
         for f in &mut files {
             f.write_all(&head)?;
         }
         let key_len = header.file_len() - HEADER_LEN;
-        let mut done = 0u64;
-        while done < key_len {
-            let n = (key_len - done).min(chunk.len() as u64) as usize;
-            OsRng
-                .try_fill_bytes(&mut chunk[..n])
-                .map_err(io::Error::other)?;
-            for f in &mut files {
-                f.write_all(&chunk[..n])?;
-            }
-            done += n as u64;
-            progress(done);
-        }
+        fill_random_in_order(
+            key_len,
+            |chunk| {
+                for f in &mut files {
+                    f.write_all(chunk)?;
+                }
+                Ok(())
+            },
+            &mut progress,
+        )?;
         for f in files {
             let f = f.into_inner().map_err(|e| e.into_error())?;
             f.sync_all()?;
@@ -483,6 +480,51 @@ pub fn mint(header: &PadHeader, outs: &[PathBuf], mut progress: impl FnMut(u64))
         }
     }
     result
+}
+
+/// Generate `len` bytes from the OS CSPRNG in 1 MiB chunks and hand them to
+/// `sink` in order. Two generator threads feed the writer through bounded
+/// channels, so drawing randomness and writing it overlap on two cores.
+fn fill_random_in_order(
+    len: u64,
+    mut sink: impl FnMut(&[u8]) -> io::Result<()>,
+    progress: &mut impl FnMut(u64),
+) -> io::Result<()> {
+    const CHUNK: u64 = 1 << 20;
+    const GENERATORS: u64 = 2;
+    let chunks = len.div_ceil(CHUNK);
+    std::thread::scope(|scope| {
+        let mut receivers = Vec::new();
+        for g in 0..GENERATORS {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Zeroizing<Vec<u8>>>>(2);
+            receivers.push(rx);
+            scope.spawn(move || {
+                let mut i = g;
+                while i < chunks {
+                    let n = (len - i * CHUNK).min(CHUNK) as usize;
+                    let mut buf = Zeroizing::new(vec![0u8; n]);
+                    let r = OsRng
+                        .try_fill_bytes(&mut buf)
+                        .map(|_| buf)
+                        .map_err(io::Error::other);
+                    if tx.send(r).is_err() {
+                        return;
+                    }
+                    i += GENERATORS;
+                }
+            });
+        }
+        let mut done = 0u64;
+        for i in 0..chunks {
+            let chunk = receivers[(i % GENERATORS) as usize]
+                .recv()
+                .map_err(|_| io::Error::other("random generator thread stopped"))??;
+            sink(&chunk)?;
+            done += chunk.len() as u64;
+            progress(done);
+        }
+        Ok(())
+    })
 }
 
 fn tmp_name(p: &Path) -> PathBuf {
