@@ -184,6 +184,8 @@ pub struct OtpStream<T> {
     control: VecDeque<(RecordType, Vec<u8>, Option<LeaseKeys>)>,
     out: BytesMut,
     close_queued: bool,
+    /// A control record is sealed but not yet written to the socket.
+    control_unsent: bool,
     next_send_alloc: Option<Allocation>,
 
     // Receiving.
@@ -239,6 +241,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> OtpStream<T> {
             control: VecDeque::new(),
             out: BytesMut::with_capacity(OUT_HIGH),
             close_queued: false,
+            control_unsent: false,
             next_send_alloc: None,
             recv,
             recv_next: VecDeque::new(),
@@ -359,9 +362,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin> OtpStream<T> {
                 }
             }
         }
-        let (next_before, out_before) = (self.send_next.len(), self.out.len());
+        let (next_before, out_before, control_before) =
+            (self.send_next.len(), self.out.len(), self.control.len());
         self.seal_controls()?;
-        if !self.out.is_empty() {
+        // Control records go out at once (nobody may flush for a while); data
+        // waits for a batch or a flush, so the socket sees large writes.
+        self.control_unsent |= self.control.len() < control_before;
+        if self.control_unsent || self.out.len() >= OUT_BATCH {
             match self.poll_drain(cx) {
                 Poll::Ready(r) => r?,
                 Poll::Pending => {}
@@ -499,6 +506,14 @@ impl<T: AsyncRead + AsyncWrite + Unpin> OtpStream<T> {
         if !self.send_next.is_empty() {
             return Poll::Ready(Ok(()));
         }
+        // The peer grants our next lease only after it has read half of this
+        // one: everything sealed must reach it before we wait.
+        if !self.out.is_empty() {
+            let both = self.both.clone();
+            if let Poll::Ready(r) = self.poll_drain(&mut Context::from_waker(&both)) {
+                r?;
+            }
+        }
         if self.role == Role::Follower {
             let before = self.plain_in_len;
             let both = self.both.clone();
@@ -548,6 +563,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> OtpStream<T> {
             }
             self.out.advance(n);
         }
+        self.control_unsent = false;
         Poll::Ready(Ok(()))
     }
 
