@@ -11,7 +11,7 @@ use tunnel::handshake::{
     open_reply, seal_hello, Hello, Reply, ReplyStatus, PROTOCOL_VERSION, REPLY_LEN,
 };
 use tunnel::record::LeaseKeys;
-use tunnel::store::FollowingPad;
+use tunnel::store::{blocking, FollowingPad};
 use tunnel::stream::{KeySource, OtpStream, Role};
 
 /// Why a dial failed.
@@ -87,12 +87,4 @@ pub async fn dial(
         LeaseKeys::new(down, down_keys),
     );
     Ok((stream, reply))
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
-) -> std::io::Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(std::io::Error::other)?
 }

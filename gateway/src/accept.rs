@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use tunnel::handshake::{open_hello, seal_reply, Reply, ReplyStatus, HELLO_LEN};
 use tunnel::lease::Lease;
 use tunnel::record::LeaseKeys;
-use tunnel::store::{AllocatingPad, PadStatus};
+use tunnel::store::{blocking, AllocatingPad, PadStatus};
 use tunnel::stream::{KeySource, OtpStream, Role};
 
 use crate::registry::Registry;
@@ -127,14 +127,6 @@ async fn check_hello(hello: &[u8; HELLO_LEN], registry: &Arc<Registry>) -> Resul
         return Err(Refused::BadHello);
     }
     Ok((pad, index, slot))
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
-) -> std::io::Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(std::io::Error::other)?
 }
 
 /// Read and discard until the deadline, then close: the same for every prober.

@@ -120,6 +120,28 @@ impl Net {
             self.dir.path().join("agent.journal"),
         )
     }
+    /// Start a rate-limited download of the blob through the agent and
+    /// return once 4 MiB have arrived, so a crash lands mid-transfer.
+    fn start_slow_download(&self) -> std::process::Child {
+        let out = self.dir.path().join("partial.bin");
+        let _ = std::fs::remove_file(&out);
+        let child = std::process::Command::new("curl")
+            .args([
+                "-sS",
+                "--limit-rate",
+                "16M",
+                "-x",
+                &format!("http://{}", self.agent.addr),
+                "-o",
+            ])
+            .arg(&out)
+            .arg(self.url("/blob.bin"))
+            .spawn()
+            .unwrap();
+        wait_for_growth(&out, 4 << 20);
+        child
+    }
+
     /// Download the blob through the agent into a file; return (http code, sha).
     fn download_blob(&self, https: bool) -> (u16, String) {
         let out = self.dir.path().join("download.bin");
@@ -382,21 +404,7 @@ fn gateway_crash_mid_download_wastes_at_most_leases_and_reuses_nothing() {
     .run();
     let port = net.gateway.addr.port();
     for round in 0..2 {
-        let out = net.dir.path().join("partial.bin");
-        let mut slow = std::process::Command::new("curl")
-            .args([
-                "-sS",
-                "--limit-rate",
-                "16M",
-                "-x",
-                &format!("http://{}", net.agent.addr),
-                "-o",
-            ])
-            .arg(&out)
-            .arg(net.url("/blob.bin"))
-            .spawn()
-            .unwrap();
-        wait_for_growth(&out, 4 << 20);
+        let mut slow = net.start_slow_download();
         net.gateway.proc.kill9();
         let _ = slow.wait();
         let ports = format!("80,443,{}", net.origin.http.port());
@@ -438,21 +446,7 @@ fn agent_crash_mid_download_wastes_at_most_leases_and_reuses_nothing() {
     .run();
     let aj = net.journals().1.to_string_lossy().to_string();
     for round in 0..2 {
-        let out = net.dir.path().join("partial.bin");
-        let mut slow = std::process::Command::new("curl")
-            .args([
-                "-sS",
-                "--limit-rate",
-                "16M",
-                "-x",
-                &format!("http://{}", net.agent.addr),
-                "-o",
-            ])
-            .arg(&out)
-            .arg(net.url("/blob.bin"))
-            .spawn()
-            .unwrap();
-        wait_for_growth(&out, 4 << 20);
+        let mut slow = net.start_slow_download();
         net.agent.proc.kill9();
         let _ = slow.wait();
         net.agent = start_agent(

@@ -15,6 +15,15 @@ use crate::secret::KeyBytes;
 use crate::state::{field_u64, DurableCell, Fields};
 use crate::stream::KeySource;
 
+/// Run blocking pad I/O (reads, erasure, fsync) off the async runtime.
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> io::Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(io::Error::other)?
+}
+
 /// The status of a pad at the gateway.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
