@@ -2,3 +2,5 @@
 //! matcher, and decide per request (built by the policy issue; the gateway's
 //! request stack has its place reserved in `gateway/src/stack.rs`).
 #![forbid(unsafe_code)]
+
+pub mod units;
