@@ -11,6 +11,8 @@
 //! - [`stack`]: the per-request tower stack, in request order.
 //! - [`fetch`]: upstream fetch and CONNECT splice; [`guard`]: address guard.
 //! - [`headers`]: request/response normalisation; [`error`]: status pages.
+//! - [`ledger`]: value accounts, reservations, group commit (sled).
+//! - [`tariff`]: prices and the pricing arithmetic.
 //! - [`units`]: money and sizes as people write them.
 #![forbid(unsafe_code)]
 
@@ -19,10 +21,12 @@ pub mod error;
 pub mod fetch;
 pub mod guard;
 pub mod headers;
+pub mod ledger;
 pub mod mint;
 pub mod registry;
 pub mod serve;
 pub mod stack;
+pub mod tariff;
 pub mod state_dir;
 pub mod units;
 

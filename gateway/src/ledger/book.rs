@@ -1,0 +1,452 @@
+//! The ledger's rules, pure and in memory: accounts, reservations (holds) and
+//! the issued/redeemed totals, and every movement between them. No I/O here;
+//! the stores persist what each operation reports as changed.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Micro-units of the currency (1 = 0.000001).
+pub type Micros = i64;
+
+/// An account in the ledger.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Account {
+    /// Where issued value comes from; its balance is −(issued − redeemed).
+    Issuance,
+    /// The gateway's earnings.
+    Revenue,
+    /// A pad's spendable value, by serial.
+    Pad(String),
+}
+
+impl Account {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Account::Issuance => "issuance",
+            Account::Revenue => "revenue",
+            Account::Pad(_) => "pad",
+        }
+    }
+
+    /// The key form ("pad:abcd-...", "revenue", "issuance").
+    pub fn key(&self) -> String {
+        match self {
+            Account::Issuance => "issuance".into(),
+            Account::Revenue => "revenue".into(),
+            Account::Pad(s) => format!("pad:{s}"),
+        }
+    }
+
+    pub fn from_key(k: &str) -> Option<Account> {
+        match k {
+            "issuance" => Some(Account::Issuance),
+            "revenue" => Some(Account::Revenue),
+            _ => k.strip_prefix("pad:").map(|s| Account::Pad(s.to_string())),
+        }
+    }
+}
+
+/// A reservation: value moved out of a pad's balance, not yet settled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hold {
+    pub pad: String,
+    pub amount: Micros,
+}
+
+/// Per-pad counters for the current day, for policy limits. Aggregates only:
+/// never which sites.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DayUsage {
+    /// Days since the Unix epoch (UTC) these counters are for.
+    pub day: i64,
+    pub spent: Micros,
+    pub bytes: u64,
+}
+
+/// Why an operation was refused. Nothing changes when one is returned.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LedgerError {
+    #[error("insufficient value: balance {balance}, needed at least {needed}")]
+    Insufficient { balance: Micros, needed: Micros },
+    #[error("no such pad account {0}")]
+    NoAccount(String),
+    #[error("pad account {0} already exists")]
+    AccountExists(String),
+    #[error("no open reservation {0}")]
+    NoHold(u64),
+    #[error("settling {charge} against a reservation of {held}")]
+    OverCharge { charge: Micros, held: Micros },
+    #[error("amount must be positive, got {0}")]
+    BadAmount(Micros),
+    #[error("amounts overflow")]
+    Overflow,
+    #[error("ledger store: {0}")]
+    Store(String),
+}
+
+/// Which persisted entries an operation changed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Changes {
+    pub accounts: Vec<Account>,
+    pub holds: Vec<u64>,
+    pub days: Vec<String>,
+    pub totals: bool,
+}
+
+/// The whole ledger state.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Book {
+    pub balances: BTreeMap<Account, Micros>,
+    pub holds: BTreeMap<u64, Hold>,
+    pub next_hold: u64,
+    pub issued: Micros,
+    pub redeemed: Micros,
+    pub days: BTreeMap<String, DayUsage>,
+}
+
+/// What `audit` found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditReport {
+    pub issued: Micros,
+    pub redeemed: Micros,
+    /// Σ balances of every account except issuance.
+    pub balances: Micros,
+    pub held: Micros,
+    pub open_holds: usize,
+    pub accounts: usize,
+    /// Empty when the ledger is sound; otherwise each discrepancy, named.
+    pub problems: Vec<String>,
+}
+
+impl Book {
+    pub fn balance(&self, a: &Account) -> Option<Micros> {
+        self.balances.get(a).copied()
+    }
+
+    fn pad_balance(&self, pad: &str) -> Result<Micros, LedgerError> {
+        self.balance(&Account::Pad(pad.to_string()))
+            .ok_or_else(|| LedgerError::NoAccount(pad.to_string()))
+    }
+
+    fn add(&mut self, a: &Account, delta: Micros) -> Result<(), LedgerError> {
+        let v = self.balances.get(a).copied().unwrap_or(0);
+        let n = v.checked_add(delta).ok_or(LedgerError::Overflow)?;
+        self.balances.insert(a.clone(), n);
+        Ok(())
+    }
+
+    /// Issue `amount` to a new pad account: issuance → pad.
+    pub fn issue(&mut self, pad: &str, amount: Micros) -> Result<Changes, LedgerError> {
+        if amount < 0 {
+            return Err(LedgerError::BadAmount(amount));
+        }
+        let acct = Account::Pad(pad.to_string());
+        if self.balances.contains_key(&acct) {
+            return Err(LedgerError::AccountExists(pad.to_string()));
+        }
+        let issued = self.issued.checked_add(amount).ok_or(LedgerError::Overflow)?;
+        self.add(&Account::Issuance, -amount)?;
+        self.balances.insert(acct.clone(), amount);
+        self.issued = issued;
+        Ok(Changes {
+            accounts: vec![Account::Issuance, acct],
+            totals: true,
+            ..Changes::default()
+        })
+    }
+
+    /// Reserve between `min` and `max` from a pad (as much of `max` as the
+    /// balance allows, refused below `min`). Returns the hold id and amount.
+    pub fn reserve(
+        &mut self,
+        pad: &str,
+        min: Micros,
+        max: Micros,
+    ) -> Result<(u64, Micros, Changes), LedgerError> {
+        if min < 0 || max < min {
+            return Err(LedgerError::BadAmount(min));
+        }
+        let balance = self.pad_balance(pad)?;
+        let amount = balance.min(max);
+        if amount < min || (amount == 0 && max > 0) {
+            return Err(LedgerError::Insufficient {
+                balance,
+                needed: min.max(1),
+            });
+        }
+        let id = self.next_hold;
+        self.next_hold += 1;
+        let acct = Account::Pad(pad.to_string());
+        self.add(&acct, -amount)?;
+        self.holds.insert(
+            id,
+            Hold {
+                pad: pad.to_string(),
+                amount,
+            },
+        );
+        Ok((
+            id,
+            amount,
+            Changes {
+                accounts: vec![acct],
+                holds: vec![id],
+                totals: true,
+                ..Changes::default()
+            },
+        ))
+    }
+
+    /// Add between `min` and `max` more to an open hold.
+    pub fn extend(
+        &mut self,
+        hold: u64,
+        min: Micros,
+        max: Micros,
+    ) -> Result<(Micros, Changes), LedgerError> {
+        if min < 1 || max < min {
+            return Err(LedgerError::BadAmount(min));
+        }
+        let pad = self.holds.get(&hold).ok_or(LedgerError::NoHold(hold))?.pad.clone();
+        let balance = self.pad_balance(&pad)?;
+        let amount = balance.min(max);
+        if amount < min {
+            return Err(LedgerError::Insufficient {
+                balance,
+                needed: min,
+            });
+        }
+        let acct = Account::Pad(pad);
+        let h = self.holds.get_mut(&hold).ok_or(LedgerError::NoHold(hold))?;
+        h.amount = h.amount.checked_add(amount).ok_or(LedgerError::Overflow)?;
+        self.add(&acct, -amount)?;
+        Ok((
+            amount,
+            Changes {
+                accounts: vec![acct],
+                holds: vec![hold],
+                ..Changes::default()
+            },
+        ))
+    }
+
+    /// Close a hold: `charge` goes to revenue, the rest back to the pad, and
+    /// the pad's day counters grow by `charge` and `bytes`.
+    pub fn settle(
+        &mut self,
+        hold: u64,
+        charge: Micros,
+        bytes: u64,
+        day: i64,
+    ) -> Result<Changes, LedgerError> {
+        let h = self.holds.get(&hold).ok_or(LedgerError::NoHold(hold))?.clone();
+        if charge < 0 || charge > h.amount {
+            return Err(LedgerError::OverCharge {
+                charge,
+                held: h.amount,
+            });
+        }
+        let acct = Account::Pad(h.pad.clone());
+        self.add(&Account::Revenue, charge)?;
+        self.add(&acct, h.amount - charge)?;
+        self.holds.remove(&hold);
+        let mut changes = Changes {
+            accounts: vec![Account::Revenue, acct],
+            holds: vec![hold],
+            ..Changes::default()
+        };
+        if charge > 0 || bytes > 0 {
+            let d = self.days.entry(h.pad.clone()).or_default();
+            if d.day != day {
+                *d = DayUsage {
+                    day,
+                    ..DayUsage::default()
+                };
+            }
+            d.spent = d.spent.saturating_add(charge);
+            d.bytes = d.bytes.saturating_add(bytes);
+            changes.days.push(h.pad);
+        }
+        Ok(changes)
+    }
+
+    /// Give a hold back in full (nothing was served, or a crash interrupted it).
+    pub fn release(&mut self, hold: u64) -> Result<Changes, LedgerError> {
+        let day = self.days.values().map(|d| d.day).max().unwrap_or(0);
+        self.settle(hold, 0, 0, day)
+    }
+
+    /// Today's usage of a pad.
+    pub fn usage(&self, pad: &str, day: i64) -> DayUsage {
+        match self.days.get(pad) {
+            Some(d) if d.day == day => *d,
+            _ => DayUsage {
+                day,
+                ..DayUsage::default()
+            },
+        }
+    }
+
+    /// Value currently held for a pad.
+    pub fn held_for(&self, pad: &str) -> Micros {
+        self.holds
+            .values()
+            .filter(|h| h.pad == pad)
+            .map(|h| h.amount)
+            .sum()
+    }
+
+    /// Check conservation: Σ balances (issuance aside) + Σ holds = issued −
+    /// redeemed; issuance mirrors it; nothing but issuance is negative.
+    pub fn audit(&self) -> AuditReport {
+        let mut problems = Vec::new();
+        let mut balances: i128 = 0;
+        for (a, v) in &self.balances {
+            if *a != Account::Issuance {
+                balances += i128::from(*v);
+                if *v < 0 {
+                    problems.push(format!("account {} is negative: {v}", a.key()));
+                }
+            }
+        }
+        let mut held: i128 = 0;
+        for (id, h) in &self.holds {
+            held += i128::from(h.amount);
+            if h.amount < 0 {
+                problems.push(format!("reservation {id} is negative: {}", h.amount));
+            }
+            if !self.balances.contains_key(&Account::Pad(h.pad.clone())) {
+                problems.push(format!("reservation {id} names unknown pad {}", h.pad));
+            }
+        }
+        let outstanding = i128::from(self.issued) - i128::from(self.redeemed);
+        if balances + held != outstanding {
+            problems.push(format!(
+                "balances {balances} + reservations {held} != issued {} - redeemed {} (off by {})",
+                self.issued,
+                self.redeemed,
+                balances + held - outstanding
+            ));
+        }
+        let issuance = i128::from(self.balance(&Account::Issuance).unwrap_or(0));
+        if issuance != -outstanding {
+            problems.push(format!(
+                "issuance account {issuance} does not mirror issued - redeemed {outstanding}"
+            ));
+        }
+        AuditReport {
+            issued: self.issued,
+            redeemed: self.redeemed,
+            balances: clamp(balances),
+            held: clamp(held),
+            open_holds: self.holds.len(),
+            accounts: self.balances.len(),
+            problems,
+        }
+    }
+}
+
+fn clamp(v: i128) -> i64 {
+    v.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn lifecycle() {
+        let mut b = Book::default();
+        b.issue("p", 500).unwrap();
+        assert!(b.issue("p", 1).is_err());
+        let (h, amt, _) = b.reserve("p", 10, 300).unwrap();
+        assert_eq!(amt, 300);
+        assert_eq!(b.balance(&Account::Pad("p".into())), Some(200));
+        assert_eq!(b.extend(h, 1, 1000).unwrap().0, 200);
+        assert!(matches!(
+            b.extend(h, 1, 10),
+            Err(LedgerError::Insufficient { balance: 0, .. })
+        ));
+        assert!(matches!(b.settle(h, 501, 0, 0), Err(LedgerError::OverCharge { .. })));
+        b.settle(h, 120, 4096, 7).unwrap();
+        assert_eq!(b.balance(&Account::Pad("p".into())), Some(380));
+        assert_eq!(b.balance(&Account::Revenue), Some(120));
+        assert_eq!(b.usage("p", 7).spent, 120);
+        assert_eq!(b.usage("p", 8).spent, 0);
+        assert!(b.audit().problems.is_empty(), "{:?}", b.audit());
+        assert!(b.reserve("nope", 1, 1).is_err());
+    }
+
+    #[test]
+    fn audit_names_a_discrepancy() {
+        let mut b = Book::default();
+        b.issue("p", 500).unwrap();
+        b.balances.insert(Account::Pad("p".into()), 501);
+        let r = b.audit();
+        assert_eq!(r.problems.len(), 1, "{r:?}");
+        assert!(r.problems[0].contains("off by 1"), "{r:?}");
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Issue(u8, i64),
+        Reserve(u8, i64, i64),
+        Extend(u8, i64, i64),
+        Settle(u8, i64, u32),
+        Release(u8),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0u8..4, 0i64..1_000_000).prop_map(|(p, a)| Op::Issue(p, a)),
+            (0u8..4, 0i64..50_000, 0i64..400_000).prop_map(|(p, a, b)| Op::Reserve(p, a, a + b)),
+            (0u8..16, 1i64..50_000, 0i64..400_000).prop_map(|(h, a, b)| Op::Extend(h, a, a + b)),
+            (0u8..16, -10i64..500_000, any::<u32>()).prop_map(|(h, c, n)| Op::Settle(h, c, n)),
+            (0u8..16).prop_map(Op::Release),
+        ]
+    }
+
+    proptest! {
+        /// Random sequences never create or destroy value, never drive a
+        /// balance negative, and never settle more than was reserved; a
+        /// refused operation changes nothing.
+        #[test]
+        fn conserves(ops in proptest::collection::vec(op(), 1..200)) {
+            let mut b = Book::default();
+            for op in ops {
+                let before = b.clone();
+                let holds: Vec<u64> = b.holds.keys().copied().collect();
+                let pick = |i: u8| holds.get(i as usize % holds.len().max(1)).copied().unwrap_or(u64::MAX);
+                let result = match op {
+                    Op::Issue(p, a) => b.issue(&format!("p{p}"), a).map(|_| ()),
+                    Op::Reserve(p, min, max) => b.reserve(&format!("p{p}"), min, max).map(|_| ()),
+                    Op::Extend(h, min, max) => b.extend(pick(h), min, max).map(|_| ()),
+                    Op::Settle(h, c, n) => {
+                        let id = pick(h);
+                        let held = b.holds.get(&id).map(|h| h.amount);
+                        let pad_before = b.holds.get(&id).and_then(|h| b.balance(&Account::Pad(h.pad.clone())));
+                        let r = b.settle(id, c, u64::from(n), 1);
+                        if r.is_ok() {
+                            let held = held.unwrap();
+                            prop_assert!(c <= held && c >= 0);
+                            let pad = before.holds[&id].pad.clone();
+                            prop_assert_eq!(b.balance(&Account::Pad(pad)).unwrap(), pad_before.unwrap() + held - c);
+                        }
+                        r.map(|_| ())
+                    }
+                    Op::Release(h) => b.release(pick(h)).map(|_| ()),
+                };
+                if result.is_err() {
+                    prop_assert_eq!(&b, &before);
+                }
+                let report = b.audit();
+                prop_assert!(report.problems.is_empty(), "{:?}", report);
+                let total: i128 = b.balances.values().map(|v| i128::from(*v)).sum::<i128>()
+                    + b.holds.values().map(|h| i128::from(h.amount)).sum::<i128>();
+                prop_assert_eq!(total, 0, "double entry: everything sums to zero");
+            }
+        }
+    }
+}

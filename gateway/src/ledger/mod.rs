@@ -1,0 +1,256 @@
+//! The value ledger: the pure rules in [`book`], persisted through the
+//! [`Persist`] trait (sled in [`sled_store`]; a shared SQL store can slot in),
+//! with group commit: many operations become durable with one flush.
+//!
+//! Ordering: every operation changes the in-memory book and writes its changed
+//! entries to the store as one atomic batch, under one lock, so the store sees
+//! operations in the book's order. Durability is separate: a caller that must
+//! not go on before an operation is on disk (a reservation, before anything is
+//! served against it) awaits [`Ledger::durable`], which joins the next group
+//! flush. Settlements are not awaited: a crash before their flush leaves the
+//! reservation open, and it is released at the next start.
+
+pub mod book;
+pub mod sled_store;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+pub use book::{Account, AuditReport, Book, Changes, DayUsage, Hold, LedgerError, Micros};
+
+/// Where the book is kept. Implementations write each batch atomically.
+pub trait Persist: Send + Sync + 'static {
+    /// Read the whole book.
+    fn load(&self) -> Result<Book, LedgerError>;
+    /// Write the entries `changes` names, as they are now in `book`, atomically.
+    fn write(&self, book: &Book, changes: &Changes) -> Result<(), LedgerError>;
+    /// Make everything written so far durable.
+    fn flush(&self) -> Result<(), LedgerError>;
+}
+
+/// A position in the stream of writes; durable once the flushed mark reaches it.
+pub type Seq = u64;
+
+struct Shared {
+    store: Box<dyn Persist>,
+    /// Highest sequence durability was asked for.
+    wanted: Mutex<Seq>,
+    wake: Condvar,
+    stop: AtomicBool,
+    flushed: tokio::sync::watch::Sender<Seq>,
+    flushes: AtomicU64,
+}
+
+/// The ledger shared by every tunnel and the admin endpoint.
+pub struct Ledger {
+    book: Mutex<(Book, Seq)>,
+    shared: Arc<Shared>,
+    flusher: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Ledger {
+    /// Load the book, release every reservation a crash left open (their
+    /// streams are gone; the user is not charged for them), make that
+    /// durable, and start the group-commit flusher.
+    pub fn open(store: Box<dyn Persist>) -> Result<(Ledger, usize), LedgerError> {
+        let mut book = store.load()?;
+        let open: Vec<u64> = book.holds.keys().copied().collect();
+        for id in &open {
+            let changes = book.release(*id)?;
+            store.write(&book, &changes)?;
+        }
+        store.flush()?;
+        let (flushed, _) = tokio::sync::watch::channel(0);
+        let shared = Arc::new(Shared {
+            store,
+            wanted: Mutex::new(0),
+            wake: Condvar::new(),
+            stop: AtomicBool::new(false),
+            flushed,
+            flushes: AtomicU64::new(0),
+        });
+        let s = shared.clone();
+        let flusher = std::thread::Builder::new()
+            .name("ledger-flush".into())
+            .spawn(move || flush_loop(&s))
+            .map_err(|e| LedgerError::Store(format!("starting the flusher: {e}")))?;
+        Ok((
+            Ledger {
+                book: Mutex::new((book, 0)),
+                shared,
+                flusher: Some(flusher),
+            },
+            open.len(),
+        ))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, (Book, Seq)> {
+        // A panic while holding the lock cannot leave a half-applied
+        // operation: every operation validates before it mutates.
+        self.book.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Apply one operation to the book and the store, in order.
+    fn apply<R>(
+        &self,
+        op: impl FnOnce(&mut Book) -> Result<(R, Changes), LedgerError>,
+    ) -> Result<(R, Seq), LedgerError> {
+        let mut g = self.lock();
+        let (r, changes) = op(&mut g.0)?;
+        if let Err(e) = self.shared.store.write(&g.0, &changes) {
+            // The store refused the batch (atomically: none of it applied).
+            // Reload so the book agrees with the store again.
+            match self.shared.store.load() {
+                Ok(b) => g.0 = b,
+                Err(le) => tracing::error!("ledger store unreadable after a failed write: {le}"),
+            }
+            return Err(e);
+        }
+        g.1 += 1;
+        Ok((r, g.1))
+    }
+
+    /// Wait until everything up to `seq` is on disk (joins a group flush).
+    pub async fn durable(&self, seq: Seq) {
+        let mut rx = self.shared.flushed.subscribe();
+        if *rx.borrow() >= seq {
+            return;
+        }
+        self.want(seq);
+        let _ = rx.wait_for(|f| *f >= seq).await;
+    }
+
+    fn want(&self, seq: Seq) {
+        let mut w = self.shared.wanted.lock().unwrap_or_else(|p| p.into_inner());
+        if *w < seq {
+            *w = seq;
+            self.shared.wake.notify_one();
+        }
+    }
+
+    /// Flush now, blocking (for commands and shutdown).
+    pub fn flush_now(&self) -> Result<(), LedgerError> {
+        let seq = self.lock().1;
+        self.shared.store.flush()?;
+        self.shared.flushed.send_if_modified(|f| {
+            let newer = *f < seq;
+            *f = (*f).max(seq);
+            newer
+        });
+        Ok(())
+    }
+
+    /// How many group flushes have run (for benchmarks).
+    pub fn flush_count(&self) -> u64 {
+        self.shared.flushes.load(Ordering::Relaxed)
+    }
+
+    /// Issue value to a new pad account, durably (blocking).
+    pub fn issue(&self, pad: &str, amount: Micros) -> Result<(), LedgerError> {
+        self.apply(|b| Ok(((), b.issue(pad, amount)?)))?;
+        self.flush_now()
+    }
+
+    /// Reserve between `min` and `max` for a pad; returns once durable.
+    pub async fn reserve(
+        &self,
+        pad: &str,
+        min: Micros,
+        max: Micros,
+    ) -> Result<(u64, Micros), LedgerError> {
+        let ((id, amount), seq) = self.apply(|b| {
+            let (id, amount, c) = b.reserve(pad, min, max)?;
+            Ok(((id, amount), c))
+        })?;
+        self.durable(seq).await;
+        Ok((id, amount))
+    }
+
+    /// Extend a hold by between `min` and `max`; returns once durable.
+    pub async fn extend(&self, hold: u64, min: Micros, max: Micros) -> Result<Micros, LedgerError> {
+        let (amount, seq) = self.apply(|b| b.extend(hold, min, max))?;
+        self.durable(seq).await;
+        Ok(amount)
+    }
+
+    /// Settle a hold (not awaited: see the module comment). Returns the
+    /// pad's balance afterwards.
+    pub fn settle(
+        &self,
+        hold: u64,
+        charge: Micros,
+        bytes: u64,
+        day: i64,
+    ) -> Result<Micros, LedgerError> {
+        let (balance, seq) = self.apply(|b| {
+            let pad = b.holds.get(&hold).map(|h| h.pad.clone());
+            let c = b.settle(hold, charge, bytes, day)?;
+            let bal = pad
+                .and_then(|p| b.balance(&Account::Pad(p)))
+                .unwrap_or(0);
+            Ok((bal, c))
+        })?;
+        self.want(seq);
+        Ok(balance)
+    }
+
+    /// Read the book.
+    pub fn read<R>(&self, f: impl FnOnce(&Book) -> R) -> R {
+        f(&self.lock().0)
+    }
+
+    pub fn pad_balance(&self, pad: &str) -> Option<Micros> {
+        self.read(|b| b.balance(&Account::Pad(pad.to_string())))
+    }
+}
+
+impl Drop for Ledger {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        self.shared.wake.notify_one();
+        if let Some(t) = self.flusher.take() {
+            let _ = t.join();
+        }
+        if let Err(e) = self.flush_now() {
+            tracing::error!("final ledger flush: {e}");
+        }
+    }
+}
+
+/// The group-commit loop: wait until someone wants a sequence flushed, note
+/// how far the writes have got, flush once, publish.
+fn flush_loop(s: &Shared) {
+    loop {
+        let target = {
+            let mut w = s.wanted.lock().unwrap_or_else(|p| p.into_inner());
+            while *w <= *s.flushed.borrow() && !s.stop.load(Ordering::Relaxed) {
+                w = s
+                    .wake
+                    .wait_timeout(w, Duration::from_millis(500))
+                    .map(|r| r.0)
+                    .unwrap_or_else(|p| p.into_inner().0);
+            }
+            if s.stop.load(Ordering::Relaxed) {
+                return;
+            }
+            *w
+        };
+        // Everything written before this flush starts is covered by it; a
+        // writer racing with us gets a later flush.
+        match s.store.flush() {
+            Ok(()) => {
+                s.flushes.fetch_add(1, Ordering::Relaxed);
+                s.flushed.send_if_modified(|f| {
+                    let newer = *f < target;
+                    *f = (*f).max(target);
+                    newer
+                });
+            }
+            Err(e) => {
+                tracing::error!("ledger flush failed (retrying): {e}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
