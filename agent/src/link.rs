@@ -2,6 +2,7 @@
 //! kept up in the background. It dials the pad's gateway addresses in order,
 //! reconnects with backoff, and a waiting request can kick an early retry.
 
+use policy::units::format_amount;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -168,7 +169,24 @@ impl Link {
         };
         tracing::info!("tunnel up via {addr}");
         self.state.send_replace(LinkState::Up(sender));
-        if let Err(e) = conn.await {
+        tracing::info!("balance {}", format_amount(reply.balance));
+        // Log the balance as the gateway's NOTICE records report it.
+        let mut last = reply.balance;
+        let mut conn = std::pin::pin!(conn);
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let ended = loop {
+            tokio::select! {
+                r = &mut conn => break r,
+                _ = tick.tick() => {
+                    let b = stats.balance.load(Ordering::Relaxed);
+                    if b != last {
+                        last = b;
+                        tracing::info!("balance {}", format_amount(b));
+                    }
+                }
+            }
+        };
+        if let Err(e) = ended {
             tracing::warn!("tunnel via {addr} ended: {e}");
         } else {
             tracing::info!("tunnel via {addr} closed");

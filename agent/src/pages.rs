@@ -12,6 +12,7 @@ use hyper::body::Incoming;
 use crate::link::{Finished, Link, LinkState};
 use crate::proxy::link_word;
 use crate::Body;
+pub use policy::units::format_amount;
 
 fn body(s: String) -> Body {
     Full::new(Bytes::from(s))
@@ -182,11 +183,4 @@ pub fn status_json(link: &Link) -> serde_json::Value {
         "pad_bytes_received": t.sum(|s| s.pad_recv.load(Ordering::Relaxed)),
         "pad_bytes_wasted": t.sum(|s| s.pad_wasted.load(Ordering::Relaxed)),
     })
-}
-
-/// Micro-units as a decimal string ("4.23").
-pub fn format_amount(micros: i64) -> String {
-    let sign = if micros < 0 { "-" } else { "" };
-    let m = micros.unsigned_abs();
-    format!("{sign}{}.{:02}", m / 1_000_000, (m % 1_000_000) / 10_000)
 }

@@ -15,6 +15,7 @@ use tunnel::record::LeaseKeys;
 use tunnel::store::{blocking, AllocatingPad, PadStatus};
 use tunnel::stream::{KeySource, OtpStream, Role};
 
+use crate::ledger::Ledger;
 use crate::registry::Registry;
 
 /// Why a connection did not become a tunnel (for counters, never for the peer).
@@ -43,6 +44,7 @@ pub struct Accepted {
 pub async fn accept(
     mut tcp: TcpStream,
     registry: &Arc<Registry>,
+    ledger: &Ledger,
     hold: Duration,
 ) -> Result<Accepted, Refused> {
     let deadline = Instant::now() + hold;
@@ -90,7 +92,9 @@ pub async fn accept(
         status,
         upstream: up,
         downstream: down,
-        balance: pad.header().value_micros,
+        balance: ledger
+            .pad_balance(&pad.header().serial.to_string())
+            .unwrap_or(0),
     };
     tcp.write_all(&seal_reply(&slot, &reply)).await?;
     drop(slot);

@@ -9,6 +9,7 @@ use http::{Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 
 use crate::guard::PrivateUpstream;
+use crate::units::format_amount;
 use crate::Body;
 
 /// Why a request could not be served.
@@ -24,6 +25,16 @@ pub enum GatewayError {
     /// The request is malformed (no host, bad URI...).
     #[error("bad request: {0}")]
     BadRequest(String),
+    /// The pad's value cannot cover the request.
+    #[error("this pad's value is used up: {spent} {currency} spent, {balance} {currency} left, which does not cover a request. Buy a new pad to continue.", spent = format_amount(*spent), balance = format_amount(*balance))]
+    ValueExhausted {
+        balance: i64,
+        spent: i64,
+        currency: String,
+    },
+    /// The ledger could not record the reservation (nothing was served).
+    #[error("the gateway cannot record payments right now ({0}); nothing was charged, try again shortly")]
+    Ledger(String),
     /// The origin could not be reached.
     #[error("cannot reach {host}: {reason}")]
     Unreachable { host: String, reason: String },
@@ -36,6 +47,10 @@ impl GatewayError {
             GatewayError::PortNotAllowed(..) => (StatusCode::FORBIDDEN, "port-not-allowed"),
             GatewayError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad-request"),
             GatewayError::Unreachable { .. } => (StatusCode::BAD_GATEWAY, "upstream-unreachable"),
+            GatewayError::ValueExhausted { .. } => {
+                (StatusCode::PAYMENT_REQUIRED, "value-exhausted")
+            }
+            GatewayError::Ledger(_) => (StatusCode::SERVICE_UNAVAILABLE, "ledger-unavailable"),
         }
     }
 

@@ -10,17 +10,19 @@ use std::time::Duration;
 
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Empty};
-use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::error::GatewayError;
 use crate::guard::{GuardedResolver, UpstreamGuard};
 use crate::headers;
+use crate::meter::{Meter, MeteredIo};
 use crate::Body;
+use tokio_util::either::Either;
 
 /// Settings for upstream fetches.
 #[derive(Debug, Clone)]
@@ -32,7 +34,7 @@ pub struct FetchConfig {
     pub extra_roots: Vec<rustls_pki_types::CertificateDer<'static>>,
 }
 
-type HttpsClient = Client<HttpsConnector<HttpConnector<GuardedResolver>>, Incoming>;
+type HttpsClient = Client<HttpsConnector<HttpConnector<GuardedResolver>>, Body>;
 
 /// The fetch service. Cheap to clone: the pool is shared.
 #[derive(Clone)]
@@ -74,7 +76,7 @@ impl Fetch {
         })
     }
 
-    async fn plain(self, mut req: Request<Incoming>) -> Result<Response<Body>, GatewayError> {
+    async fn plain(self, mut req: Request<Body>) -> Result<Response<Body>, GatewayError> {
         let uri = req.uri().clone();
         let host = uri
             .host()
@@ -104,7 +106,7 @@ impl Fetch {
         Ok(resp.map(|b| b.map_err(Into::into).boxed()))
     }
 
-    async fn connect(self, req: Request<Incoming>) -> Result<Response<Body>, GatewayError> {
+    async fn connect(self, req: Request<Body>) -> Result<Response<Body>, GatewayError> {
         let auth = req
             .uri()
             .authority()
@@ -147,10 +149,15 @@ impl Fetch {
             reason: last.unwrap_or_default(),
         })?;
         let _ = upstream.set_nodelay(true);
+        let meter = req.extensions().get::<Arc<Meter>>().cloned();
         tokio::spawn(async move {
             match hyper::upgrade::on(req).await {
                 Ok(upgraded) => {
-                    let mut client = TokioIo::new(upgraded);
+                    let client = TokioIo::new(upgraded);
+                    let mut client = match meter {
+                        Some(m) => Either::Left(MeteredIo::new(client, m)),
+                        None => Either::Right(client),
+                    };
                     let mut upstream = upstream;
                     let _ = tokio::io::copy_bidirectional_with_sizes(
                         &mut client,
@@ -159,6 +166,9 @@ impl Fetch {
                         64 * 1024,
                     )
                     .await;
+                    // End the agent's side in order (EOS after the data
+                    // already passed on), also when the meter stopped it.
+                    let _ = client.shutdown().await;
                 }
                 Err(e) => tracing::debug!("CONNECT upgrade failed: {e}"),
             }
@@ -169,7 +179,7 @@ impl Fetch {
     }
 }
 
-impl tower::Service<Request<Incoming>> for Fetch {
+impl tower::Service<Request<Body>> for Fetch {
     type Response = Response<Body>;
     type Error = GatewayError;
     type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, GatewayError>> + Send>>;
@@ -178,7 +188,7 @@ impl tower::Service<Request<Incoming>> for Fetch {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: Request<Incoming>) -> Self::Future {
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
         let me = self.clone();
         if req.method() == Method::CONNECT {
             Box::pin(me.connect(req))

@@ -3,12 +3,15 @@
 //!
 //! # Layout
 //!
+//! - [`admin`]: operator commands, through the running gateway or directly.
 //! - [`state_dir`]: the state directory, its config and the serve lock.
 //! - [`mint`]: minting pads (twin + user copy).
 //! - [`registry`]: the pads being served and their ticket index.
 //! - [`accept`]: the gateway side of the handshake (with probe hold).
 //! - [`serve`]: the listener and the HTTP/2 server per tunnel.
 //! - [`stack`]: the per-request tower stack, in request order.
+//! - [`context`]: services shared by tunnels, and each tunnel's pad.
+//! - [`meter`]: reserve, meter and settle each request.
 //! - [`fetch`]: upstream fetch and CONNECT splice; [`guard`]: address guard.
 //! - [`headers`]: request/response normalisation; [`error`]: status pages.
 //! - [`ledger`]: value accounts, reservations, group commit (sled).
@@ -17,17 +20,20 @@
 #![forbid(unsafe_code)]
 
 pub mod accept;
+pub mod admin;
+pub mod context;
 pub mod error;
 pub mod fetch;
 pub mod guard;
 pub mod headers;
 pub mod ledger;
+pub mod meter;
 pub mod mint;
 pub mod registry;
 pub mod serve;
 pub mod stack;
-pub mod tariff;
 pub mod state_dir;
+pub mod tariff;
 pub mod units;
 
 /// Error type of response bodies.

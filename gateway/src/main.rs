@@ -8,13 +8,17 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use padnet_gateway::admin::{open_ledger, serve_admin, socket_path, Admin, AdminApi, AdminOp};
+use padnet_gateway::context::Services;
 use padnet_gateway::fetch::{Fetch, FetchConfig};
 use padnet_gateway::guard::UpstreamGuard;
+use padnet_gateway::ledger::AuditReport;
 use padnet_gateway::mint::{mint_pads, MintRequest};
 use padnet_gateway::registry::Registry;
 use padnet_gateway::serve::Server;
 use padnet_gateway::state_dir::StateDir;
-use padnet_gateway::units::{parse_amount, parse_size};
+use padnet_gateway::tariff::Tariff;
+use padnet_gateway::units::{format_amount, parse_amount, parse_size};
 
 #[derive(Parser)]
 #[command(
@@ -55,6 +59,9 @@ enum Cmd {
         /// Milliseconds a connection without a valid hello is held before closing.
         #[arg(long, default_value_t = 10_000)]
         probe_hold_ms: u64,
+        /// Prices (TOML: currency, per_mib, per_request). Default: the sample data/tariff.toml.
+        #[arg(long, value_name = "FILE")]
+        tariff: Option<PathBuf>,
         /// Append every lease and ticket slot used to FILE (pad offsets only; for audits and tests).
         #[arg(long, value_name = "FILE", hide = true)]
         lease_journal: Option<PathBuf>,
@@ -84,6 +91,37 @@ enum Cmd {
         #[arg(long)]
         inactive: bool,
     },
+    /// Balances by account kind: pads, revenue, issuance, open reservations.
+    Ledger {
+        #[arg(long)]
+        state: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pads: inspect one.
+    Pad {
+        #[command(subcommand)]
+        cmd: PadCmd,
+    },
+    /// Check that the ledger conserves value: exit 0 when it holds, 1 naming each discrepancy.
+    Audit {
+        #[arg(long)]
+        state: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum PadCmd {
+    /// Value left, key material left and status of one pad.
+    Show {
+        #[arg(long)]
+        state: PathBuf,
+        serial: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() {
@@ -102,6 +140,7 @@ fn main() {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
+        cmd @ (Cmd::Ledger { .. } | Cmd::Pad { .. } | Cmd::Audit { .. }) => report(cmd),
         Cmd::Init { state, listen } => {
             let s = StateDir::init(&state, &listen)?;
             println!(
@@ -134,7 +173,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if req.value_micros < 0 {
                 anyhow::bail!("--value must not be negative");
             }
+            let admin = Admin::connect(&state, &state.config.currency)?;
             for p in mint_pads(&state, &req)? {
+                let serial = p
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .unwrap_or_default()
+                    .to_string();
+                admin
+                    .call(AdminOp::Issue {
+                        serial,
+                        value: req.value_micros,
+                    })
+                    .with_context(|| format!("crediting {}", p.display()))?;
                 println!("{}", p.display());
             }
             Ok(())
@@ -147,9 +198,25 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             connect_ports,
             probe_hold_ms,
             lease_journal,
+            tariff,
         } => {
             let state = StateDir::open(&state)?;
             let _lock = state.lock_for_serve()?;
+            let tariff = match &tariff {
+                Some(p) => Tariff::load(p).map_err(anyhow::Error::msg)?,
+                None => Tariff::default_tariff(),
+            };
+            if tariff.currency != state.config.currency {
+                anyhow::bail!(
+                    "--tariff: currency {} differs from the ledger's {} (gateway.toml)",
+                    tariff.currency,
+                    state.config.currency
+                );
+            }
+            let (ledger, released) = open_ledger(&state)?;
+            if released > 0 {
+                tracing::info!("released {released} reservation(s) left open by a crash");
+            }
             let mut extra_roots = Vec::new();
             for path in &extra_root_ca {
                 use rustls_pki_types::pem::PemObject;
@@ -205,16 +272,146 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("padnet-gateway listening on {local}");
                 use std::io::Write;
                 std::io::stdout().flush()?;
+                tracing::info!("tariff: {}", tariff.describe());
+                let services = Arc::new(Services {
+                    ledger: ledger.clone(),
+                    tariff,
+                });
+                let api = Arc::new(AdminApi {
+                    state: state.clone(),
+                    ledger: ledger.clone(),
+                    registry: Some(registry.clone()),
+                    on_reload: None,
+                    currency: state.config.currency.clone(),
+                });
+                tokio::spawn(async move {
+                    if let Err(e) = serve_admin(api).await {
+                        tracing::error!("admin endpoint: {e:#}");
+                    }
+                });
                 let server = Arc::new(Server {
+                    services,
                     registry,
                     fetch,
                     probe_hold: Duration::from_millis(probe_hold_ms),
                 });
                 server.run(listener, shutdown_signal()).await;
                 tracing::info!("shutting down");
+                ledger.flush_now()?;
+                let _ = std::fs::remove_file(socket_path(&state.root));
                 anyhow::Ok(())
             })
         }
+    }
+}
+
+fn print_value(v: &serde_json::Value, json: bool, human: impl FnOnce(&serde_json::Value)) {
+    if json {
+        println!("{v}");
+    } else {
+        human(v);
+    }
+}
+
+fn s(v: &serde_json::Value, k: &str) -> String {
+    match v.pointer(k) {
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+        None => String::new(),
+    }
+}
+
+fn report(cmd: Cmd) -> anyhow::Result<()> {
+    match cmd {
+        Cmd::Ledger { state, json } => {
+            let state = StateDir::open(&state)?;
+            let v = Admin::connect(&state, &state.config.currency)?.call(AdminOp::Ledger)?;
+            print_value(&v, json, |v| {
+                let c = s(v, "/currency");
+                println!(
+                    "pads       {:>16} {c}  ({} accounts, {} used up)",
+                    s(v, "/pads/balance"),
+                    s(v, "/pads/accounts"),
+                    s(v, "/pads/used_up")
+                );
+                println!(
+                    "reserved   {:>16} {c}  ({} open)",
+                    s(v, "/reserved/amount"),
+                    s(v, "/reserved/open")
+                );
+                println!("revenue    {:>16} {c}", s(v, "/revenue"));
+                println!("issuance   {:>16} {c}", s(v, "/issuance"));
+                println!("issued     {:>16} {c}", s(v, "/issued"));
+                println!("redeemed   {:>16} {c}", s(v, "/redeemed"));
+            });
+            Ok(())
+        }
+        Cmd::Pad {
+            cmd:
+                PadCmd::Show {
+                    state,
+                    serial,
+                    json,
+                },
+        } => {
+            let state = StateDir::open(&state)?;
+            let v = Admin::connect(&state, &state.config.currency)?
+                .call(AdminOp::PadShow { serial })?;
+            print_value(&v, json, |v| {
+                let c = s(v, "/currency");
+                println!("serial          {}", s(v, "/serial"));
+                println!("status          {}", s(v, "/status"));
+                println!(
+                    "balance         {} {c} (of {} issued; {} reserved now)",
+                    s(v, "/balance"),
+                    s(v, "/issued"),
+                    s(v, "/reserved")
+                );
+                println!(
+                    "key material    {} of {} bytes left",
+                    s(v, "/key_bytes_left"),
+                    s(v, "/key_bytes_total")
+                );
+                println!("tickets left    {}", s(v, "/tickets_left"));
+                println!(
+                    "policy          {}",
+                    match v.get("policy") {
+                        Some(serde_json::Value::String(p)) => p.clone(),
+                        _ => "none (unrestricted)".into(),
+                    }
+                );
+            });
+            Ok(())
+        }
+        Cmd::Audit { state, json } => {
+            let state = StateDir::open(&state)?;
+            let v = Admin::connect(&state, &state.config.currency)?.call(AdminOp::Audit)?;
+            let report: AuditReport = serde_json::from_value(v.clone())?;
+            print_value(&v, json, |_| {
+                let c = &state.config.currency;
+                println!(
+                    "balances {} + reserved {} = {} {c}; issued {} - redeemed {} = {} {c}; {} accounts, {} open reservations",
+                    format_amount(report.balances),
+                    format_amount(report.held),
+                    format_amount(report.balances.saturating_add(report.held)),
+                    format_amount(report.issued),
+                    format_amount(report.redeemed),
+                    format_amount(report.issued - report.redeemed),
+                    report.accounts,
+                    report.open_holds
+                );
+            });
+            if report.problems.is_empty() {
+                eprintln!("audit: the ledger conserves value");
+                Ok(())
+            } else {
+                for p in &report.problems {
+                    eprintln!("audit: DISCREPANCY: {p}");
+                }
+                std::process::exit(1);
+            }
+        }
+        _ => unreachable!("report() is only called for reporting commands"),
     }
 }
 

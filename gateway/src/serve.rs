@@ -10,6 +10,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
 use crate::accept::{accept, Refused};
+use crate::context::{PadContext, Services};
 use crate::fetch::Fetch;
 use crate::registry::Registry;
 use crate::stack;
@@ -20,6 +21,7 @@ pub const CONNECTION_WINDOW: u32 = 16 << 20;
 
 pub struct Server {
     pub registry: Arc<Registry>,
+    pub services: Arc<Services>,
     pub fetch: Fetch,
     /// How long a connection without a valid hello is held before closing.
     pub probe_hold: Duration,
@@ -68,19 +70,26 @@ impl Server {
     async fn tunnel(&self, tcp: tokio::net::TcpStream, _peer: SocketAddr) {
         // The peer address is never logged with anything that names a pad.
         let _ = tcp.set_nodelay(true);
-        let accepted = match accept(tcp, &self.registry, self.probe_hold).await {
-            Ok(a) => a,
-            Err(Refused::Io(e)) => {
-                tracing::debug!("handshake i/o: {e}");
-                return;
-            }
-            Err(e) => {
-                tracing::debug!("connection refused: {e}");
-                return;
-            }
-        };
+        let accepted =
+            match accept(tcp, &self.registry, &self.services.ledger, self.probe_hold).await {
+                Ok(a) => a,
+                Err(Refused::Io(e)) => {
+                    tracing::debug!("handshake i/o: {e}");
+                    return;
+                }
+                Err(e) => {
+                    tracing::debug!("connection refused: {e}");
+                    return;
+                }
+            };
         tracing::debug!("tunnel open");
-        let service = TowerToHyperService::new(stack::build(self.fetch.clone()));
+        let ctx = Arc::new(PadContext {
+            serial: accepted.pad.header().serial.to_string(),
+            pad: accepted.pad.clone(),
+            notifier: accepted.stream.notifier(),
+            services: self.services.clone(),
+        });
+        let service = TowerToHyperService::new(stack::build(self.fetch.clone(), ctx));
         let mut h2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
         h2.timer(hyper_util::rt::TokioTimer::new());
         h2.initial_stream_window_size(STREAM_WINDOW)

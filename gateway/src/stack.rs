@@ -4,25 +4,28 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{Request, Response};
 use hyper::body::Incoming;
 
+use crate::context::PadContext;
 use crate::error::GatewayError;
 use crate::fetch::Fetch;
+use crate::meter::Charge;
 use crate::Body;
 
 /// Build the stack for one tunnel.
 ///
 /// 1. `ErrorPages` — outermost, so every failure below becomes a page the
 ///    user can read, never a reset stream.
-/// 2. `Fetch` — innermost: the guarded upstream fetch or CONNECT splice.
-///
-/// Policy, rate limits and pricing slot in between, in request order, as the
-/// policy and ledger issues land.
-pub fn build(fetch: Fetch) -> ErrorPages<Fetch> {
-    ErrorPages { inner: fetch }
+/// 2. `Charge` — reserve value (402 if it cannot), meter both bodies, settle.
+/// 3. `Fetch` — innermost: the guarded upstream fetch or CONNECT splice.
+pub fn build(fetch: Fetch, ctx: Arc<PadContext>) -> ErrorPages<Charge<Fetch>> {
+    ErrorPages {
+        inner: Charge { inner: fetch, ctx },
+    }
 }
 
 /// Turns `GatewayError`s into status pages.

@@ -22,6 +22,13 @@ pub struct GatewayConfig {
     /// Ticket slots in newly minted pads (one per tunnel opened).
     #[serde(default = "default_ticket_slots")]
     pub ticket_slots: u32,
+    /// The ledger's currency; a tariff in another currency is refused.
+    #[serde(default = "default_currency")]
+    pub currency: String,
+}
+
+fn default_currency() -> String {
+    "EUR".into()
 }
 
 fn default_max_lease() -> String {
@@ -74,6 +81,7 @@ impl StateDir {
             listen: listen.to_string(),
             max_lease: default_max_lease(),
             ticket_slots: default_ticket_slots(),
+            currency: default_currency(),
         };
         let text = format!(
             "# padnet gateway configuration, written by `padnet-gateway init`.\n{}",

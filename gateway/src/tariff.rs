@@ -156,12 +156,21 @@ mod tests {
             "t.toml",
         )
         .unwrap_err();
-        assert!(e.starts_with("t.toml:4:1:") && e.contains("per_byte"), "{e}");
-        let e = Tariff::parse("currency = \"euro\"\nper_mib = \"1\"\nper_request = \"0\"\n", "t.toml")
-            .unwrap_err();
+        assert!(
+            e.starts_with("t.toml:4:1:") && e.contains("per_byte"),
+            "{e}"
+        );
+        let e = Tariff::parse(
+            "currency = \"euro\"\nper_mib = \"1\"\nper_request = \"0\"\n",
+            "t.toml",
+        )
+        .unwrap_err();
         assert!(e.starts_with("t.toml:1:12: currency:"), "{e}");
-        let e = Tariff::parse("currency = \"EUR\"\nper_mib = \"-1\"\nper_request = \"0\"\n", "t.toml")
-            .unwrap_err();
+        let e = Tariff::parse(
+            "currency = \"EUR\"\nper_mib = \"-1\"\nper_request = \"0\"\n",
+            "t.toml",
+        )
+        .unwrap_err();
         assert!(e.contains("negative"), "{e}");
         let e = Tariff::parse("currency = \"EUR\"\n", "t.toml").unwrap_err();
         assert!(e.contains("per_mib"), "{e}");

@@ -7,7 +7,7 @@
 use std::collections::VecDeque;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll, Waker};
 
@@ -95,6 +95,37 @@ pub struct StreamStats {
     pub close_reason: AtomicU8,
     /// The last balance the gateway reported (micro-units).
     pub balance: AtomicI64,
+    /// A NOTICE waiting to be sent (allocating side): balance and key bytes left.
+    notice_pending: AtomicBool,
+    notice_balance: AtomicI64,
+    notice_key_left: AtomicU64,
+}
+
+/// Lets code outside the stream (the gateway's meter, after a settlement)
+/// have a NOTICE sent on it: the latest balance wins, and the stream is woken
+/// so it goes out even while no data flows.
+#[derive(Clone)]
+pub struct Notifier {
+    stats: Arc<StreamStats>,
+    wakers: Arc<BothWakers>,
+}
+
+impl Notifier {
+    pub fn post(&self, balance: i64, key_left: u64) {
+        self.stats.notice_balance.store(balance, Ordering::Relaxed);
+        self.stats
+            .notice_key_left
+            .store(key_left, Ordering::Relaxed);
+        self.stats.notice_pending.store(true, Ordering::Release);
+        BothWakers::wake(&self.wakers.read);
+        BothWakers::wake(&self.wakers.write);
+    }
+}
+
+impl std::fmt::Debug for Notifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Notifier")
+    }
 }
 
 impl StreamStats {
@@ -262,6 +293,14 @@ impl<T: AsyncRead + AsyncWrite + Unpin> OtpStream<T> {
         self.stats.clone()
     }
 
+    /// A handle for sending NOTICE records from outside the stream.
+    pub fn notifier(&self) -> Notifier {
+        Notifier {
+            stats: self.stats.clone(),
+            wakers: self.wakers.clone(),
+        }
+    }
+
     pub fn get_ref(&self) -> &T {
         &self.io
     }
@@ -310,6 +349,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin> OtpStream<T> {
     fn maintain(&mut self, _cx: &mut Context<'_>) -> io::Result<()> {
         let both = self.both.clone();
         let cx = &mut Context::from_waker(&both);
+        if self.role == Role::Allocator && self.stats.notice_pending.swap(false, Ordering::Acquire)
+        {
+            let balance = self.stats.notice_balance.load(Ordering::Relaxed);
+            let key_left = self.stats.notice_key_left.load(Ordering::Relaxed);
+            self.queue_notice(balance, key_left);
+        }
         if self.role == Role::Allocator && !self.exhausted {
             // Our own next downstream lease, once half of the current one is used.
             if self.send_next.is_empty()

@@ -145,7 +145,10 @@ impl Book {
         if self.balances.contains_key(&acct) {
             return Err(LedgerError::AccountExists(pad.to_string()));
         }
-        let issued = self.issued.checked_add(amount).ok_or(LedgerError::Overflow)?;
+        let issued = self
+            .issued
+            .checked_add(amount)
+            .ok_or(LedgerError::Overflow)?;
         self.add(&Account::Issuance, -amount)?;
         self.balances.insert(acct.clone(), amount);
         self.issued = issued;
@@ -208,7 +211,12 @@ impl Book {
         if min < 1 || max < min {
             return Err(LedgerError::BadAmount(min));
         }
-        let pad = self.holds.get(&hold).ok_or(LedgerError::NoHold(hold))?.pad.clone();
+        let pad = self
+            .holds
+            .get(&hold)
+            .ok_or(LedgerError::NoHold(hold))?
+            .pad
+            .clone();
         let balance = self.pad_balance(&pad)?;
         let amount = balance.min(max);
         if amount < min {
@@ -240,7 +248,11 @@ impl Book {
         bytes: u64,
         day: i64,
     ) -> Result<Changes, LedgerError> {
-        let h = self.holds.get(&hold).ok_or(LedgerError::NoHold(hold))?.clone();
+        let h = self
+            .holds
+            .get(&hold)
+            .ok_or(LedgerError::NoHold(hold))?
+            .clone();
         if charge < 0 || charge > h.amount {
             return Err(LedgerError::OverCharge {
                 charge,
@@ -369,7 +381,10 @@ mod tests {
             b.extend(h, 1, 10),
             Err(LedgerError::Insufficient { balance: 0, .. })
         ));
-        assert!(matches!(b.settle(h, 501, 0, 0), Err(LedgerError::OverCharge { .. })));
+        assert!(matches!(
+            b.settle(h, 501, 0, 0),
+            Err(LedgerError::OverCharge { .. })
+        ));
         b.settle(h, 120, 4096, 7).unwrap();
         assert_eq!(b.balance(&Account::Pad("p".into())), Some(380));
         assert_eq!(b.balance(&Account::Revenue), Some(120));

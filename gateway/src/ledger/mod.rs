@@ -186,9 +186,7 @@ impl Ledger {
         let (balance, seq) = self.apply(|b| {
             let pad = b.holds.get(&hold).map(|h| h.pad.clone());
             let c = b.settle(hold, charge, bytes, day)?;
-            let bal = pad
-                .and_then(|p| b.balance(&Account::Pad(p)))
-                .unwrap_or(0);
+            let bal = pad.and_then(|p| b.balance(&Account::Pad(p))).unwrap_or(0);
             Ok((bal, c))
         })?;
         self.want(seq);

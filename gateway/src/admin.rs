@@ -1,0 +1,313 @@
+//! Operator commands against the ledger, whether or not `serve` runs. sled
+//! admits one process, so while `serve` holds the store the commands reach it
+//! through a Unix socket in the state directory (`admin.sock`, owner-only,
+//! plus a token made at first use); otherwise they open the store directly,
+//! holding the serve lock so a `serve` cannot start meanwhile.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use subtle::ConstantTimeEq;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+use tunnel::pad::Serial;
+use tunnel::store::{AllocatingPad, PadStatus};
+
+use crate::ledger::sled_store::SledStore;
+use crate::ledger::{Account, Ledger};
+use crate::registry::Registry;
+use crate::state_dir::{lease_len_for, StateDir};
+use crate::units::format_amount;
+
+/// One operator request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum AdminOp {
+    /// Credit a newly minted pad with its value (issuance → pad).
+    Issue { serial: String, value: i64 },
+    /// Balances by account kind.
+    Ledger,
+    /// One pad's value, key material and status.
+    PadShow { serial: String },
+    /// Check conservation.
+    Audit,
+    /// Re-read policy files (after `policy update` or a mint with a policy).
+    ReloadPolicies,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Envelope {
+    token: String,
+    #[serde(flatten)]
+    op: AdminOp,
+}
+
+/// Executes operator requests against an open ledger.
+pub struct AdminApi {
+    pub state: StateDir,
+    pub ledger: Arc<Ledger>,
+    /// The running gateway's pads (None when run directly from a command).
+    pub registry: Option<Arc<Registry>>,
+    /// Called for `ReloadPolicies` in a running gateway.
+    pub on_reload: Option<Box<dyn Fn() -> Result<usize, String> + Send + Sync>>,
+    pub currency: String,
+}
+
+impl AdminApi {
+    pub fn execute(&self, op: &AdminOp) -> Result<Value, String> {
+        match op {
+            AdminOp::Issue { serial, value } => {
+                self.ledger
+                    .issue(serial, *value)
+                    .map_err(|e| e.to_string())?;
+                Ok(json!({ "serial": serial, "balance": format_amount(*value) }))
+            }
+            AdminOp::Ledger => Ok(self.ledger_summary()),
+            AdminOp::PadShow { serial } => self.pad_show(serial),
+            AdminOp::Audit => {
+                let r = self.ledger.read(|b| b.audit());
+                serde_json::to_value(r).map_err(|e| e.to_string())
+            }
+            AdminOp::ReloadPolicies => match &self.on_reload {
+                Some(f) => f().map(|n| json!({ "policies": n })),
+                None => Ok(json!({ "policies": 0 })),
+            },
+        }
+    }
+
+    fn ledger_summary(&self) -> Value {
+        self.ledger.read(|b| {
+            let mut pads = 0u64;
+            let mut pad_total = 0i64;
+            let mut empty = 0u64;
+            for (a, v) in &b.balances {
+                if let Account::Pad(_) = a {
+                    pads += 1;
+                    pad_total += v;
+                    if *v == 0 {
+                        empty += 1;
+                    }
+                }
+            }
+            let held: i64 = b.holds.values().map(|h| h.amount).sum();
+            json!({
+                "currency": self.currency,
+                "pads": { "accounts": pads, "used_up": empty, "balance": format_amount(pad_total) },
+                "revenue": format_amount(b.balance(&Account::Revenue).unwrap_or(0)),
+                "issuance": format_amount(b.balance(&Account::Issuance).unwrap_or(0)),
+                "reserved": { "open": b.holds.len(), "amount": format_amount(held) },
+                "issued": format_amount(b.issued),
+                "redeemed": format_amount(b.redeemed),
+            })
+        })
+    }
+
+    fn pad_show(&self, serial: &str) -> Result<Value, String> {
+        let parsed: Serial = serial
+            .parse()
+            .map_err(|e| format!("{serial:?} is not a pad serial: {e}"))?;
+        let pad = match self.registry.as_ref().and_then(|r| r.get(&parsed)) {
+            Some(p) => p,
+            None => {
+                let path = self.state.pads_dir().join(format!("{parsed}.pad"));
+                if !path.exists() {
+                    return Err(format!(
+                        "no pad {parsed} in {}",
+                        self.state.pads_dir().display()
+                    ));
+                }
+                let probe = tunnel::pad::PadFile::open(&path).map_err(|e| e.to_string())?;
+                let lease = lease_len_for(probe.header().data_size, self.state.max_lease);
+                drop(probe);
+                Arc::new(AllocatingPad::open(&path, lease, None).map_err(|e| e.to_string())?)
+            }
+        };
+        let key = parsed.to_string();
+        let (balance, held) = self
+            .ledger
+            .read(|b| (b.balance(&Account::Pad(key.clone())), b.held_for(&key)));
+        let status = match (pad.status(), balance) {
+            (PadStatus::Cancelled, _) => "cancelled",
+            (PadStatus::Inactive, _) => "inactive",
+            (_, None) => "unfunded",
+            _ if pad.key_left() == 0 => "key-exhausted",
+            (_, Some(0)) if held == 0 => "value-exhausted",
+            _ => "active",
+        };
+        let h = pad.header();
+        Ok(json!({
+            "serial": key,
+            "balance": format_amount(balance.unwrap_or(0)),
+            "reserved": format_amount(held),
+            "issued": format_amount(h.value_micros),
+            "currency": self.currency,
+            "key_bytes_left": pad.key_left(),
+            "key_bytes_total": h.data_size,
+            "tickets_left": h.ticket_slots.saturating_sub(pad.next_slot()),
+            "status": status,
+            "policy": if h.policy_id == [0; 32] { Value::Null } else { Value::String(hex::encode(h.policy_id)) },
+        }))
+    }
+}
+
+pub fn socket_path(state: &Path) -> PathBuf {
+    state.join("admin.sock")
+}
+
+fn token_path(state: &Path) -> PathBuf {
+    state.join("admin.token")
+}
+
+/// The admin token, made (owner-only) on first use.
+pub fn token(state: &Path) -> anyhow::Result<String> {
+    let path = token_path(state);
+    if let Ok(t) = std::fs::read_to_string(&path) {
+        return Ok(t.trim().to_string());
+    }
+    let mut raw = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut raw);
+    let t = hex::encode(raw);
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        f.write_all(t.as_bytes())?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(t)
+}
+
+/// Open the ledger of a state directory.
+pub fn open_ledger(state: &StateDir) -> anyhow::Result<(Arc<Ledger>, usize)> {
+    let path = state.root.join("ledger");
+    let store = SledStore::open(&path)?;
+    let (ledger, released) = Ledger::open(Box::new(store))?;
+    Ok((Arc::new(ledger), released))
+}
+
+/// Serve admin requests on the state directory's socket (in `serve`).
+pub async fn serve_admin(api: Arc<AdminApi>) -> anyhow::Result<()> {
+    let path = socket_path(&api.state.root);
+    let _ = std::fs::remove_file(&path); // stale: we hold the serve lock
+    let token = token(&api.state.root)?;
+    let listener = tokio::net::UnixListener::bind(&path)
+        .with_context(|| format!("binding {}", path.display()))?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    let token = Arc::new(token);
+    loop {
+        let (conn, _) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!("admin accept: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let api = api.clone();
+        let token = token.clone();
+        tokio::spawn(async move {
+            let (r, mut w) = conn.into_split();
+            let mut line = String::new();
+            let mut r = tokio::io::BufReader::new(r);
+            if r.read_line(&mut line).await.is_err() {
+                return;
+            }
+            let reply = match serde_json::from_str::<Envelope>(&line) {
+                Ok(env) if bool::from(env.token.as_bytes().ct_eq(token.as_bytes())) => {
+                    let api = api.clone();
+                    match tokio::task::spawn_blocking(move || api.execute(&env.op)).await {
+                        Ok(Ok(v)) => json!({ "ok": v }),
+                        Ok(Err(e)) => json!({ "error": e }),
+                        Err(e) => json!({ "error": e.to_string() }),
+                    }
+                }
+                Ok(_) => json!({ "error": "bad admin token" }),
+                Err(e) => json!({ "error": format!("bad admin request: {e}") }),
+            };
+            let mut out = reply.to_string();
+            out.push('\n');
+            let _ = w.write_all(out.as_bytes()).await;
+        });
+    }
+}
+
+/// The way a command reaches the ledger.
+pub enum Admin {
+    /// Through the running gateway.
+    Remote { state: PathBuf, token: String },
+    /// Directly, holding the serve lock.
+    Local { api: AdminApi, _lock: File },
+}
+
+impl Admin {
+    /// Reach the running gateway, or open the store if none runs.
+    pub fn connect(state: &StateDir, currency: &str) -> anyhow::Result<Admin> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if UnixStream::connect(socket_path(&state.root)).is_ok() {
+                return Ok(Admin::Remote {
+                    state: state.root.clone(),
+                    token: token(&state.root)?,
+                });
+            }
+            if let Ok(lock) = state.lock_for_serve() {
+                let (ledger, _) = open_ledger(state)?;
+                return Ok(Admin::Local {
+                    api: AdminApi {
+                        state: state.clone(),
+                        ledger,
+                        registry: None,
+                        on_reload: None,
+                        currency: currency.to_string(),
+                    },
+                    _lock: lock,
+                });
+            }
+            // A gateway holds the lock but its socket is not up yet.
+            if Instant::now() > deadline {
+                bail!(
+                    "{}: a gateway holds this state directory but does not answer on {}",
+                    state.root.display(),
+                    socket_path(&state.root).display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn call(&self, op: AdminOp) -> anyhow::Result<Value> {
+        match self {
+            Admin::Local { api, .. } => api.execute(&op).map_err(anyhow::Error::msg),
+            Admin::Remote { state, token } => {
+                let path = socket_path(state);
+                let mut s = UnixStream::connect(&path)
+                    .with_context(|| format!("connecting to {}", path.display()))?;
+                s.set_read_timeout(Some(Duration::from_secs(60)))?;
+                let mut line = serde_json::to_string(&Envelope {
+                    token: token.clone(),
+                    op,
+                })?;
+                line.push('\n');
+                s.write_all(line.as_bytes())?;
+                let mut reply = String::new();
+                BufReader::new(s)
+                    .read_line(&mut reply)
+                    .with_context(|| format!("reading the answer from {}", path.display()))?;
+                let v: Value = serde_json::from_str(&reply)
+                    .with_context(|| format!("bad answer from {}: {reply:?}", path.display()))?;
+                if let Some(e) = v.get("error") {
+                    bail!("{}", e.as_str().unwrap_or("unknown error"));
+                }
+                Ok(v.get("ok").cloned().unwrap_or(Value::Null))
+            }
+        }
+    }
+}

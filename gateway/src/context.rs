@@ -1,0 +1,43 @@
+//! What the request stack knows: the gateway-wide services (ledger, tariff,
+//! policies, rate limiters) and, per tunnel, which pad it serves and how to
+//! tell the agent its balance.
+
+use std::sync::Arc;
+
+use tunnel::store::AllocatingPad;
+use tunnel::stream::Notifier;
+
+use crate::error::GatewayError;
+use crate::ledger::{Ledger, Micros};
+use crate::tariff::Tariff;
+
+/// Shared by every tunnel.
+pub struct Services {
+    pub ledger: Arc<Ledger>,
+    pub tariff: Tariff,
+}
+
+/// One tunnel's pad.
+pub struct PadContext {
+    pub serial: String,
+    pub pad: Arc<AllocatingPad>,
+    pub notifier: Notifier,
+    pub services: Arc<Services>,
+}
+
+impl PadContext {
+    /// The 402 for a pad whose value cannot cover a request.
+    pub fn value_exhausted(&self, balance: Micros) -> GatewayError {
+        let issued = self.pad.header().value_micros;
+        GatewayError::ValueExhausted {
+            balance,
+            spent: (issued - balance).max(0),
+            currency: self.services.tariff.currency.clone(),
+        }
+    }
+
+    /// Tell the agent the pad's balance (a NOTICE record).
+    pub fn notify_balance(&self, balance: Micros) {
+        self.notifier.post(balance, self.pad.key_left());
+    }
+}

@@ -1,0 +1,448 @@
+//! Metering and charging one request: reserve value before anything is
+//! served, count body bytes both ways (CONNECT: bytes spliced both ways),
+//! extend the reservation ahead of the flow, stop the flow when value runs
+//! out, and settle when the request's last byte handle is dropped.
+//!
+//! Every byte passes [`Meter::poll_take`] before it is sent on, so the bytes
+//! carried never exceed what the durable reservation covers.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{ready, Context, Poll, Waker};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::{Body as HttpBody, Frame};
+use hyper::body::Incoming;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::context::PadContext;
+use crate::error::GatewayError;
+use crate::ledger::{LedgerError, Micros};
+use crate::{Body, BoxError};
+
+/// Bytes each extension pays for; extensions start when less than half of
+/// one is left, so the next is durable before the flow needs it. With the
+/// first reservation this bounds what a crash can give away per stream:
+/// at most two chunks plus the request charge.
+pub const CHUNK: u64 = 4 << 20;
+
+/// Which way bytes flow, for wakers.
+#[derive(Debug, Clone, Copy)]
+pub enum Dir {
+    /// Agent → origin (request bodies, CONNECT upload).
+    Up = 0,
+    /// Origin → agent.
+    Down = 1,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the pad's value is used up")]
+pub struct ValueExhausted;
+
+struct State {
+    held: Micros,
+    covered: u64,
+    used: u64,
+    extending: bool,
+    exhausted: bool,
+    wakers: [Option<Waker>; 2],
+}
+
+/// One request's reservation and byte count. Settles on drop.
+pub struct Meter {
+    ctx: Arc<PadContext>,
+    hold: u64,
+    state: Mutex<State>,
+    served: std::sync::atomic::AtomicBool,
+}
+
+pub fn today() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64 / 86_400)
+        .unwrap_or(0)
+}
+
+impl Meter {
+    /// Reserve the request charge plus a first chunk of bytes (as much as
+    /// the balance allows); refused with 402 when not even the request charge
+    /// and one byte are covered.
+    pub async fn start(ctx: Arc<PadContext>) -> Result<Arc<Meter>, GatewayError> {
+        let t = &ctx.services.tariff;
+        let min = t.per_request + Micros::from(!t.bytes_free());
+        let max = t.per_request + t.bytes_cost(CHUNK);
+        let (hold, held) = match ctx.services.ledger.reserve(&ctx.serial, min, max).await {
+            Ok(r) => r,
+            Err(LedgerError::Insufficient { balance, .. }) => {
+                return Err(ctx.value_exhausted(balance));
+            }
+            Err(e) => return Err(GatewayError::Ledger(e.to_string())),
+        };
+        let covered = ctx.services.tariff.bytes_for(held - t.per_request);
+        Ok(Arc::new(Meter {
+            ctx,
+            hold,
+            state: Mutex::new(State {
+                held,
+                covered,
+                used: 0,
+                extending: false,
+                exhausted: false,
+                wakers: [None, None],
+            }),
+            served: false.into(),
+        }))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The origin answered: the request is chargeable.
+    pub fn mark_served(&self) {
+        self.served
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Bytes counted so far.
+    pub fn used(&self) -> u64 {
+        self.lock().used
+    }
+
+    /// Ask to carry `want` bytes; returns how many may go now (≥ 1 when
+    /// `want` ≥ 1), waits while an extension is on its way, fails when value
+    /// is used up.
+    pub fn poll_take(
+        self: &Arc<Self>,
+        dir: Dir,
+        cx: &mut Context<'_>,
+        want: usize,
+    ) -> Poll<Result<usize, ValueExhausted>> {
+        let mut s = self.lock();
+        let avail = s.covered.saturating_sub(s.used);
+        let free = self.ctx.services.tariff.bytes_free();
+        if !free && avail < CHUNK / 2 && !s.extending && !s.exhausted {
+            s.extending = true;
+            let me = self.clone();
+            tokio::spawn(async move { me.extend().await });
+        }
+        if want == 0 {
+            return Poll::Ready(Ok(0));
+        }
+        if avail > 0 {
+            let n = (want as u64).min(avail) as usize;
+            s.used += n as u64;
+            return Poll::Ready(Ok(n));
+        }
+        if s.exhausted {
+            return Poll::Ready(Err(ValueExhausted));
+        }
+        s.wakers[dir as usize] = Some(cx.waker().clone());
+        Poll::Pending
+    }
+
+    /// Return bytes taken but not carried.
+    pub fn give_back(&self, n: usize) {
+        if n > 0 {
+            let mut s = self.lock();
+            s.used = s.used.saturating_sub(n as u64);
+        }
+    }
+
+    async fn extend(self: Arc<Self>) {
+        let t = &self.ctx.services.tariff;
+        let r = self
+            .ctx
+            .services
+            .ledger
+            .extend(self.hold, 1, t.bytes_cost(CHUNK).max(1))
+            .await;
+        let mut s = self.lock();
+        s.extending = false;
+        match r {
+            Ok(amount) => {
+                s.held += amount;
+                s.covered = t.bytes_for(s.held - t.per_request);
+            }
+            Err(LedgerError::Insufficient { .. }) => s.exhausted = true,
+            Err(e) => {
+                tracing::error!("extending a reservation: {e}");
+                s.exhausted = true;
+            }
+        }
+        for w in s.wakers.iter_mut() {
+            if let Some(w) = w.take() {
+                w.wake();
+            }
+        }
+    }
+}
+
+impl Drop for Meter {
+    fn drop(&mut self) {
+        let used = self.lock().used;
+        let served = self.served.load(std::sync::atomic::Ordering::Relaxed);
+        let charge = if served {
+            self.ctx.services.tariff.charge(used)
+        } else {
+            0
+        };
+        match self.ctx.services.ledger.settle(
+            self.hold,
+            charge,
+            if served { used } else { 0 },
+            today(),
+        ) {
+            Ok(balance) => self.ctx.notify_balance(balance),
+            Err(e) => tracing::error!("settling a reservation: {e}"),
+        }
+    }
+}
+
+/// A body whose data frames pass the meter.
+pub struct MeteredBody<B> {
+    inner: B,
+    meter: Arc<Meter>,
+    dir: Dir,
+    /// A frame's remainder not yet allowed through.
+    pending: Option<Bytes>,
+    /// Value ran out: the body has ended early.
+    stopped: bool,
+}
+
+/// Carries an origin response's Content-Length through the tunnel.
+pub const LENGTH_HEADER: &str = "x-padnet-content-length";
+
+/// Trailer on a download cut short, naming why ("value-exhausted").
+pub const STOPPED_TRAILER: &str = "x-padnet-stopped";
+
+impl<B> MeteredBody<B> {
+    pub fn new(inner: B, meter: Arc<Meter>, dir: Dir) -> MeteredBody<B> {
+        MeteredBody {
+            inner,
+            meter,
+            dir,
+            pending: None,
+            stopped: false,
+        }
+    }
+}
+
+impl<B> HttpBody for MeteredBody<B>
+where
+    B: HttpBody<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let me = &mut *self;
+        loop {
+            if me.stopped {
+                return Poll::Ready(None);
+            }
+            if let Some(data) = me.pending.as_mut() {
+                let n = match ready!(me.meter.poll_take(me.dir, cx, data.len())) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        if let Dir::Up = me.dir {
+                            return Poll::Ready(Some(Err(e.into())));
+                        }
+                        // Downloads end in order, after every byte already
+                        // passed on (a reset would discard what h2 still
+                        // buffers, bytes the pad has paid for), with a
+                        // trailer saying why; the agent turns it into an
+                        // aborted response, never a silently short one.
+                        me.stopped = true;
+                        me.pending = None;
+                        let mut t = http::HeaderMap::new();
+                        t.insert(
+                            STOPPED_TRAILER,
+                            http::HeaderValue::from_static("value-exhausted"),
+                        );
+                        return Poll::Ready(Some(Ok(Frame::trailers(t))));
+                    }
+                };
+                let out = data.split_to(n);
+                if data.is_empty() {
+                    me.pending = None;
+                }
+                return Poll::Ready(Some(Ok(Frame::data(out))));
+            }
+            match ready!(Pin::new(&mut me.inner).poll_frame(cx)) {
+                None => return Poll::Ready(None),
+                Some(Err(e)) => return Poll::Ready(Some(Err(e.into()))),
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) if data.is_empty() => continue,
+                    Ok(data) => me.pending = Some(data),
+                    Err(frame) => return Poll::Ready(Some(Ok(frame))),
+                },
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.stopped || (self.pending.is_none() && self.inner.is_end_stream())
+    }
+
+    /// Never exact: hyper's h2 server would turn an exact hint back into a
+    /// Content-Length, and a metered body may end early (see `Charge`).
+    fn size_hint(&self) -> http_body::SizeHint {
+        let inner = self.inner.size_hint();
+        let mut h = http_body::SizeHint::new();
+        if let Some(u) = inner.upper() {
+            let extra = self.pending.as_ref().map_or(0, |p| p.len() as u64);
+            h.set_upper(u + extra);
+        }
+        h
+    }
+}
+
+/// The agent's side of a CONNECT splice, metered: reads are uploads, writes
+/// are downloads.
+pub struct MeteredIo<T> {
+    inner: T,
+    meter: Arc<Meter>,
+}
+
+impl<T> MeteredIo<T> {
+    pub fn new(inner: T, meter: Arc<Meter>) -> MeteredIo<T> {
+        MeteredIo { inner, meter }
+    }
+}
+
+fn exhausted_io(e: ValueExhausted) -> io::Error {
+    io::Error::other(e)
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for MeteredIo<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let me = &mut *self;
+        if buf.remaining() == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        let allowed =
+            ready!(me.meter.poll_take(Dir::Up, cx, buf.remaining())).map_err(exhausted_io)?;
+        // Read into at most `allowed` bytes of the caller's buffer.
+        let mut limited = ReadBuf::new(buf.initialize_unfilled_to(allowed));
+        let r = Pin::new(&mut me.inner).poll_read(cx, &mut limited);
+        let n = limited.filled().len();
+        match r {
+            Poll::Ready(Ok(())) => {
+                buf.advance(n);
+                me.meter.give_back(allowed - n);
+                Poll::Ready(Ok(()))
+            }
+            other => {
+                me.meter.give_back(allowed);
+                other
+            }
+        }
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for MeteredIo<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let me = &mut *self;
+        let allowed =
+            ready!(me.meter.poll_take(Dir::Down, cx, data.len())).map_err(exhausted_io)?;
+        match Pin::new(&mut me.inner).poll_write(cx, &data[..allowed]) {
+            Poll::Ready(Ok(n)) => {
+                me.meter.give_back(allowed - n);
+                Poll::Ready(Ok(n))
+            }
+            other => {
+                me.meter.give_back(allowed);
+                other
+            }
+        }
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// The future type of the stack's services.
+pub type BoxFuture = Pin<Box<dyn Future<Output = Result<Response<Body>, GatewayError>> + Send>>;
+
+fn metered<B>(b: B, meter: Arc<Meter>, dir: Dir) -> Body
+where
+    B: HttpBody<Data = Bytes> + Unpin + Send + Sync + 'static,
+    B::Error: Into<BoxError>,
+{
+    Body::new(MeteredBody::new(b, meter, dir))
+}
+
+/// The charging layer: reserve, meter both bodies, hand the meter to a
+/// CONNECT splice, settle on drop. Nothing is reserved for a request that
+/// fails before the origin answers (the reservation is released in full).
+#[derive(Clone)]
+pub struct Charge<S> {
+    pub inner: S,
+    pub ctx: Arc<PadContext>,
+}
+
+impl<S> tower::Service<Request<Incoming>> for Charge<S>
+where
+    S: tower::Service<
+            Request<Body>,
+            Response = Response<Body>,
+            Error = GatewayError,
+            Future = BoxFuture,
+        > + Clone
+        + Send
+        + 'static,
+{
+    type Response = Response<Body>;
+    type Error = GatewayError;
+    type Future = BoxFuture;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), GatewayError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<Incoming>) -> Self::Future {
+        let ctx = self.ctx.clone();
+        let mut inner = self.inner.clone();
+        std::mem::swap(&mut inner, &mut self.inner);
+        Box::pin(async move {
+            let meter = Meter::start(ctx).await?;
+            let is_connect = req.method() == http::Method::CONNECT;
+            let mut req: Request<Body> = req.map(|b| metered(b, meter.clone(), Dir::Up));
+            if is_connect {
+                req.extensions_mut().insert(meter.clone());
+            }
+            let mut resp = inner.call(req).await?;
+            meter.mark_served();
+            // A download the meter stops early must end in order (see
+            // `MeteredBody`); h2 would turn a short body under Content-Length
+            // into a stream error that discards bytes already paid for. The
+            // length travels beside it and the agent restores it.
+            if let Some(len) = resp.headers_mut().remove(http::header::CONTENT_LENGTH) {
+                resp.headers_mut().insert(LENGTH_HEADER, len);
+            }
+            Ok(resp.map(|b| metered(b, meter, Dir::Down)))
+        })
+    }
+}
