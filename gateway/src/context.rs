@@ -7,14 +7,18 @@ use std::sync::Arc;
 use tunnel::store::AllocatingPad;
 use tunnel::stream::Notifier;
 
+use crate::admit::RateLimiters;
 use crate::error::GatewayError;
 use crate::ledger::{Ledger, Micros};
+use crate::policies::PolicyStore;
 use crate::tariff::Tariff;
 
 /// Shared by every tunnel.
 pub struct Services {
     pub ledger: Arc<Ledger>,
     pub tariff: Tariff,
+    pub policies: Arc<PolicyStore>,
+    pub limiters: RateLimiters,
 }
 
 /// One tunnel's pad.

@@ -32,6 +32,22 @@ pub enum GatewayError {
         spent: i64,
         currency: String,
     },
+    /// The pad's employer policy does not allow the request.
+    #[error("{message} (policy \"{policy}\", rule {rule})")]
+    PolicyDenied {
+        policy: String,
+        rule: String,
+        message: String,
+    },
+    /// Over the pad's policy rate limit.
+    #[error("too many requests: this pad's policy allows {per_minute} per minute; try again in {retry_after_secs} s")]
+    RateLimited {
+        per_minute: u32,
+        retry_after_secs: u64,
+    },
+    /// A daily limit of the pad's policy is reached.
+    #[error("this pad's daily limit {limit} is reached ({detail}); it resets at midnight UTC")]
+    DailyLimit { limit: &'static str, detail: String },
     /// The ledger could not record the reservation (nothing was served).
     #[error("the gateway cannot record payments right now ({0}); nothing was charged, try again shortly")]
     Ledger(String),
@@ -50,6 +66,9 @@ impl GatewayError {
             GatewayError::ValueExhausted { .. } => {
                 (StatusCode::PAYMENT_REQUIRED, "value-exhausted")
             }
+            GatewayError::PolicyDenied { .. } => (StatusCode::FORBIDDEN, "policy-denied"),
+            GatewayError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate-limited"),
+            GatewayError::DailyLimit { .. } => (StatusCode::PAYMENT_REQUIRED, "daily-limit"),
             GatewayError::Ledger(_) => (StatusCode::SERVICE_UNAVAILABLE, "ledger-unavailable"),
         }
     }
@@ -91,6 +110,12 @@ impl GatewayError {
     /// The page the user sees (through the agent).
     pub fn into_response(self) -> Response<Body> {
         let (status, code) = self.status_and_code();
+        let retry_after = match &self {
+            GatewayError::RateLimited {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
+            _ => None,
+        };
         let msg = html_escape(&self.to_string());
         let page = format!(
             "<!doctype html><html><head><meta charset=utf-8><title>{status}</title></head>\
@@ -108,6 +133,9 @@ impl GatewayError {
             http::HeaderValue::from_static("text/html; charset=utf-8"),
         );
         h.insert("x-padnet-error", http::HeaderValue::from_static(code));
+        if let Some(secs) = retry_after {
+            h.insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
+        }
         resp
     }
 }

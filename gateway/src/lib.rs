@@ -11,6 +11,8 @@
 //! - [`serve`]: the listener and the HTTP/2 server per tunnel.
 //! - [`stack`]: the per-request tower stack, in request order.
 //! - [`context`]: services shared by tunnels, and each tunnel's pad.
+//! - [`admit`]: policy, rate and daily limits per request.
+//! - [`policies`]: the policy store (by id, current per name).
 //! - [`meter`]: reserve, meter and settle each request.
 //! - [`fetch`]: upstream fetch and CONNECT splice; [`guard`]: address guard.
 //! - [`headers`]: request/response normalisation; [`error`]: status pages.
@@ -21,6 +23,7 @@
 
 pub mod accept;
 pub mod admin;
+pub mod admit;
 pub mod context;
 pub mod error;
 pub mod fetch;
@@ -29,6 +32,7 @@ pub mod headers;
 pub mod ledger;
 pub mod meter;
 pub mod mint;
+pub mod policies;
 pub mod registry;
 pub mod serve;
 pub mod stack;

@@ -14,11 +14,14 @@ use padnet_gateway::fetch::{Fetch, FetchConfig};
 use padnet_gateway::guard::UpstreamGuard;
 use padnet_gateway::ledger::AuditReport;
 use padnet_gateway::mint::{mint_pads, MintRequest};
+use padnet_gateway::policies::PolicyStore;
 use padnet_gateway::registry::Registry;
 use padnet_gateway::serve::Server;
 use padnet_gateway::state_dir::StateDir;
 use padnet_gateway::tariff::Tariff;
 use padnet_gateway::units::{format_amount, parse_amount, parse_size};
+use policy::Policy;
+use tunnel::pad::{PadFile, Serial};
 
 #[derive(Parser)]
 #[command(
@@ -90,6 +93,14 @@ enum Cmd {
         /// Mint inactive: the pad serves only after `activate`.
         #[arg(long)]
         inactive: bool,
+        /// Bind the pads to an employer policy (TOML); checked before anything is minted.
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
+    },
+    /// Employer policies: check a file, show a pad's, update one for all its pads.
+    Policy {
+        #[command(subcommand)]
+        cmd: PolicyCmd,
     },
     /// Balances by account kind: pads, revenue, issuance, open reservations.
     Ledger {
@@ -109,6 +120,25 @@ enum Cmd {
         state: PathBuf,
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCmd {
+    /// Validate a policy file and print a summary (exit 0 when valid).
+    Check { file: PathBuf },
+    /// Show which policy a pad carries.
+    Show {
+        #[arg(long)]
+        state: PathBuf,
+        serial: String,
+    },
+    /// Replace the policy of the same `name` for every pad bound to it; a
+    /// running gateway applies it to new requests at once.
+    Update {
+        #[arg(long)]
+        state: PathBuf,
+        file: PathBuf,
     },
 }
 
@@ -141,6 +171,7 @@ fn main() {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
         cmd @ (Cmd::Ledger { .. } | Cmd::Pad { .. } | Cmd::Audit { .. }) => report(cmd),
+        Cmd::Policy { cmd } => policy_cmd(cmd),
         Cmd::Init { state, listen } => {
             let s = StateDir::init(&state, &listen)?;
             println!(
@@ -159,8 +190,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             gateways,
             tickets,
             inactive,
+            policy,
         } => {
             let state = StateDir::open(&state)?;
+            let policy_id = match &policy {
+                Some(path) => {
+                    let p = Policy::load(path).map_err(|e| anyhow::anyhow!("--policy {e}"))?;
+                    let src = std::fs::read_to_string(path)?;
+                    PolicyStore::open(&state.root)?.store(&src, &p, false)?;
+                    p.id()
+                }
+                None => [0; 32],
+            };
             let req = MintRequest {
                 value_micros: parse_amount(&value).map_err(|e| anyhow::anyhow!("--value: {e}"))?,
                 data_size: parse_size(&size).map_err(|e| anyhow::anyhow!("--size: {e}"))?,
@@ -169,6 +210,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 gateways,
                 ticket_slots: tickets,
                 inactive,
+                policy_id,
             };
             if req.value_micros < 0 {
                 anyhow::bail!("--value must not be negative");
@@ -214,6 +256,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 );
             }
             let (ledger, released) = open_ledger(&state)?;
+            let policies = PolicyStore::open(&state.root)?;
             if released > 0 {
                 tracing::info!("released {released} reservation(s) left open by a crash");
             }
@@ -276,12 +319,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 let services = Arc::new(Services {
                     ledger: ledger.clone(),
                     tariff,
+                    policies: policies.clone(),
+                    limiters: Default::default(),
                 });
+                let reload = policies.clone();
                 let api = Arc::new(AdminApi {
                     state: state.clone(),
                     ledger: ledger.clone(),
                     registry: Some(registry.clone()),
-                    on_reload: None,
+                    on_reload: Some(Box::new(move || {
+                        reload.reload().map_err(|e| format!("{e:#}"))
+                    })),
                     currency: state.config.currency.clone(),
                 });
                 tokio::spawn(async move {
@@ -297,6 +345,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 });
                 server.run(listener, shutdown_signal()).await;
                 tracing::info!("shutting down");
+                // Let finished requests' charges become final, then flush.
+                tokio::time::sleep(
+                    padnet_gateway::meter::SETTLE_DELAY + Duration::from_millis(100),
+                )
+                .await;
                 ledger.flush_now()?;
                 let _ = std::fs::remove_file(socket_path(&state.root));
                 anyhow::Ok(())
@@ -412,6 +465,73 @@ fn report(cmd: Cmd) -> anyhow::Result<()> {
             }
         }
         _ => unreachable!("report() is only called for reporting commands"),
+    }
+}
+
+fn policy_cmd(cmd: PolicyCmd) -> anyhow::Result<()> {
+    match cmd {
+        PolicyCmd::Check { file } => {
+            let p = Policy::load(&file).map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("{}: valid", file.display());
+            println!("{}", p.summary());
+            Ok(())
+        }
+        PolicyCmd::Show { state, serial } => {
+            let state = StateDir::open(&state)?;
+            let serial: Serial = serial
+                .parse()
+                .map_err(|e| anyhow::anyhow!("{serial:?} is not a pad serial: {e}"))?;
+            let path = state.pads_dir().join(format!("{serial}.pad"));
+            let pad = PadFile::open(&path)?;
+            let id = pad.header().policy_id;
+            if id == [0; 32] {
+                println!("pad {serial}: no policy (unrestricted)");
+                return Ok(());
+            }
+            let store = PolicyStore::open(&state.root)?;
+            let Some(minted) = store.by_id(&id) else {
+                anyhow::bail!(
+                    "pad {serial} is bound to policy {} which is not in {}",
+                    hex::encode(id),
+                    state.root.join("policies").display()
+                );
+            };
+            let effective = store.effective(&id).unwrap_or_else(|| minted.clone());
+            println!("pad {serial}: policy \"{}\"", minted.name());
+            println!("minted with {}", minted.id_hex());
+            if effective.id() != minted.id() {
+                println!("updated to  {} (applies now)", effective.id_hex());
+            }
+            println!("{}", effective.summary());
+            Ok(())
+        }
+        PolicyCmd::Update { state, file } => {
+            let state = StateDir::open(&state)?;
+            let p = Policy::load(&file).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let store = PolicyStore::open(&state.root)?;
+            let previous = store.current_id(p.name());
+            if previous.is_none() {
+                anyhow::bail!(
+                    "{}: no pads are bound to a policy named {:?} on this gateway (policy update replaces an existing policy; mint with --policy to use a new one)",
+                    file.display(),
+                    p.name()
+                );
+            }
+            let src = std::fs::read_to_string(&file)?;
+            store.store(&src, &p, true)?;
+            // A running gateway re-reads policies now; a stopped one reads them at start.
+            if std::os::unix::net::UnixStream::connect(socket_path(&state.root)).is_ok() {
+                Admin::connect(&state, &state.config.currency)?.call(AdminOp::ReloadPolicies)?;
+                println!(
+                    "policy {:?} is now {} (the running gateway applies it to new requests)",
+                    p.name(),
+                    p.id_hex()
+                );
+            } else {
+                println!("policy {:?} is now {}", p.name(), p.id_hex());
+            }
+            Ok(())
+        }
     }
 }
 

@@ -24,11 +24,21 @@ use crate::error::GatewayError;
 use crate::ledger::{LedgerError, Micros};
 use crate::{Body, BoxError};
 
-/// Bytes each extension pays for; extensions start when less than half of
-/// one is left, so the next is durable before the flow needs it. With the
-/// first reservation this bounds what a crash can give away per stream:
-/// at most two chunks plus the request charge.
+/// The first reservation pays for this many bytes beyond the request charge
+/// (small pages hold little); each extension doubles, up to [`CHUNK`].
+pub const FIRST_CHUNK: u64 = 256 << 10;
+/// The largest extension. Extensions start when less than half of the last
+/// one is left, so the next is durable before the flow needs it.
 pub const CHUNK: u64 = 4 << 20;
+/// Bytes taken but possibly not yet delivered (buffered in h2 and the
+/// sockets: one stream window plus a frame), never charged until the
+/// request ends or this far behind: a crash forgives at most this, plus the
+/// two newest chunks, per open request.
+pub const CAPTURE_LAG: u64 = crate::serve::STREAM_WINDOW as u64 + CHUNK;
+/// A finished request's charge becomes final this long after its last byte
+/// was handed on, when it has surely left the gateway's buffers: a crash in
+/// between forgives it rather than charging for bytes that died in a buffer.
+pub const SETTLE_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Which way bytes flow, for wakers.
 #[derive(Debug, Clone, Copy)]
@@ -44,9 +54,14 @@ pub enum Dir {
 pub struct ValueExhausted;
 
 struct State {
-    held: Micros,
+    /// Value ever put into the hold (reserve + extensions).
+    held_total: Micros,
+    /// Charged so far by captures.
+    captured_value: Micros,
+    captured_bytes: u64,
     covered: u64,
     used: u64,
+    next_chunk: u64,
     extending: bool,
     exhausted: bool,
     wakers: [Option<Waker>; 2],
@@ -74,7 +89,7 @@ impl Meter {
     pub async fn start(ctx: Arc<PadContext>) -> Result<Arc<Meter>, GatewayError> {
         let t = &ctx.services.tariff;
         let min = t.per_request + Micros::from(!t.bytes_free());
-        let max = t.per_request + t.bytes_cost(CHUNK);
+        let max = t.per_request + t.bytes_cost(FIRST_CHUNK);
         let (hold, held) = match ctx.services.ledger.reserve(&ctx.serial, min, max).await {
             Ok(r) => r,
             Err(LedgerError::Insufficient { balance, .. }) => {
@@ -87,9 +102,12 @@ impl Meter {
             ctx,
             hold,
             state: Mutex::new(State {
-                held,
+                held_total: held,
+                captured_value: 0,
+                captured_bytes: 0,
                 covered,
                 used: 0,
+                next_chunk: FIRST_CHUNK * 2,
                 extending: false,
                 exhausted: false,
                 wakers: [None, None],
@@ -125,7 +143,7 @@ impl Meter {
         let mut s = self.lock();
         let avail = s.covered.saturating_sub(s.used);
         let free = self.ctx.services.tariff.bytes_free();
-        if !free && avail < CHUNK / 2 && !s.extending && !s.exhausted {
+        if !free && avail < s.next_chunk / 4 && !s.extending && !s.exhausted {
             s.extending = true;
             let me = self.clone();
             tokio::spawn(async move { me.extend().await });
@@ -155,18 +173,39 @@ impl Meter {
 
     async fn extend(self: Arc<Self>) {
         let t = &self.ctx.services.tariff;
-        let r = self
-            .ctx
-            .services
-            .ledger
-            .extend(self.hold, 1, t.bytes_cost(CHUNK).max(1))
+        let ledger = &self.ctx.services.ledger;
+        // Charge what has surely been delivered, so a crash forgives only the tail.
+        let capture = {
+            let s = self.lock();
+            let target = s.used.saturating_sub(CAPTURE_LAG);
+            if self.served.load(std::sync::atomic::Ordering::Relaxed) && target > s.captured_bytes {
+                Some((target, t.charge(target) - s.captured_value))
+            } else {
+                None
+            }
+        };
+        if let Some((target, value)) = capture {
+            let mut s = self.lock();
+            let bytes = target - s.captured_bytes;
+            match ledger.capture(self.hold, value, bytes, today()) {
+                Ok(()) => {
+                    s.captured_value += value;
+                    s.captured_bytes = target;
+                }
+                Err(e) => tracing::error!("charging a transfer in progress: {e}"),
+            }
+        }
+        let chunk = self.lock().next_chunk;
+        let r = ledger
+            .extend(self.hold, 1, t.bytes_cost(chunk).max(1))
             .await;
         let mut s = self.lock();
         s.extending = false;
         match r {
             Ok(amount) => {
-                s.held += amount;
-                s.covered = t.bytes_for(s.held - t.per_request);
+                s.held_total += amount;
+                s.covered = t.bytes_for(s.held_total - t.per_request);
+                s.next_chunk = (chunk * 2).min(CHUNK);
             }
             Err(LedgerError::Insufficient { .. }) => s.exhausted = true,
             Err(e) => {
@@ -183,22 +222,39 @@ impl Meter {
 }
 
 impl Drop for Meter {
+    /// The request is over: give back what it did not use at once (the
+    /// balance is right for the next request), and make the charge final
+    /// after [`SETTLE_DELAY`].
     fn drop(&mut self) {
-        let used = self.lock().used;
+        let s = self.lock();
         let served = self.served.load(std::sync::atomic::Ordering::Relaxed);
-        let charge = if served {
-            self.ctx.services.tariff.charge(used)
+        let (total, bytes) = if served {
+            (self.ctx.services.tariff.charge(s.used), s.used)
         } else {
-            0
+            (0, 0)
         };
-        match self.ctx.services.ledger.settle(
-            self.hold,
-            charge,
-            if served { used } else { 0 },
-            today(),
-        ) {
+        let remaining = (total - s.captured_value).max(0);
+        let remaining_bytes = bytes.saturating_sub(s.captured_bytes);
+        drop(s);
+        let ledger = self.ctx.services.ledger.clone();
+        match ledger.trim(self.hold, remaining) {
             Ok(balance) => self.ctx.notify_balance(balance),
-            Err(e) => tracing::error!("settling a reservation: {e}"),
+            Err(e) => tracing::error!("returning a reservation's excess: {e}"),
+        }
+        let hold = self.hold;
+        let settle = move || {
+            if let Err(e) = ledger.settle(hold, remaining, remaining_bytes, today()) {
+                tracing::error!("settling a reservation: {e}");
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) if remaining > 0 => {
+                rt.spawn(async move {
+                    tokio::time::sleep(SETTLE_DELAY).await;
+                    settle();
+                });
+            }
+            _ => settle(),
         }
     }
 }

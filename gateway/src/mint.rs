@@ -22,6 +22,8 @@ pub struct MintRequest {
     pub gateways: Vec<String>,
     pub ticket_slots: Option<u32>,
     pub inactive: bool,
+    /// The policy the pads are bound to (zero: unrestricted).
+    pub policy_id: [u8; 32],
 }
 
 /// Mint `count` pads; returns the user copies' paths in order.
@@ -63,7 +65,7 @@ pub fn mint_pads(state: &StateDir, req: &MintRequest) -> anyhow::Result<Vec<Path
                 .map(|d| d.as_secs())
                 .unwrap_or(0),
             value_micros: req.value_micros,
-            policy_id: [0; 32],
+            policy_id: req.policy_id,
             gateways: gateways.clone(),
         };
         let name = format!("{}.pad", header.serial);

@@ -10,6 +10,7 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use hyper::body::Incoming;
 
+use crate::admit::Admit;
 use crate::context::PadContext;
 use crate::error::GatewayError;
 use crate::fetch::Fetch;
@@ -20,11 +21,18 @@ use crate::Body;
 ///
 /// 1. `ErrorPages` — outermost, so every failure below becomes a page the
 ///    user can read, never a reset stream.
-/// 2. `Charge` — reserve value (402 if it cannot), meter both bodies, settle.
-/// 3. `Fetch` — innermost: the guarded upstream fetch or CONNECT splice.
-pub fn build(fetch: Fetch, ctx: Arc<PadContext>) -> ErrorPages<Charge<Fetch>> {
+/// 2. `Admit` — the pad's policy (403), rate limit (429), daily limits (402).
+/// 3. `Charge` — reserve value (402 if it cannot), meter both bodies, settle.
+/// 4. `Fetch` — innermost: the guarded upstream fetch or CONNECT splice.
+pub fn build(fetch: Fetch, ctx: Arc<PadContext>) -> ErrorPages<Admit<Charge<Fetch>>> {
     ErrorPages {
-        inner: Charge { inner: fetch, ctx },
+        inner: Admit {
+            inner: Charge {
+                inner: fetch,
+                ctx: ctx.clone(),
+            },
+            ctx,
+        },
     }
 }
 

@@ -268,8 +268,79 @@ impl Book {
             holds: vec![hold],
             ..Changes::default()
         };
+        self.count_day(&h.pad, charge, bytes, day, &mut changes);
+        Ok(changes)
+    }
+
+    /// Charge part of an open hold now (a long transfer pays as it goes, so
+    /// a crash forgives only its unpaid tail). The hold stays open.
+    pub fn capture(
+        &mut self,
+        hold: u64,
+        charge: Micros,
+        bytes: u64,
+        day: i64,
+    ) -> Result<Changes, LedgerError> {
+        let h = self
+            .holds
+            .get(&hold)
+            .ok_or(LedgerError::NoHold(hold))?
+            .clone();
+        if charge < 0 || charge > h.amount {
+            return Err(LedgerError::OverCharge {
+                charge,
+                held: h.amount,
+            });
+        }
+        self.add(&Account::Revenue, charge)?;
+        if let Some(open) = self.holds.get_mut(&hold) {
+            open.amount -= charge;
+        }
+        let mut changes = Changes {
+            accounts: vec![Account::Revenue],
+            holds: vec![hold],
+            ..Changes::default()
+        };
+        self.count_day(&h.pad, charge, bytes, day, &mut changes);
+        Ok(changes)
+    }
+
+    /// Give back all of an open hold above `keep` (the request has ended and
+    /// its charge is known; the hold stays open until settled).
+    pub fn trim(&mut self, hold: u64, keep: Micros) -> Result<Changes, LedgerError> {
+        let h = self
+            .holds
+            .get(&hold)
+            .ok_or(LedgerError::NoHold(hold))?
+            .clone();
+        if keep < 0 || keep > h.amount {
+            return Err(LedgerError::OverCharge {
+                charge: keep,
+                held: h.amount,
+            });
+        }
+        let acct = Account::Pad(h.pad.clone());
+        self.add(&acct, h.amount - keep)?;
+        if let Some(open) = self.holds.get_mut(&hold) {
+            open.amount = keep;
+        }
+        Ok(Changes {
+            accounts: vec![acct],
+            holds: vec![hold],
+            ..Changes::default()
+        })
+    }
+
+    fn count_day(
+        &mut self,
+        pad: &str,
+        charge: Micros,
+        bytes: u64,
+        day: i64,
+        changes: &mut Changes,
+    ) {
         if charge > 0 || bytes > 0 {
-            let d = self.days.entry(h.pad.clone()).or_default();
+            let d = self.days.entry(pad.to_string()).or_default();
             if d.day != day {
                 *d = DayUsage {
                     day,
@@ -278,9 +349,8 @@ impl Book {
             }
             d.spent = d.spent.saturating_add(charge);
             d.bytes = d.bytes.saturating_add(bytes);
-            changes.days.push(h.pad);
+            changes.days.push(pad.to_string());
         }
-        Ok(changes)
     }
 
     /// Give a hold back in full (nothing was served, or a crash interrupted it).
@@ -410,6 +480,8 @@ mod tests {
         Reserve(u8, i64, i64),
         Extend(u8, i64, i64),
         Settle(u8, i64, u32),
+        Capture(u8, i64, u32),
+        Trim(u8, i64),
         Release(u8),
     }
 
@@ -419,6 +491,8 @@ mod tests {
             (0u8..4, 0i64..50_000, 0i64..400_000).prop_map(|(p, a, b)| Op::Reserve(p, a, a + b)),
             (0u8..16, 1i64..50_000, 0i64..400_000).prop_map(|(h, a, b)| Op::Extend(h, a, a + b)),
             (0u8..16, -10i64..500_000, any::<u32>()).prop_map(|(h, c, n)| Op::Settle(h, c, n)),
+            (0u8..16, -10i64..500_000, any::<u32>()).prop_map(|(h, c, n)| Op::Capture(h, c, n)),
+            (0u8..16, -10i64..500_000).prop_map(|(h, k)| Op::Trim(h, k)),
             (0u8..16).prop_map(Op::Release),
         ]
     }
@@ -451,6 +525,17 @@ mod tests {
                         }
                         r.map(|_| ())
                     }
+                    Op::Capture(h, c, n) => {
+                        let id = pick(h);
+                        let held = b.holds.get(&id).map(|h| h.amount);
+                        let r = b.capture(id, c, u64::from(n), 1);
+                        if r.is_ok() {
+                            prop_assert!(c >= 0 && c <= held.unwrap());
+                            prop_assert_eq!(b.holds[&id].amount, held.unwrap() - c);
+                        }
+                        r.map(|_| ())
+                    }
+                    Op::Trim(h, k) => b.trim(pick(h), k).map(|_| ()),
                     Op::Release(h) => b.release(pick(h)).map(|_| ()),
                 };
                 if result.is_err() {

@@ -193,6 +193,30 @@ impl Ledger {
         Ok(balance)
     }
 
+    /// Charge part of an open hold (durable with the next group flush).
+    pub fn capture(
+        &self,
+        hold: u64,
+        charge: Micros,
+        bytes: u64,
+        day: i64,
+    ) -> Result<(), LedgerError> {
+        let ((), seq) = self.apply(|b| Ok(((), b.capture(hold, charge, bytes, day)?)))?;
+        self.want(seq);
+        Ok(())
+    }
+
+    /// Return a hold's excess over `keep` to its pad; returns the pad's balance.
+    pub fn trim(&self, hold: u64, keep: Micros) -> Result<Micros, LedgerError> {
+        let (balance, _) = self.apply(|b| {
+            let pad = b.holds.get(&hold).map(|h| h.pad.clone());
+            let c = b.trim(hold, keep)?;
+            let bal = pad.and_then(|p| b.balance(&Account::Pad(p))).unwrap_or(0);
+            Ok((bal, c))
+        })?;
+        Ok(balance)
+    }
+
     /// Read the book.
     pub fn read<R>(&self, f: impl FnOnce(&Book) -> R) -> R {
         f(&self.lock().0)

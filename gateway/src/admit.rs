@@ -1,0 +1,187 @@
+//! The admission layer, before anything is reserved or fetched: the pad's
+//! employer policy (sites, ports, hours → 403 naming the rule), its rate
+//! limit (governor, per pad → 429 with Retry-After) and its daily limits
+//! (spend and MiB → 402 naming the limit). Denied requests cost nothing.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use http::{Method, Request, Response};
+use hyper::body::Incoming;
+use policy::{Decision, NoCategories, Policy, RequestFacts};
+
+use crate::context::PadContext;
+use crate::error::GatewayError;
+use crate::meter::{today, BoxFuture};
+use crate::Body;
+
+/// Per-pad rate limiters, made on first use with the pad's policy quota.
+#[derive(Default)]
+pub struct RateLimiters {
+    by_pad: Mutex<HashMap<String, (u32, Arc<DefaultDirectRateLimiter>)>>,
+}
+
+impl RateLimiters {
+    fn get(&self, serial: &str, per_minute: NonZeroU32) -> Arc<DefaultDirectRateLimiter> {
+        let mut m = self.by_pad.lock().unwrap_or_else(|p| p.into_inner());
+        match m.get(serial) {
+            Some((n, l)) if *n == per_minute.get() => l.clone(),
+            _ => {
+                let l = Arc::new(RateLimiter::direct(Quota::per_minute(per_minute)));
+                m.insert(serial.to_string(), (per_minute.get(), l.clone()));
+                l
+            }
+        }
+    }
+}
+
+/// Host and port a request is for (CONNECT: its authority; plain: its URI).
+fn destination(req: &Request<Incoming>) -> Result<(String, u16), GatewayError> {
+    let uri = req.uri();
+    let host = uri
+        .host()
+        .ok_or_else(|| GatewayError::BadRequest("the request has no host".into()))?;
+    let port = match uri.port_u16() {
+        Some(p) => p,
+        None if req.method() == Method::CONNECT => {
+            return Err(GatewayError::BadRequest("CONNECT needs host:port".into()))
+        }
+        None if uri.scheme_str() == Some("https") => 443,
+        None => 80,
+    };
+    Ok((host.to_string(), port))
+}
+
+/// Check a request against the pad's policy and limits.
+pub fn admit(ctx: &PadContext, req: &Request<Incoming>) -> Result<(), GatewayError> {
+    let id = ctx.pad.header().policy_id;
+    if id == [0; 32] {
+        return Ok(());
+    }
+    let Some(policy) = ctx.services.policies.effective(&id) else {
+        // Fail closed: a restricted pad whose policy is missing gets nothing.
+        return Err(GatewayError::PolicyDenied {
+            policy: format!("id {}", hex::encode(&id[..8])),
+            rule: "policy".into(),
+            message: "this pad's policy is not on this gateway; ask the operator".into(),
+        });
+    };
+    check_policy(&policy, req)?;
+    check_rate(ctx, &policy)?;
+    check_daily(ctx, &policy)
+}
+
+fn check_policy(policy: &Policy, req: &Request<Incoming>) -> Result<(), GatewayError> {
+    let (host, port) = destination(req)?;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let facts = RequestFacts {
+        host: &host,
+        port,
+        path: (req.method() != Method::CONNECT).then(|| req.uri().path()),
+        now_unix: now,
+    };
+    match policy.decide(&facts, &NoCategories) {
+        Decision::Allow => Ok(()),
+        Decision::Deny(d) => Err(GatewayError::PolicyDenied {
+            policy: policy.name().to_string(),
+            rule: d.rule,
+            message: d.message,
+        }),
+    }
+}
+
+fn check_rate(ctx: &PadContext, policy: &Policy) -> Result<(), GatewayError> {
+    let Some(per_minute) = policy
+        .limits()
+        .requests_per_minute
+        .and_then(NonZeroU32::new)
+    else {
+        return Ok(());
+    };
+    let limiter = ctx.services.limiters.get(&ctx.serial, per_minute);
+    match limiter.check() {
+        Ok(()) => Ok(()),
+        Err(not_until) => {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            Err(GatewayError::RateLimited {
+                per_minute: per_minute.get(),
+                retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
+            })
+        }
+    }
+}
+
+fn check_daily(ctx: &PadContext, policy: &Policy) -> Result<(), GatewayError> {
+    let limits = policy.limits();
+    if limits.spend_per_day.is_none() && limits.mib_per_day.is_none() {
+        return Ok(());
+    }
+    let (usage, held) = ctx
+        .services
+        .ledger
+        .read(|b| (b.usage(&ctx.serial, today()), b.held_for(&ctx.serial)));
+    if let Some(limit) = limits.spend_per_day {
+        if usage.spent.saturating_add(held) >= limit {
+            return Err(GatewayError::DailyLimit {
+                limit: "spend_per_day",
+                detail: format!(
+                    "{} {} of {} spent today",
+                    crate::units::format_amount(usage.spent),
+                    ctx.services.tariff.currency,
+                    crate::units::format_amount(limit)
+                ),
+            });
+        }
+    }
+    if let Some(mib) = limits.mib_per_day {
+        if usage.bytes >= mib.saturating_mul(1 << 20) {
+            return Err(GatewayError::DailyLimit {
+                limit: "mib_per_day",
+                detail: format!("{} MiB of {mib} MiB carried today", usage.bytes >> 20),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The admission layer as a tower service.
+#[derive(Clone)]
+pub struct Admit<S> {
+    pub inner: S,
+    pub ctx: Arc<PadContext>,
+}
+
+impl<S> tower::Service<Request<Incoming>> for Admit<S>
+where
+    S: tower::Service<
+        Request<Incoming>,
+        Response = Response<Body>,
+        Error = GatewayError,
+        Future = BoxFuture,
+    >,
+{
+    type Response = Response<Body>;
+    type Error = GatewayError;
+    type Future = BoxFuture;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), GatewayError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<Incoming>) -> BoxFuture {
+        match admit(&self.ctx, &req) {
+            Ok(()) => self.inner.call(req),
+            Err(e) => Box::pin(async move { Err(e) }),
+        }
+    }
+}

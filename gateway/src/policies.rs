@@ -1,0 +1,143 @@
+//! The gateway's policy store: each policy's source kept once by content id
+//! (`state/policies/<id>.toml`), and for each policy name which id is current
+//! (`state/policies/current/<sha256(name)>`). A pad carries the id it was
+//! minted with; the policy it gets is the current one of that id's name, so
+//! `policy update` re-restricts every pad bound to the name at once.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use anyhow::Context;
+use policy::Policy;
+use sha2::{Digest, Sha256};
+
+pub struct PolicyStore {
+    dir: PathBuf,
+    by_id: RwLock<HashMap<[u8; 32], Policy>>,
+    current: RwLock<HashMap<String, [u8; 32]>>,
+}
+
+fn name_key(name: &str) -> String {
+    hex::encode(Sha256::digest(name.as_bytes()))
+}
+
+/// Write `bytes` to `path` atomically (temp file, fsync, rename).
+fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f =
+            std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+}
+
+impl PolicyStore {
+    pub fn open(state_root: &Path) -> anyhow::Result<Arc<PolicyStore>> {
+        let dir = state_root.join("policies");
+        std::fs::create_dir_all(dir.join("current"))
+            .with_context(|| format!("creating {}", dir.display()))?;
+        let store = Arc::new(PolicyStore {
+            dir,
+            by_id: RwLock::default(),
+            current: RwLock::default(),
+        });
+        store.reload()?;
+        Ok(store)
+    }
+
+    /// Re-read every stored policy and the current-id pointers.
+    pub fn reload(&self) -> anyhow::Result<usize> {
+        let mut by_id = HashMap::new();
+        for entry in std::fs::read_dir(&self.dir)
+            .with_context(|| format!("reading {}", self.dir.display()))?
+        {
+            let path = entry?.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("toml") {
+                continue;
+            }
+            let p = Policy::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
+            by_id.insert(p.id(), p);
+        }
+        let mut current = HashMap::new();
+        for p in by_id.values() {
+            let ptr = self.dir.join("current").join(name_key(p.name()));
+            let id = match std::fs::read_to_string(&ptr) {
+                Ok(hexid) => {
+                    let raw = hex::decode(hexid.trim())
+                        .ok()
+                        .and_then(|v| <[u8; 32]>::try_from(v).ok())
+                        .with_context(|| format!("{}: not a policy id", ptr.display()))?;
+                    raw
+                }
+                Err(_) => p.id(),
+            };
+            current.insert(p.name().to_string(), id);
+        }
+        let n = by_id.len();
+        *self.by_id.write().unwrap_or_else(|p| p.into_inner()) = by_id;
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = current;
+        Ok(n)
+    }
+
+    /// The policy a pad minted with `id` is under now (None: unknown id).
+    pub fn effective(&self, id: &[u8; 32]) -> Option<Policy> {
+        let lookup = |s: &PolicyStore| -> Option<Policy> {
+            let by_id = s.by_id.read().unwrap_or_else(|p| p.into_inner());
+            let minted = by_id.get(id)?;
+            let cur = s
+                .current
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(minted.name())
+                .copied()
+                .unwrap_or(*id);
+            by_id.get(&cur).or(Some(minted)).cloned()
+        };
+        if let Some(p) = lookup(self) {
+            return Some(p);
+        }
+        // Minted while we were serving: read the directory again.
+        if let Err(e) = self.reload() {
+            tracing::error!("reloading policies: {e:#}");
+        }
+        lookup(self)
+    }
+
+    /// The policy stored under `id`, as minted.
+    pub fn by_id(&self, id: &[u8; 32]) -> Option<Policy> {
+        self.by_id
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
+    }
+
+    /// The current id for a policy name.
+    pub fn current_id(&self, name: &str) -> Option<[u8; 32]> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .copied()
+    }
+
+    /// Store a policy's source (idempotent). With `make_current`, it becomes
+    /// the policy for every pad bound to its name; otherwise it becomes
+    /// current only if its name has none yet.
+    pub fn store(&self, src: &str, p: &Policy, make_current: bool) -> anyhow::Result<()> {
+        let file = self.dir.join(format!("{}.toml", p.id_hex()));
+        if !file.exists() {
+            write_atomic(&file, src.as_bytes())?;
+        }
+        let ptr = self.dir.join("current").join(name_key(p.name()));
+        if make_current || !ptr.exists() {
+            write_atomic(&ptr, p.id_hex().as_bytes())?;
+        }
+        self.reload()?;
+        Ok(())
+    }
+}
