@@ -38,7 +38,7 @@ pub const CAPTURE_LAG: u64 = crate::serve::STREAM_WINDOW as u64 + CHUNK;
 /// A finished request's charge becomes final this long after its last byte
 /// was handed on, when it has surely left the gateway's buffers: a crash in
 /// between forgives it rather than charging for bytes that died in a buffer.
-pub const SETTLE_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
+pub const SETTLE_DELAY: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Which way bytes flow, for wakers.
 #[derive(Debug, Clone, Copy)]

@@ -341,3 +341,96 @@ pub fn dir_contains(dir: &Path, needle: &[u8]) -> Option<PathBuf> {
     }
     None
 }
+
+/// Run `padnet-gateway` with `args`.
+pub fn gateway_cmd(args: &[&str]) -> Output {
+    Command::new(bin("padnet-gateway"))
+        .args(args)
+        .output()
+        .expect("padnet-gateway runs")
+}
+
+/// Mint pads with extra arguments; returns the user copies.
+pub fn mint_with(
+    state: &Path,
+    value: &str,
+    size: &str,
+    out_dir: &Path,
+    extra: &[&str],
+) -> Vec<PathBuf> {
+    let st = state.to_string_lossy().to_string();
+    let out = out_dir.to_string_lossy().to_string();
+    let mut args = vec![
+        "mint", "--state", &st, "--value", value, "--size", size, "--out", &out,
+    ];
+    args.extend_from_slice(extra);
+    let o = gateway_cmd(&args);
+    assert!(
+        o.status.success(),
+        "mint failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| PathBuf::from(l.trim()))
+        .collect()
+}
+
+/// A pad's serial, from its file name.
+pub fn serial_of(pad: &Path) -> String {
+    pad.file_stem()
+        .and_then(|s| s.to_str())
+        .expect("a pad file name")
+        .to_string()
+}
+
+/// `padnet-gateway pad show --json`.
+pub fn pad_show(state: &Path, serial: &str) -> serde_json::Value {
+    let st = state.to_string_lossy().to_string();
+    let o = gateway_cmd(&["pad", "show", "--state", &st, serial, "--json"]);
+    assert!(
+        o.status.success(),
+        "pad show failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout).expect("pad show prints JSON")
+}
+
+/// Parse a decimal amount ("0.4321") into micro-units (test-side, independent of the gateway).
+pub fn micros(s: &str) -> i64 {
+    let (w, f) = s.split_once('.').unwrap_or((s, ""));
+    let f = format!("{f:0<6}");
+    w.parse::<i64>().expect("whole part") * 1_000_000 + f[..6].parse::<i64>().expect("fraction")
+}
+
+/// The charge for one request that carried `bytes`, at `per_mib` and
+/// `per_request` micro-units: per_request + ceil(bytes × per_mib / MiB).
+pub fn expected_charge(bytes: u64, per_mib: i64, per_request: i64) -> i64 {
+    per_request + ((bytes as i128 * per_mib as i128 + (1 << 20) - 1) >> 20) as i64
+}
+
+/// `padnet-gateway audit`: (exit success, stdout+stderr).
+pub fn audit(state: &Path) -> (bool, String) {
+    let st = state.to_string_lossy().to_string();
+    let o = gateway_cmd(&["audit", "--state", &st]);
+    (
+        o.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+    )
+}
+
+/// Wait until a pad has no open reservation (its requests have settled).
+pub fn wait_settled(state: &Path, serial: &str) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let v = pad_show(state, serial);
+        if v["reserved"] == "0.00" || std::time::Instant::now() > deadline {
+            return v;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

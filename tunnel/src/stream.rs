@@ -349,7 +349,15 @@ impl<T: AsyncRead + AsyncWrite + Unpin> OtpStream<T> {
     fn maintain(&mut self, _cx: &mut Context<'_>) -> io::Result<()> {
         let both = self.both.clone();
         let cx = &mut Context::from_waker(&both);
-        if self.role == Role::Allocator && self.stats.notice_pending.swap(false, Ordering::Acquire)
+        // A NOTICE may never eat the reserve the next LEASE_NEXT needs:
+        // without that record the lease cannot be switched, and the stream
+        // would wait forever. It waits for room (or the next lease) instead.
+        let notice_fits = !self.send_next.is_empty()
+            || self.send.remaining() >= 2 * KEY_OVERHEAD + 16 + CONTROL_RESERVE;
+        if self.role == Role::Allocator
+            && notice_fits
+            && self.control.is_empty()
+            && self.stats.notice_pending.swap(false, Ordering::Acquire)
         {
             let balance = self.stats.notice_balance.load(Ordering::Relaxed);
             let key_left = self.stats.notice_key_left.load(Ordering::Relaxed);
@@ -864,6 +872,7 @@ mod tests {
     use super::*;
     use crate::lease::LeaseAllocator;
     use std::sync::Mutex;
+    use std::time::Duration;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     /// A pad in memory shared by both ends, each with its own copy, and a
@@ -995,6 +1004,50 @@ mod tests {
             assert!(!w[0].overlaps(&w[1]), "{} overlaps {}", w[0], w[1]);
         }
         assert!(ls.len() > 100, "expected many leases, got {}", ls.len());
+    }
+
+    /// NOTICE records posted non-stop while data crosses many leases never
+    /// starve a lease switch (they once ate the LEASE_NEXT reserve and the
+    /// stream stalled), and the follower ends up with the last balance.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn notices_never_stall_lease_switches() {
+        let (gw, mut ag, _) = pair(32 << 20, 64 * 1024);
+        let notifier = gw.notifier();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (st, n2) = (stop.clone(), notifier.clone());
+        let poster = tokio::spawn(async move {
+            let mut b = 0i64;
+            while !st.load(Ordering::Relaxed) {
+                b += 1;
+                n2.post(b, 7);
+                tokio::task::yield_now().await;
+            }
+        });
+        let down = pattern(4 << 20, 11);
+        let d2 = down.clone();
+        let g = tokio::spawn(async move {
+            let mut gw = gw;
+            for c in d2.chunks(3_000) {
+                gw.write_all(c).await.unwrap();
+            }
+            gw.flush().await.unwrap();
+            gw
+        });
+        let mut got = vec![0u8; down.len()];
+        tokio::time::timeout(Duration::from_secs(20), ag.read_exact(&mut got))
+            .await
+            .expect("the stream stalled")
+            .unwrap();
+        assert!(got == down);
+        stop.store(true, Ordering::Relaxed);
+        poster.await.unwrap();
+        let mut gw = g.await.unwrap();
+        notifier.post(-42, 7);
+        gw.flush().await.unwrap();
+        // Let the follower read the last NOTICE.
+        let mut one = [0u8; 1];
+        let _ = tokio::time::timeout(Duration::from_millis(300), ag.read(&mut one)).await;
+        assert_eq!(ag.stats().balance.load(Ordering::Relaxed), -42);
     }
 
     #[tokio::test]
