@@ -96,6 +96,14 @@ impl Proc {
         self.child.id()
     }
 
+    /// SIGTERM (a graceful stop) and reap.
+    pub fn terminate(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+
     /// SIGKILL and reap.
     pub fn kill9(&mut self) {
         let _ = self.child.kill();
