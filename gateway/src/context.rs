@@ -40,6 +40,15 @@ impl PadContext {
         }
     }
 
+    /// The daily limits of the pad's current policy, if it has one.
+    pub fn limits(&self) -> Option<policy::Limits> {
+        let id = self.pad.header().policy_id;
+        if id == [0; 32] {
+            return None;
+        }
+        self.services.policies.effective(&id).map(|p| *p.limits())
+    }
+
     /// Tell the agent the pad's balance (a NOTICE record).
     pub fn notify_balance(&self, balance: Micros) {
         self.notifier.post(balance, self.pad.key_left());

@@ -49,9 +49,11 @@ pub enum Dir {
     Down = 1,
 }
 
+/// Why the meter stopped a transfer: `value-exhausted` (the pad's value) or
+/// `daily-limit` (its policy's daily spend or MiB limit).
 #[derive(Debug, thiserror::Error)]
-#[error("the pad's value is used up")]
-pub struct ValueExhausted;
+#[error("the gateway stopped this transfer: {0}")]
+pub struct Stopped(pub &'static str);
 
 struct State {
     /// Value ever put into the hold (reserve + extensions).
@@ -63,7 +65,10 @@ struct State {
     used: u64,
     next_chunk: u64,
     extending: bool,
-    exhausted: bool,
+    /// Set when no more bytes will be covered: why.
+    stopped: Option<&'static str>,
+    /// Bytes the pad's policy still allows today (mib_per_day), if limited.
+    byte_cap: Option<u64>,
     wakers: [Option<Waker>; 2],
 }
 
@@ -97,7 +102,18 @@ impl Meter {
             }
             Err(e) => return Err(GatewayError::Ledger(e.to_string())),
         };
-        let covered = ctx.services.tariff.bytes_for(held - t.per_request);
+        let mut covered = ctx.services.tariff.bytes_for(held - t.per_request);
+        // A daily MiB limit caps what this request may carry.
+        let byte_cap = ctx.limits().and_then(|l| l.mib_per_day).map(|mib| {
+            let today = ctx
+                .services
+                .ledger
+                .read(|b| b.usage(&ctx.serial, today()).bytes);
+            (mib << 20).saturating_sub(today)
+        });
+        if let Some(cap) = byte_cap {
+            covered = covered.min(cap);
+        }
         Ok(Arc::new(Meter {
             ctx,
             hold,
@@ -109,7 +125,8 @@ impl Meter {
                 used: 0,
                 next_chunk: FIRST_CHUNK * 2,
                 extending: false,
-                exhausted: false,
+                stopped: None,
+                byte_cap,
                 wakers: [None, None],
             }),
             served: false.into(),
@@ -139,11 +156,15 @@ impl Meter {
         dir: Dir,
         cx: &mut Context<'_>,
         want: usize,
-    ) -> Poll<Result<usize, ValueExhausted>> {
+    ) -> Poll<Result<usize, Stopped>> {
         let mut s = self.lock();
         let avail = s.covered.saturating_sub(s.used);
         let free = self.ctx.services.tariff.bytes_free();
-        if !free && avail < s.next_chunk / 4 && !s.extending && !s.exhausted {
+        let capped = s.byte_cap.is_some_and(|c| s.covered >= c);
+        if capped && s.stopped.is_none() && avail == 0 {
+            s.stopped = Some("daily-limit");
+        }
+        if !free && !capped && avail < s.next_chunk / 4 && !s.extending && s.stopped.is_none() {
             s.extending = true;
             let me = self.clone();
             tokio::spawn(async move { me.extend().await });
@@ -156,8 +177,8 @@ impl Meter {
             s.used += n as u64;
             return Poll::Ready(Ok(n));
         }
-        if s.exhausted {
-            return Poll::Ready(Err(ValueExhausted));
+        if let Some(why) = s.stopped {
+            return Poll::Ready(Err(Stopped(why)));
         }
         s.wakers[dir as usize] = Some(cx.waker().clone());
         Poll::Pending
@@ -196,21 +217,43 @@ impl Meter {
             }
         }
         let chunk = self.lock().next_chunk;
-        let r = ledger
-            .extend(self.hold, 1, t.bytes_cost(chunk).max(1))
-            .await;
+        let mut max = t.bytes_cost(chunk).max(1);
+        // A daily spend limit caps extensions: today's charges plus
+        // everything held for the pad (this hold included) stay within it.
+        let mut limited = false;
+        if let Some(limit) = self.ctx.limits().and_then(|l| l.spend_per_day) {
+            let serial = &self.ctx.serial;
+            let committed = ledger.read(|b| b.usage(serial, today()).spent + b.held_for(serial));
+            let room = limit - committed;
+            if room < max {
+                max = room;
+                limited = true;
+            }
+        }
+        let r = if max >= 1 {
+            ledger.extend(self.hold, 1, max).await
+        } else {
+            Err(LedgerError::Insufficient {
+                balance: 0,
+                needed: 1,
+            })
+        };
         let mut s = self.lock();
         s.extending = false;
         match r {
             Ok(amount) => {
                 s.held_total += amount;
                 s.covered = t.bytes_for(s.held_total - t.per_request);
+                if let Some(cap) = s.byte_cap {
+                    s.covered = s.covered.min(cap);
+                }
                 s.next_chunk = (chunk * 2).min(CHUNK);
             }
-            Err(LedgerError::Insufficient { .. }) => s.exhausted = true,
+            Err(LedgerError::Insufficient { .. }) if limited => s.stopped = Some("daily-limit"),
+            Err(LedgerError::Insufficient { .. }) => s.stopped = Some("value-exhausted"),
             Err(e) => {
                 tracing::error!("extending a reservation: {e}");
-                s.exhausted = true;
+                s.stopped = Some("value-exhausted");
             }
         }
         for w in s.wakers.iter_mut() {
@@ -320,10 +363,7 @@ where
                         me.stopped = true;
                         me.pending = None;
                         let mut t = http::HeaderMap::new();
-                        t.insert(
-                            STOPPED_TRAILER,
-                            http::HeaderValue::from_static("value-exhausted"),
-                        );
+                        t.insert(STOPPED_TRAILER, http::HeaderValue::from_static(e.0));
                         return Poll::Ready(Some(Ok(Frame::trailers(t))));
                     }
                 };
@@ -375,7 +415,7 @@ impl<T> MeteredIo<T> {
     }
 }
 
-fn exhausted_io(e: ValueExhausted) -> io::Error {
+fn exhausted_io(e: Stopped) -> io::Error {
     io::Error::other(e)
 }
 

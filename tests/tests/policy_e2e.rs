@@ -286,7 +286,22 @@ fn a_daily_mib_limit_gets_402_naming_the_limit() {
         "%{http_code} %{size_download}",
         &big,
     ]);
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "200 2000000");
+    // The limit stops the download in flight at exactly 1 MiB, as an aborted transfer.
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "200 1048576");
+    assert_ne!(
+        out.status.code(),
+        Some(0),
+        "a stopped download must not look complete"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !a.proc.log_tail().contains("daily-limit") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the agent says why: {}",
+            a.proc.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     // The day's bytes count once the request has settled.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
