@@ -15,10 +15,13 @@ run: build
 test:
 	scripts/test.sh
 
-## bench: throughput, request rate, latency and pad use, direct vs through the tunnel
+## bench: throughput, request rate, latency and pad use, direct vs through the tunnel,
+## metered vs free; ledger settlements/s (group commit); policy decisions/s
 bench: build
 	scripts/ensure-tools.sh
 	PADNET_BIN_DIR=$(CURDIR)/$(BIN) $(BIN)/padnet-bench
+	$(CARGO) bench -p padnet-gateway --bench ledger
+	$(CARGO) bench -p padnet-policy --bench decide
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -28,6 +31,7 @@ lint:
 fuzz:
 	cd fuzz && $(CARGO) +nightly fuzz run records -- -max_total_time=60
 	cd fuzz && $(CARGO) +nightly fuzz run handshake -- -max_total_time=60
+	cd fuzz && $(CARGO) +nightly fuzz run policy -- -max_total_time=60
 
 clean-run:
 	rm -rf run

@@ -64,6 +64,16 @@ impl Totals {
             .map(|s| s.iter().map(|x| f(x)).max().unwrap_or(0))
             .unwrap_or(0)
     }
+    /// The currency the gateway named in its last NOTICE (null until then).
+    pub fn currency(&self) -> Option<String> {
+        self.streams
+            .lock()
+            .ok()?
+            .iter()
+            .rev()
+            .find_map(|s| tunnel::stream::unpack_currency(s.currency.load(Ordering::Relaxed)))
+    }
+
     pub fn balance(&self) -> Option<i64> {
         self.streams
             .lock()
@@ -181,7 +191,8 @@ impl Link {
                     let b = stats.balance.load(Ordering::Relaxed);
                     if b != last {
                         last = b;
-                        tracing::info!("balance {}", format_amount(b));
+                        let c = tunnel::stream::unpack_currency(stats.currency.load(Ordering::Relaxed));
+                        tracing::info!("balance {} {}", format_amount(b), c.unwrap_or_default());
                     }
                 }
             }

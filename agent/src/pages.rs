@@ -172,7 +172,7 @@ pub fn status_json(link: &Link) -> serde_json::Value {
     serde_json::json!({
         "serial": h.serial.to_string(),
         "balance": format_amount(balance),
-        "currency": "EUR",
+        "currency": t.currency(),
         "key_bytes_left": h.data_size.saturating_sub(spent),
         "ticket_slots_left": link.pad.slots_left(),
         "tunnel": link_word(&link.state.borrow()),

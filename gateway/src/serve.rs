@@ -89,6 +89,11 @@ impl Server {
             notifier: accepted.stream.notifier(),
             services: self.services.clone(),
         });
+        // Tell the agent its balance and currency at once.
+        ctx.notifier.set_currency(&self.services.tariff.currency);
+        if let Some(balance) = self.services.ledger.pad_balance(&ctx.serial) {
+            ctx.notify_balance(balance);
+        }
         let service = TowerToHyperService::new(stack::build(self.fetch.clone(), ctx));
         let mut h2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
         h2.timer(hyper_util::rt::TokioTimer::new());

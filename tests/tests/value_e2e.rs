@@ -156,7 +156,7 @@ fn a_pad_downloads_until_its_value_is_used_up_then_gets_402_and_audit_holds() {
     let status = curl(&[&format!("http://{}/status", agent.addr)]);
     let v: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(v["balance"], "0.00", "{v}");
-    assert_eq!(v["currency"], "EUR");
+    assert_eq!(v["currency"], "EUR", "the currency the gateway named");
     assert!(v["key_bytes_left"].as_u64().unwrap() > 0);
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while !agent.proc.log_tail().contains("balance 0.00") {

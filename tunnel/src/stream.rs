@@ -7,7 +7,7 @@
 use std::collections::VecDeque;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll, Waker};
 
@@ -99,6 +99,28 @@ pub struct StreamStats {
     notice_pending: AtomicBool,
     notice_balance: AtomicI64,
     notice_key_left: AtomicU64,
+    /// The ledger's currency (three ASCII letters, packed; 0 = not told):
+    /// the gateway sets it, NOTICE records carry it, the agent keeps it.
+    pub currency: AtomicU32,
+}
+
+/// Pack a three-letter currency code ("EUR") for [`StreamStats::currency`].
+pub fn pack_currency(code: &str) -> u32 {
+    match code.as_bytes() {
+        [a, b, c] if code.bytes().all(|x| x.is_ascii_uppercase()) => {
+            u32::from_be_bytes([0, *a, *b, *c])
+        }
+        _ => 0,
+    }
+}
+
+/// The code packed by [`pack_currency`], if any.
+pub fn unpack_currency(v: u32) -> Option<String> {
+    let [_, a, b, c] = v.to_be_bytes();
+    let code = [a, b, c];
+    code.iter()
+        .all(|x| x.is_ascii_uppercase())
+        .then(|| String::from_utf8_lossy(&code).into_owned())
 }
 
 /// Lets code outside the stream (the gateway's meter, after a settlement)
@@ -111,6 +133,13 @@ pub struct Notifier {
 }
 
 impl Notifier {
+    /// Set the currency every NOTICE on this stream names.
+    pub fn set_currency(&self, code: &str) {
+        self.stats
+            .currency
+            .store(pack_currency(code), Ordering::Relaxed);
+    }
+
     pub fn post(&self, balance: i64, key_left: u64) {
         self.stats.notice_balance.store(balance, Ordering::Relaxed);
         self.stats
@@ -318,6 +347,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> OtpStream<T> {
     pub fn queue_notice(&mut self, balance: i64, key_left: u64) {
         let mut p = balance.to_be_bytes().to_vec();
         p.extend_from_slice(&key_left.to_be_bytes());
+        let currency = self.stats.currency.load(Ordering::Relaxed);
+        if currency != 0 {
+            p.extend_from_slice(&currency.to_be_bytes()[1..]);
+        }
         self.control.push_back((RecordType::Notice, p, None));
     }
 
@@ -713,11 +746,17 @@ impl<T: AsyncRead + AsyncWrite + Unpin> OtpStream<T> {
                 self.recv_next
                     .push_back(Loading::start(&self.source, lease));
             }
-            (RecordType::Notice, Role::Follower) if payload.len() == 16 => {
+            (RecordType::Notice, Role::Follower) if payload.len() == 16 || payload.len() == 19 => {
                 self.stats.balance.store(
                     i64::from_be_bytes(payload[..8].try_into().expect("8")),
                     Ordering::Relaxed,
                 );
+                if let [a, b, c] = payload[16..] {
+                    let v = u32::from_be_bytes([0, a, b, c]);
+                    if unpack_currency(v).is_some() {
+                        self.stats.currency.store(v, Ordering::Relaxed);
+                    }
+                }
             }
             (RecordType::Close, _) if payload.len() == 1 => {
                 self.stats.close_reason.store(payload[0], Ordering::Relaxed);
@@ -1042,12 +1081,17 @@ mod tests {
         stop.store(true, Ordering::Relaxed);
         poster.await.unwrap();
         let mut gw = g.await.unwrap();
+        notifier.set_currency("CHF");
         notifier.post(-42, 7);
         gw.flush().await.unwrap();
         // Let the follower read the last NOTICE.
         let mut one = [0u8; 1];
         let _ = tokio::time::timeout(Duration::from_millis(300), ag.read(&mut one)).await;
         assert_eq!(ag.stats().balance.load(Ordering::Relaxed), -42);
+        assert_eq!(
+            unpack_currency(ag.stats().currency.load(Ordering::Relaxed)).as_deref(),
+            Some("CHF")
+        );
     }
 
     #[tokio::test]

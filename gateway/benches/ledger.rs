@@ -1,0 +1,256 @@
+//! Ledger settlements per second on sled, durability on: request cycles
+//! (reserve, awaited until durable, then settle) driven by K concurrent tokio
+//! tasks over 10 pads, against a baseline in the same run that forces one
+//! flush per request (one task, `flush_now` after every settle). Prints
+//! cycles/s, group flushes/s and requests per flush (the group-commit
+//! factor), and the ratio to the baseline; medians of 3 runs of ~1.5 s, each
+//! on a fresh ledger (every figure on a line is the median run's, by cycles/s;
+//! the cycles/s range of the runs is in parentheses). Configurations are
+//! interleaved. Asserts nothing about timings.
+//! Run: cargo bench -p padnet-gateway --bench ledger
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use padnet_gateway::ledger::sled_store::SledStore;
+use padnet_gateway::ledger::{Ledger, LedgerError, Micros};
+
+const RUNS: usize = 3;
+const RUN_TIME: Duration = Duration::from_millis(1500);
+const PADS: usize = 10;
+const CONCURRENCY: [usize; 4] = [1, 16, 64, 256];
+/// What the meter reserves for a request at the sample tariff: the request
+/// charge (0.0001) and a first 256 KiB chunk (0.01/MiB).
+const RESERVE_MIN: Micros = 101;
+const RESERVE_MAX: Micros = 100 + 2_500;
+/// A 1 KiB request's charge.
+const CHARGE: Micros = 110;
+const BYTES: u64 = 1024;
+const DAY: i64 = 20_000;
+
+/// One run's figures.
+#[derive(Clone, Copy)]
+struct Run {
+    cycles: u64,
+    secs: f64,
+    /// fsyncs: group flushes, plus explicit `flush_now` calls (baseline).
+    flushes: u64,
+    /// Latency p50 / p99 in ms: reserve (until durable), settle (blocking).
+    reserve_ms: (f64, f64),
+    settle_ms: (f64, f64),
+}
+
+impl Run {
+    fn cycles_per_s(&self) -> f64 {
+        self.cycles as f64 / self.secs
+    }
+    fn flushes_per_s(&self) -> f64 {
+        self.flushes as f64 / self.secs
+    }
+    fn per_flush(&self) -> f64 {
+        self.cycles as f64 / (self.flushes as f64).max(1.0)
+    }
+}
+
+/// A fresh ledger in a temporary directory, with `PADS` funded pads.
+fn fresh() -> Result<(tempfile::TempDir, Arc<Ledger>), LedgerError> {
+    let dir = tempfile::tempdir().map_err(|e| LedgerError::Store(e.to_string()))?;
+    let (ledger, _released) = Ledger::open(Box::new(SledStore::open(&dir.path().join("ledger"))?))?;
+    for p in 0..PADS {
+        ledger.issue(&format!("pad-{p}"), 1_000_000_000)?;
+    }
+    Ok((dir, Arc::new(ledger)))
+}
+
+/// One request cycle: reserve (returns once durable), then settle (durable
+/// with the next group flush, not awaited). Returns both calls' durations.
+async fn cycle(ledger: &Ledger, pad: &str) -> Result<(Duration, Duration), LedgerError> {
+    let t = Instant::now();
+    let (hold, _amount) = ledger.reserve(pad, RESERVE_MIN, RESERVE_MAX).await?;
+    let reserved = t.elapsed();
+    let t = Instant::now();
+    ledger.settle(hold, CHARGE, BYTES, DAY)?;
+    Ok((reserved, t.elapsed()))
+}
+
+/// Latencies of every cycle of a run.
+#[derive(Default)]
+struct Lat {
+    reserve: Vec<f64>,
+    settle: Vec<f64>,
+}
+
+impl Lat {
+    fn push(&mut self, (r, s): (Duration, Duration)) {
+        self.reserve.push(r.as_secs_f64() * 1e3);
+        self.settle.push(s.as_secs_f64() * 1e3);
+    }
+    fn extend(&mut self, other: Lat) {
+        self.reserve.extend(other.reserve);
+        self.settle.extend(other.settle);
+    }
+    /// (reserve p50, p99), (settle p50, p99) in ms.
+    fn percentiles(mut self) -> ((f64, f64), (f64, f64)) {
+        let pct = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            let at = |p: f64| {
+                v.get(((v.len() as f64 * p) as usize).min(v.len().saturating_sub(1)))
+                    .copied()
+                    .unwrap_or(0.0)
+            };
+            (at(0.50), at(0.99))
+        };
+        (pct(&mut self.reserve), pct(&mut self.settle))
+    }
+}
+
+/// Group commit: `k` tasks doing cycles until the deadline.
+fn group_run(rt: &tokio::runtime::Runtime, k: usize, time: Duration) -> Result<Run, LedgerError> {
+    let (_dir, ledger) = fresh()?;
+    let pads: Arc<Vec<String>> = Arc::new((0..PADS).map(|p| format!("pad-{p}")).collect());
+    let f0 = ledger.flush_count();
+    let t0 = Instant::now();
+    let deadline = t0 + time;
+    let lat = rt.block_on(async {
+        let mut tasks = Vec::with_capacity(k);
+        for i in 0..k {
+            let (ledger, pads) = (ledger.clone(), pads.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut lat = Lat::default();
+                let mut n = 0usize;
+                while Instant::now() < deadline {
+                    lat.push(cycle(&ledger, &pads[(i + n) % PADS]).await?);
+                    n += 1;
+                }
+                Ok::<Lat, LedgerError>(lat)
+            }));
+        }
+        let mut all = Lat::default();
+        for t in tasks {
+            all.extend(
+                t.await
+                    .map_err(|e| LedgerError::Store(format!("bench task: {e}")))??,
+            );
+        }
+        Ok::<Lat, LedgerError>(all)
+    })?;
+    let secs = t0.elapsed().as_secs_f64();
+    let flushes = ledger.flush_count() - f0;
+    check(&ledger)?;
+    let cycles = lat.reserve.len() as u64;
+    let (reserve_ms, settle_ms) = lat.percentiles();
+    Ok(Run {
+        cycles,
+        secs,
+        flushes,
+        reserve_ms,
+        settle_ms,
+    })
+}
+
+/// Baseline: one task, one forced flush per request (after each settle).
+fn baseline_run(rt: &tokio::runtime::Runtime, time: Duration) -> Result<Run, LedgerError> {
+    let (_dir, ledger) = fresh()?;
+    let f0 = ledger.flush_count();
+    let t0 = Instant::now();
+    let lat = rt.block_on(async {
+        let mut lat = Lat::default();
+        while t0.elapsed() < time {
+            let pad = format!("pad-{}", lat.reserve.len() % PADS);
+            lat.push(cycle(&ledger, &pad).await?);
+            ledger.flush_now()?;
+        }
+        Ok::<Lat, LedgerError>(lat)
+    })?;
+    let secs = t0.elapsed().as_secs_f64();
+    let cycles = lat.reserve.len() as u64;
+    // The reserve's group flush (and any the settle woke), plus flush_now.
+    let flushes = ledger.flush_count() - f0 + cycles;
+    check(&ledger)?;
+    let (reserve_ms, settle_ms) = lat.percentiles();
+    Ok(Run {
+        cycles,
+        secs,
+        flushes,
+        reserve_ms,
+        settle_ms,
+    })
+}
+
+/// Not a timing: the run really did the work (nothing left open, value conserved).
+fn check(ledger: &Ledger) -> Result<(), LedgerError> {
+    ledger.flush_now()?;
+    ledger.read(|b| {
+        let report = b.audit();
+        if !b.holds.is_empty() || !report.problems.is_empty() {
+            return Err(LedgerError::Store(format!(
+                "ledger inconsistent after a run: {} open holds, {:?}",
+                b.holds.len(),
+                report.problems
+            )));
+        }
+        Ok(())
+    })
+}
+
+/// The median run by cycles/s, and the cycles/s range.
+fn median(mut runs: Vec<Run>) -> (Run, f64, f64) {
+    runs.sort_by(|a, b| a.cycles_per_s().total_cmp(&b.cycles_per_s()));
+    let (lo, hi) = (runs[0].cycles_per_s(), runs[runs.len() - 1].cycles_per_s());
+    (runs[runs.len() / 2], lo, hi)
+}
+
+fn main() -> Result<(), LedgerError> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| LedgerError::Store(format!("runtime: {e}")))?;
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    // Warm up (page cache, allocator, runtime threads).
+    group_run(&rt, 16, Duration::from_millis(300))?;
+
+    let mut base = Vec::with_capacity(RUNS);
+    let mut groups: Vec<Vec<Run>> = vec![Vec::with_capacity(RUNS); CONCURRENCY.len()];
+    // Interleave configurations so drift (disk, page cache) spreads evenly.
+    for _ in 0..RUNS {
+        base.push(baseline_run(&rt, RUN_TIME)?);
+        for (i, &k) in CONCURRENCY.iter().enumerate() {
+            groups[i].push(group_run(&rt, k, RUN_TIME)?);
+        }
+    }
+
+    println!(
+        "ledger settlements (sled, durable; reserve awaited + settle; {PADS} pads; \
+         {cores} cores; median of {RUNS} runs of {:.1} s, fresh ledger each)",
+        RUN_TIME.as_secs_f64()
+    );
+    let (b, blo, bhi) = median(base);
+    println!(
+        "  baseline, 1 task, flush_now after every settle: {:8.0} cycles/s  ({blo:.0}–{bhi:.0})  \
+         {:7.0} fsyncs/s  {:.2} fsyncs per cycle",
+        b.cycles_per_s(),
+        b.flushes_per_s(),
+        b.flushes as f64 / (b.cycles as f64).max(1.0)
+    );
+    println!(
+        "    latency p50 / p99 (ms): reserve {:.2} / {:.2}, settle {:.3} / {:.3}",
+        b.reserve_ms.0, b.reserve_ms.1, b.settle_ms.0, b.settle_ms.1
+    );
+    println!("  group commit:");
+    for (runs, &k) in groups.into_iter().zip(CONCURRENCY.iter()) {
+        let (r, lo, hi) = median(runs);
+        println!(
+            "    {k:3} tasks {:8.0} cycles/s  ({lo:.0}–{hi:.0})  {:7.0} flushes/s  \
+             {:6.1} requests per flush   {:6.2}x group commit vs one flush per request",
+            r.cycles_per_s(),
+            r.flushes_per_s(),
+            r.per_flush(),
+            r.cycles_per_s() / b.cycles_per_s().max(f64::MIN_POSITIVE)
+        );
+        println!(
+            "              latency p50 / p99 (ms): reserve {:.2} / {:.2}, settle {:.3} / {:.3}",
+            r.reserve_ms.0, r.reserve_ms.1, r.settle_ms.0, r.settle_ms.1
+        );
+    }
+    Ok(())
+}
