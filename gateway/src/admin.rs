@@ -20,6 +20,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tunnel::pad::Serial;
 use tunnel::store::{AllocatingPad, PadStatus};
 
+use crate::float::Floats;
 use crate::ledger::sled_store::SledStore;
 use crate::ledger::{Account, Ledger};
 use crate::registry::Registry;
@@ -57,6 +58,8 @@ pub struct AdminApi {
     pub registry: Option<Arc<Registry>>,
     /// Called for `ReloadPolicies` in a running gateway.
     pub on_reload: Option<Box<dyn Fn() -> Result<usize, String> + Send + Sync>>,
+    /// Live tunnels' floats (None when run directly from a command).
+    pub floats: Option<Arc<Floats>>,
     pub currency: String,
 }
 
@@ -130,9 +133,19 @@ impl AdminApi {
             }
         };
         let key = parsed.to_string();
-        let (balance, held) = self
+        let (ledger_balance, ledger_held) = self
             .ledger
             .read(|b| (b.balance(&Account::Pad(key.clone())), b.held_for(&key)));
+        // Value in live tunnels' floats is still the pad's until a request
+        // uses it: spendable = balance + unassigned float; in use = assigned.
+        let (float_free, float_assigned) =
+            self.floats.as_ref().map_or((0, 0), |f| f.totals(&key));
+        let balance = ledger_balance.map(|b| b + float_free);
+        let held = if self.floats.is_some() {
+            float_assigned
+        } else {
+            ledger_held
+        };
         let status = match (pad.status(), balance) {
             (PadStatus::Cancelled, _) => "cancelled",
             (PadStatus::Inactive, _) => "inactive",
@@ -266,6 +279,7 @@ impl Admin {
                         ledger,
                         registry: None,
                         on_reload: None,
+                        floats: None,
                         currency: currency.to_string(),
                     },
                     _lock: lock,

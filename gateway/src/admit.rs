@@ -123,10 +123,8 @@ fn check_daily(ctx: &PadContext, policy: &Policy) -> Result<(), GatewayError> {
     if limits.spend_per_day.is_none() && limits.mib_per_day.is_none() {
         return Ok(());
     }
-    let (usage, held) = ctx
-        .services
-        .ledger
-        .read(|b| (b.usage(&ctx.serial, today()), b.held_for(&ctx.serial)));
+    let usage = ctx.services.ledger.read(|b| b.usage(&ctx.serial, today()));
+    let held = ctx.float.assigned();
     if let Some(limit) = limits.spend_per_day {
         if usage.spent.saturating_add(held) >= limit {
             return Err(GatewayError::DailyLimit {

@@ -9,6 +9,7 @@ use tunnel::stream::Notifier;
 
 use crate::admit::RateLimiters;
 use crate::error::GatewayError;
+use crate::float::{Float, Floats};
 use crate::ledger::{Ledger, Micros};
 use crate::policies::PolicyStore;
 use crate::tariff::Tariff;
@@ -19,6 +20,17 @@ pub struct Services {
     pub tariff: Tariff,
     pub policies: Arc<PolicyStore>,
     pub limiters: RateLimiters,
+    /// Live tunnels' floats, for `pad show`.
+    pub floats: Arc<Floats>,
+}
+
+impl Services {
+    /// What one float refill asks for: enough for several requests and a
+    /// few full extensions, so most requests never wait for a flush.
+    pub fn float_refill(&self) -> Micros {
+        let t = &self.tariff;
+        8 * (t.per_request + t.bytes_cost(crate::meter::CHUNK)) + 64 * t.per_request
+    }
 }
 
 /// One tunnel's pad.
@@ -27,6 +39,8 @@ pub struct PadContext {
     pub pad: Arc<AllocatingPad>,
     pub notifier: Notifier,
     pub services: Arc<Services>,
+    /// The tunnel's durable reservation its requests draw from.
+    pub float: Arc<Float>,
 }
 
 impl PadContext {

@@ -13,6 +13,7 @@
 //! - [`context`]: services shared by tunnels, and each tunnel's pad.
 //! - [`admit`]: policy, rate and daily limits per request.
 //! - [`policies`]: the policy store (by id, current per name).
+//! - [`float`]: a tunnel's durable reservation its requests draw from.
 //! - [`meter`]: reserve, meter and settle each request.
 //! - [`fetch`]: upstream fetch and CONNECT splice; [`guard`]: address guard.
 //! - [`headers`]: request/response normalisation; [`error`]: status pages.
@@ -27,6 +28,7 @@ pub mod admit;
 pub mod context;
 pub mod error;
 pub mod fetch;
+pub mod float;
 pub mod guard;
 pub mod headers;
 pub mod ledger;

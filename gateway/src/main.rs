@@ -321,12 +321,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     tariff,
                     policies: policies.clone(),
                     limiters: Default::default(),
+                    floats: Default::default(),
                 });
                 let reload = policies.clone();
                 let api = Arc::new(AdminApi {
                     state: state.clone(),
                     ledger: ledger.clone(),
                     registry: Some(registry.clone()),
+                    floats: Some(services.floats.clone()),
                     on_reload: Some(Box::new(move || {
                         reload.reload().map_err(|e| format!("{e:#}"))
                     })),

@@ -75,7 +75,6 @@ struct State {
 /// One request's reservation and byte count. Settles on drop.
 pub struct Meter {
     ctx: Arc<PadContext>,
-    hold: u64,
     state: Mutex<State>,
     served: std::sync::atomic::AtomicBool,
 }
@@ -95,7 +94,7 @@ impl Meter {
         let t = &ctx.services.tariff;
         let min = t.per_request + Micros::from(!t.bytes_free());
         let max = t.per_request + t.bytes_cost(FIRST_CHUNK);
-        let (hold, held) = match ctx.services.ledger.reserve(&ctx.serial, min, max).await {
+        let held = match ctx.float.take(min, max).await {
             Ok(r) => r,
             Err(LedgerError::Insufficient { balance, .. }) => {
                 return Err(ctx.value_exhausted(balance));
@@ -116,7 +115,6 @@ impl Meter {
         }
         Ok(Arc::new(Meter {
             ctx,
-            hold,
             state: Mutex::new(State {
                 held_total: held,
                 captured_value: 0,
@@ -208,7 +206,7 @@ impl Meter {
         if let Some((target, value)) = capture {
             let mut s = self.lock();
             let bytes = target - s.captured_bytes;
-            match ledger.capture(self.hold, value, bytes, today()) {
+            match self.ctx.float.charge(value, bytes, today()) {
                 Ok(()) => {
                     s.captured_value += value;
                     s.captured_bytes = target;
@@ -223,7 +221,8 @@ impl Meter {
         let mut limited = false;
         if let Some(limit) = self.ctx.limits().and_then(|l| l.spend_per_day) {
             let serial = &self.ctx.serial;
-            let committed = ledger.read(|b| b.usage(serial, today()).spent + b.held_for(serial));
+            let committed =
+                ledger.read(|b| b.usage(serial, today()).spent) + self.ctx.float.assigned();
             let room = limit - committed;
             if room < max {
                 max = room;
@@ -231,7 +230,7 @@ impl Meter {
             }
         }
         let r = if max >= 1 {
-            ledger.extend(self.hold, 1, max).await
+            self.ctx.float.take(1, max).await
         } else {
             Err(LedgerError::Insufficient {
                 balance: 0,
@@ -278,16 +277,15 @@ impl Drop for Meter {
         };
         let remaining = (total - s.captured_value).max(0);
         let remaining_bytes = bytes.saturating_sub(s.captured_bytes);
+        let (s_held_total, s_captured) = (s.held_total, s.captured_value);
         drop(s);
-        let ledger = self.ctx.services.ledger.clone();
-        match ledger.trim(self.hold, remaining) {
-            Ok(balance) => self.ctx.notify_balance(balance),
-            Err(e) => tracing::error!("returning a reservation's excess: {e}"),
-        }
-        let hold = self.hold;
+        let unused = (s_held_total - s_captured - remaining).max(0);
+        let float = self.ctx.float.clone();
+        float.give_back(unused);
+        self.ctx.notify_balance(float.spendable());
         let settle = move || {
-            if let Err(e) = ledger.settle(hold, remaining, remaining_bytes, today()) {
-                tracing::error!("settling a reservation: {e}");
+            if let Err(e) = float.charge(remaining, remaining_bytes, today()) {
+                tracing::error!("charging a finished request: {e}");
             }
         };
         match tokio::runtime::Handle::try_current() {

@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use crate::accept::{accept, Refused};
 use crate::context::{PadContext, Services};
 use crate::fetch::Fetch;
+use crate::float::Float;
 use crate::registry::Registry;
 use crate::stack;
 
@@ -83,11 +84,19 @@ impl Server {
                 }
             };
         tracing::debug!("tunnel open");
+        let serial = accepted.pad.header().serial.to_string();
+        let float = Float::new(
+            self.services.ledger.clone(),
+            serial.clone(),
+            self.services.float_refill(),
+        );
+        self.services.floats.register(&float);
         let ctx = Arc::new(PadContext {
-            serial: accepted.pad.header().serial.to_string(),
+            serial,
             pad: accepted.pad.clone(),
             notifier: accepted.stream.notifier(),
             services: self.services.clone(),
+            float,
         });
         // Tell the agent its balance and currency at once.
         ctx.notifier.set_currency(&self.services.tariff.currency);

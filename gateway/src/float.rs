@@ -1,0 +1,198 @@
+//! A tunnel's float: one durable reservation per tunnel from which its
+//! requests draw in memory, so a request waits for a disk flush only when
+//! the float runs dry (card pre-authorisation, at the tunnel level). Value
+//! in the float is still the pad's: it goes back when the tunnel ends, and a
+//! crash releases it at start-up. Charges leave the float by capture.
+
+use std::sync::{Arc, Mutex};
+
+use crate::ledger::{Ledger, LedgerError, Micros};
+
+#[derive(Default)]
+struct State {
+    /// The ledger hold backing the float, once made.
+    hold: Option<u64>,
+    /// Durably reserved, not handed to any request.
+    available: Micros,
+    /// Handed to requests and not yet charged or given back.
+    assigned: Micros,
+    refilling: bool,
+}
+
+pub struct Float {
+    ledger: Arc<Ledger>,
+    serial: String,
+    /// How much one refill asks for.
+    refill: Micros,
+    state: Mutex<State>,
+    /// One refill at a time; others wait for it.
+    refill_lock: tokio::sync::Mutex<()>,
+}
+
+impl Float {
+    pub fn new(ledger: Arc<Ledger>, serial: String, refill: Micros) -> Arc<Float> {
+        Arc::new(Float {
+            ledger,
+            serial,
+            refill: refill.max(1),
+            state: Mutex::default(),
+            refill_lock: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn try_take(&self, min: Micros, max: Micros) -> Option<Micros> {
+        let mut s = self.lock();
+        if s.available >= min && s.available > 0 || (min == 0 && max == 0) {
+            let amount = s.available.min(max);
+            s.available -= amount;
+            s.assigned += amount;
+            Some(amount)
+        } else {
+            None
+        }
+    }
+
+    /// Take between `min` and `max` (as much of `max` as there is), refilling
+    /// durably when the float has less than `min`. `Insufficient` names the
+    /// pad's whole spendable value (ledger balance plus what the float holds).
+    pub async fn take(self: &Arc<Self>, min: Micros, max: Micros) -> Result<Micros, LedgerError> {
+        if let Some(a) = self.try_take(min, max) {
+            self.refill_ahead();
+            return Ok(a);
+        }
+        loop {
+            let _one = self.refill_lock.lock().await;
+            if let Some(a) = self.try_take(min, max) {
+                return Ok(a);
+            }
+            let have = self.lock().available;
+            self.refill_now((max - have).max(self.refill)).await?;
+            if self.lock().available < min {
+                let balance = self.ledger.pad_balance(&self.serial).unwrap_or(0);
+                return Err(LedgerError::Insufficient {
+                    balance: balance + self.lock().available,
+                    needed: min,
+                });
+            }
+        }
+    }
+
+    /// Reserve `want` more (as much as the pad has), durably.
+    async fn refill_now(&self, want: Micros) -> Result<(), LedgerError> {
+        let hold = self.lock().hold;
+        let got = match hold {
+            None => {
+                let (id, amount) = self.ledger.reserve(&self.serial, 0, want).await?;
+                self.lock().hold = Some(id);
+                amount
+            }
+            Some(id) => match self.ledger.extend(id, 1, want).await {
+                Ok(a) => a,
+                Err(LedgerError::Insufficient { .. }) => 0,
+                Err(e) => return Err(e),
+            },
+        };
+        self.lock().available += got;
+        Ok(())
+    }
+
+    /// Start a background refill when the float runs low, so requests
+    /// rarely wait for a flush.
+    fn refill_ahead(self: &Arc<Self>) {
+        {
+            let mut s = self.lock();
+            if s.refilling || s.available >= self.refill / 4 {
+                return;
+            }
+            s.refilling = true;
+        }
+        let me = self.clone();
+        tokio::spawn(async move {
+            {
+                let _one = me.refill_lock.lock().await;
+                if me.lock().available < me.refill / 4 {
+                    if let Err(e) = me.refill_now(me.refill).await {
+                        tracing::debug!("refilling a float: {e}");
+                    }
+                }
+            }
+            me.lock().refilling = false;
+        });
+    }
+
+    /// A request gives back value it will not use.
+    pub fn give_back(&self, amount: Micros) {
+        let mut s = self.lock();
+        let a = amount.clamp(0, s.assigned);
+        s.assigned -= a;
+        s.available += a;
+    }
+
+    /// Charge a request's `amount` (moves it from the float's hold to revenue).
+    pub fn charge(&self, amount: Micros, bytes: u64, day: i64) -> Result<(), LedgerError> {
+        if amount == 0 && bytes == 0 {
+            return Ok(());
+        }
+        let hold = self.lock().hold;
+        let Some(hold) = hold else {
+            return Err(LedgerError::NoHold(u64::MAX));
+        };
+        self.ledger.capture(hold, amount, bytes, day)?;
+        let mut s = self.lock();
+        s.assigned -= amount.min(s.assigned);
+        Ok(())
+    }
+
+    /// Value handed to requests and not yet charged or given back (for
+    /// daily spend limits).
+    pub fn assigned(&self) -> Micros {
+        self.lock().assigned
+    }
+
+    /// Value the pad can still spend: its balance plus the float's unassigned part.
+    pub fn spendable(&self) -> Micros {
+        self.ledger.pad_balance(&self.serial).unwrap_or(0) + self.lock().available
+    }
+}
+
+impl Drop for Float {
+    /// The tunnel is gone: whatever the float still holds goes back to the pad.
+    fn drop(&mut self) {
+        let hold = self.lock().hold.take();
+        if let Some(h) = hold {
+            if let Err(e) = self.ledger.settle(h, 0, 0, crate::meter::today()) {
+                tracing::error!("returning a tunnel's float: {e}");
+            }
+        }
+    }
+}
+
+/// The floats of live tunnels, by pad, for `pad show` (what is spendable and
+/// what is in use right now).
+#[derive(Default)]
+pub struct Floats(Mutex<std::collections::HashMap<String, Vec<std::sync::Weak<Float>>>>);
+
+impl Floats {
+    pub fn register(&self, f: &Arc<Float>) {
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let v = m.entry(f.serial.clone()).or_default();
+        v.retain(|w| w.strong_count() > 0);
+        v.push(Arc::downgrade(f));
+    }
+
+    /// (unassigned, assigned) value in a pad's live floats.
+    pub fn totals(&self, serial: &str) -> (Micros, Micros) {
+        let m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut t = (0, 0);
+        for f in m.get(serial).into_iter().flatten().filter_map(|w| w.upgrade()) {
+            let s = f.lock();
+            t.0 += s.available;
+            t.1 += s.assigned;
+        }
+        t
+    }
+}
