@@ -138,8 +138,7 @@ impl AdminApi {
             .read(|b| (b.balance(&Account::Pad(key.clone())), b.held_for(&key)));
         // Value in live tunnels' floats is still the pad's until a request
         // uses it: spendable = balance + unassigned float; in use = assigned.
-        let (float_free, float_assigned) =
-            self.floats.as_ref().map_or((0, 0), |f| f.totals(&key));
+        let (float_free, float_assigned) = self.floats.as_ref().map_or((0, 0), |f| f.totals(&key));
         let balance = ledger_balance.map(|b| b + float_free);
         let held = if self.floats.is_some() {
             float_assigned
@@ -189,8 +188,15 @@ pub fn token(state: &Path) -> anyhow::Result<String> {
     let t = hex::encode(raw);
     let tmp = path.with_extension("tmp");
     {
-        let mut f = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        use std::os::unix::fs::OpenOptionsExt;
+        // Owner-only from its creation: no window in which others could open it.
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .with_context(|| format!("creating {}", tmp.display()))?;
         f.write_all(t.as_bytes())?;
         f.sync_all()?;
     }

@@ -41,7 +41,14 @@ pub struct PadContext {
     pub services: Arc<Services>,
     /// The tunnel's durable reservation its requests draw from.
     pub float: Arc<Float>,
+    /// Whether the balance changed since the agent was last told.
+    pub balance_dirty: std::sync::atomic::AtomicBool,
 }
+
+/// NOTICE records go out at most this often per tunnel: a browser loading a
+/// page makes dozens of requests, and one NOTICE each would cost more pad
+/// bytes than small responses do.
+pub const NOTICE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
 
 impl PadContext {
     /// The 402 for a pad whose value cannot cover a request.
@@ -66,5 +73,29 @@ impl PadContext {
     /// Tell the agent the pad's balance (a NOTICE record).
     pub fn notify_balance(&self, balance: Micros) {
         self.notifier.post(balance, self.pad.key_left());
+    }
+
+    /// The balance changed: the agent hears within [`NOTICE_INTERVAL`].
+    pub fn balance_changed(&self) {
+        self.balance_dirty
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Send a NOTICE every [`NOTICE_INTERVAL`] while the balance changes,
+    /// until the tunnel's last user of this context is gone.
+    pub fn spawn_notices(ctx: &Arc<PadContext>) {
+        let weak = Arc::downgrade(ctx);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(NOTICE_INTERVAL).await;
+                let Some(ctx) = weak.upgrade() else { return };
+                if ctx
+                    .balance_dirty
+                    .swap(false, std::sync::atomic::Ordering::Relaxed)
+                {
+                    ctx.notify_balance(ctx.float.spendable());
+                }
+            }
+        });
     }
 }

@@ -94,6 +94,15 @@ impl Fetch {
             }
         }
         headers::for_origin(req.headers_mut());
+        // The origin is told the host the policy checked, never another:
+        // a Host header naming a different site would bypass the policy.
+        let host_value = match uri.port_u16() {
+            Some(p) => format!("{host}:{p}"),
+            None => host.clone(),
+        };
+        let hv = http::HeaderValue::from_str(&host_value)
+            .map_err(|_| GatewayError::BadRequest(format!("bad host {host:?}")))?;
+        req.headers_mut().insert(http::header::HOST, hv);
         // The tunnel speaks h2; origins are reached over HTTP/1.1 (ALPN may not offer h2).
         *req.version_mut() = http::Version::HTTP_11;
         let mut resp = self
@@ -102,6 +111,7 @@ impl Fetch {
             .await
             .map_err(|e| GatewayError::from_client(&host, &e))?;
         headers::strip_hop_by_hop(resp.headers_mut());
+        headers::strip_padnet(resp.headers_mut());
         *resp.version_mut() = http::Version::HTTP_2;
         Ok(resp.map(|b| b.map_err(Into::into).boxed()))
     }

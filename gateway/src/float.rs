@@ -70,7 +70,13 @@ impl Float {
                 return Ok(a);
             }
             let have = self.lock().available;
-            self.refill_now((max - have).max(self.refill)).await?;
+            // In its own task: a request cancelled while waiting for the
+            // flush must not leave a written reservation unrecorded.
+            let me = self.clone();
+            let want = (max - have).max(self.refill);
+            tokio::spawn(async move { me.refill_now(want).await })
+                .await
+                .map_err(|e| LedgerError::Store(e.to_string()))??;
             if self.lock().available < min {
                 let balance = self.ledger.pad_balance(&self.serial).unwrap_or(0);
                 return Err(LedgerError::Insufficient {
@@ -86,8 +92,9 @@ impl Float {
         let hold = self.lock().hold;
         let got = match hold {
             None => {
-                let (id, amount) = self.ledger.reserve(&self.serial, 0, want).await?;
+                let (id, amount, seq) = self.ledger.reserve_written(&self.serial, 0, want)?;
                 self.lock().hold = Some(id);
+                self.ledger.durable(seq).await?;
                 amount
             }
             Some(id) => match self.ledger.extend(id, 1, want).await {
@@ -188,7 +195,12 @@ impl Floats {
     pub fn totals(&self, serial: &str) -> (Micros, Micros) {
         let m = self.0.lock().unwrap_or_else(|p| p.into_inner());
         let mut t = (0, 0);
-        for f in m.get(serial).into_iter().flatten().filter_map(|w| w.upgrade()) {
+        for f in m
+            .get(serial)
+            .into_iter()
+            .flatten()
+            .filter_map(|w| w.upgrade())
+        {
             let s = f.lock();
             t.0 += s.available;
             t.1 += s.assigned;

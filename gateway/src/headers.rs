@@ -84,3 +84,16 @@ mod tests {
         assert_eq!(h.len(), 1);
     }
 }
+
+/// Remove every `x-padnet-*` header: only the gateway may send those to the
+/// agent (an origin could otherwise forge a length or a stop).
+pub fn strip_padnet(h: &mut HeaderMap) {
+    let names: Vec<_> = h
+        .keys()
+        .filter(|k| k.as_str().starts_with("x-padnet-"))
+        .cloned()
+        .collect();
+    for n in names {
+        h.remove(n);
+    }
+}

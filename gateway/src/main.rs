@@ -195,8 +195,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let state = StateDir::open(&state)?;
             let policy_id = match &policy {
                 Some(path) => {
-                    let p = Policy::load(path).map_err(|e| anyhow::anyhow!("--policy {e}"))?;
-                    let src = std::fs::read_to_string(path)?;
+                    // Read once: the id is the hash of exactly what is stored.
+                    let src = std::fs::read_to_string(path)
+                        .with_context(|| format!("--policy {}", path.display()))?;
+                    let p = Policy::parse(&src, &path.display().to_string())
+                        .map_err(|e| anyhow::anyhow!("--policy {e}"))?;
                     PolicyStore::open(&state.root)?.store(&src, &p, false)?;
                     p.id()
                 }
@@ -216,6 +219,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 anyhow::bail!("--value must not be negative");
             }
             let admin = Admin::connect(&state, &state.config.currency)?;
+            if policy.is_some() {
+                // A running gateway learns the policy before any pad bound to it exists.
+                admin.call(AdminOp::ReloadPolicies)?;
+            }
             for p in mint_pads(&state, &req)? {
                 let serial = p
                     .file_stem()
@@ -509,7 +516,10 @@ fn policy_cmd(cmd: PolicyCmd) -> anyhow::Result<()> {
         }
         PolicyCmd::Update { state, file } => {
             let state = StateDir::open(&state)?;
-            let p = Policy::load(&file).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let src = std::fs::read_to_string(&file)
+                .with_context(|| format!("{}: cannot read the policy", file.display()))?;
+            let p = Policy::parse(&src, &file.display().to_string())
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             let store = PolicyStore::open(&state.root)?;
             let previous = store.current_id(p.name());
             if previous.is_none() {
@@ -519,7 +529,6 @@ fn policy_cmd(cmd: PolicyCmd) -> anyhow::Result<()> {
                     p.name()
                 );
             }
-            let src = std::fs::read_to_string(&file)?;
             store.store(&src, &p, true)?;
             // A running gateway re-reads policies now; a stopped one reads them at start.
             if std::os::unix::net::UnixStream::connect(socket_path(&state.root)).is_ok() {

@@ -108,7 +108,7 @@ impl Meter {
                 .services
                 .ledger
                 .read(|b| b.usage(&ctx.serial, today()).bytes);
-            (mib << 20).saturating_sub(today)
+            mib.saturating_mul(1 << 20).saturating_sub(today)
         });
         if let Some(cap) = byte_cap {
             covered = covered.min(cap);
@@ -270,10 +270,14 @@ impl Drop for Meter {
     fn drop(&mut self) {
         let s = self.lock();
         let served = self.served.load(std::sync::atomic::Ordering::Relaxed);
+        // Bytes carried are paid for; the request charge only when the
+        // origin answered (an upload to an origin that then failed still
+        // crossed the gateway).
+        let tariff = &self.ctx.services.tariff;
         let (total, bytes) = if served {
-            (self.ctx.services.tariff.charge(s.used), s.used)
+            (tariff.charge(s.used), s.used)
         } else {
-            (0, 0)
+            (tariff.bytes_cost(s.used), s.used)
         };
         let remaining = (total - s.captured_value).max(0);
         let remaining_bytes = bytes.saturating_sub(s.captured_bytes);
@@ -282,7 +286,7 @@ impl Drop for Meter {
         let unused = (s_held_total - s_captured - remaining).max(0);
         let float = self.ctx.float.clone();
         float.give_back(unused);
-        self.ctx.notify_balance(float.spendable());
+        self.ctx.balance_changed();
         let settle = move || {
             if let Err(e) = float.charge(remaining, remaining_bytes, today()) {
                 tracing::error!("charging a finished request: {e}");
@@ -377,7 +381,13 @@ where
                 Some(Ok(frame)) => match frame.into_data() {
                     Ok(data) if data.is_empty() => continue,
                     Ok(data) => me.pending = Some(data),
-                    Err(frame) => return Poll::Ready(Some(Ok(frame))),
+                    Err(mut frame) => {
+                        // Only the gateway speaks x-padnet-*: an origin's trailers of that name are dropped.
+                        if let Some(t) = frame.trailers_mut() {
+                            crate::headers::strip_padnet(t);
+                        }
+                        return Poll::Ready(Some(Ok(frame)));
+                    }
                 },
             }
         }

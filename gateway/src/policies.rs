@@ -7,7 +7,8 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use policy::Policy;
@@ -15,9 +16,20 @@ use sha2::{Digest, Sha256};
 
 pub struct PolicyStore {
     dir: PathBuf,
-    by_id: RwLock<HashMap<[u8; 32], Policy>>,
-    current: RwLock<HashMap<String, [u8; 32]>>,
+    /// Policies by id, and the current id per name: swapped together.
+    maps: RwLock<Maps>,
+    /// One reload at a time, so an older read never lands after a newer one.
+    reloading: Mutex<Option<Instant>>,
 }
+
+#[derive(Default)]
+struct Maps {
+    by_id: HashMap<[u8; 32], Policy>,
+    current: HashMap<String, [u8; 32]>,
+}
+
+/// Unknown ids re-read the directory at most this often.
+const MISS_RELOAD_INTERVAL: Duration = Duration::from_secs(1);
 
 fn name_key(name: &str) -> String {
     hex::encode(Sha256::digest(name.as_bytes()))
@@ -42,8 +54,8 @@ impl PolicyStore {
             .with_context(|| format!("creating {}", dir.display()))?;
         let store = Arc::new(PolicyStore {
             dir,
-            by_id: RwLock::default(),
-            current: RwLock::default(),
+            maps: RwLock::default(),
+            reloading: Mutex::new(None),
         });
         store.reload()?;
         Ok(store)
@@ -51,6 +63,8 @@ impl PolicyStore {
 
     /// Re-read every stored policy and the current-id pointers.
     pub fn reload(&self) -> anyhow::Result<usize> {
+        let mut last = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
+        *last = Some(Instant::now());
         let mut by_id = HashMap::new();
         for entry in std::fs::read_dir(&self.dir)
             .with_context(|| format!("reading {}", self.dir.display()))?
@@ -64,63 +78,68 @@ impl PolicyStore {
         }
         let mut current = HashMap::new();
         for p in by_id.values() {
+            if current.contains_key(p.name()) {
+                continue;
+            }
             let ptr = self.dir.join("current").join(name_key(p.name()));
             let id = match std::fs::read_to_string(&ptr) {
-                Ok(hexid) => {
-                    let raw = hex::decode(hexid.trim())
-                        .ok()
-                        .and_then(|v| <[u8; 32]>::try_from(v).ok())
-                        .with_context(|| format!("{}: not a policy id", ptr.display()))?;
-                    raw
-                }
-                Err(_) => p.id(),
+                Ok(hexid) => hex::decode(hexid.trim())
+                    .ok()
+                    .and_then(|v| <[u8; 32]>::try_from(v).ok())
+                    .with_context(|| format!("{}: not a policy id", ptr.display()))?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => p.id(),
+                Err(e) => return Err(e).with_context(|| format!("reading {}", ptr.display())),
             };
             current.insert(p.name().to_string(), id);
         }
         let n = by_id.len();
-        *self.by_id.write().unwrap_or_else(|p| p.into_inner()) = by_id;
-        *self.current.write().unwrap_or_else(|p| p.into_inner()) = current;
+        *self.maps.write().unwrap_or_else(|p| p.into_inner()) = Maps { by_id, current };
         Ok(n)
     }
 
-    /// The policy a pad minted with `id` is under now (None: unknown id).
+    /// The policy a pad minted with `id` is under now. None when the id, or
+    /// the current policy of its name, is not here: the caller fails closed.
     pub fn effective(&self, id: &[u8; 32]) -> Option<Policy> {
         let lookup = |s: &PolicyStore| -> Option<Policy> {
-            let by_id = s.by_id.read().unwrap_or_else(|p| p.into_inner());
-            let minted = by_id.get(id)?;
-            let cur = s
-                .current
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(minted.name())
-                .copied()
-                .unwrap_or(*id);
-            by_id.get(&cur).or(Some(minted)).cloned()
+            let maps = s.maps.read().unwrap_or_else(|p| p.into_inner());
+            let minted = maps.by_id.get(id)?;
+            let cur = maps.current.get(minted.name()).copied().unwrap_or(*id);
+            maps.by_id.get(&cur).cloned()
         };
         if let Some(p) = lookup(self) {
             return Some(p);
         }
-        // Minted while we were serving: read the directory again.
-        if let Err(e) = self.reload() {
-            tracing::error!("reloading policies: {e:#}");
+        // Perhaps minted while we were serving: read the directory again,
+        // but not on every request for an id that stays unknown.
+        let due = self
+            .reloading
+            .lock()
+            .map(|t| t.is_none_or(|t| t.elapsed() >= MISS_RELOAD_INTERVAL))
+            .unwrap_or(false);
+        if due {
+            if let Err(e) = self.reload() {
+                tracing::error!("reloading policies: {e:#}");
+            }
         }
         lookup(self)
     }
 
     /// The policy stored under `id`, as minted.
     pub fn by_id(&self, id: &[u8; 32]) -> Option<Policy> {
-        self.by_id
+        self.maps
             .read()
             .unwrap_or_else(|p| p.into_inner())
+            .by_id
             .get(id)
             .cloned()
     }
 
     /// The current id for a policy name.
     pub fn current_id(&self, name: &str) -> Option<[u8; 32]> {
-        self.current
+        self.maps
             .read()
             .unwrap_or_else(|p| p.into_inner())
+            .current
             .get(name)
             .copied()
     }

@@ -97,7 +97,9 @@ impl Server {
             notifier: accepted.stream.notifier(),
             services: self.services.clone(),
             float,
+            balance_dirty: false.into(),
         });
+        PadContext::spawn_notices(&ctx);
         // Tell the agent its balance and currency at once.
         ctx.notifier.set_currency(&self.services.tariff.currency);
         if let Some(balance) = self.services.ledger.pad_balance(&ctx.serial) {

@@ -77,6 +77,13 @@ impl StateDir {
         }
         std::fs::create_dir_all(root.join("pads"))
             .with_context(|| format!("creating {}", root.display()))?;
+        // The state directory holds key material, the ledger and the admin
+        // socket and token: owner-only.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o700))
+                .with_context(|| format!("restricting {}", root.display()))?;
+        }
         let config = GatewayConfig {
             listen: listen.to_string(),
             max_lease: default_max_lease(),

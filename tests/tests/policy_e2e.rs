@@ -187,6 +187,19 @@ fn a_restricted_pad_reaches_allowed_sites_only_and_denials_cost_nothing() {
         "denials cost nothing"
     );
 
+    // A forged Host header cannot steer an allowed request to another site:
+    // the origin is told the host the policy checked.
+    let echo = format!("http://localhost:{}/__origin/echo", w.origin.http.port());
+    let (code, page) = get(&ra, &echo, &["-H", "Host: blocked.example"]);
+    assert_eq!(code, 200, "{page}");
+    let body = &page[page.find('{').expect("json body")..];
+    let v: serde_json::Value = serde_json::from_str(body).expect("echo json");
+    assert_eq!(
+        v["headers"]["host"],
+        format!("localhost:{}", w.origin.http.port()),
+        "{v}"
+    );
+
     // An unrestricted pad on the same gateway reaches both.
     assert_eq!(get(&oa, &w.allowed_url(), &[]).0, 200);
     assert_eq!(get(&oa, &w.denied_url(), &[]).0, 200);

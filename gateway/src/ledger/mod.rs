@@ -29,6 +29,10 @@ pub trait Persist: Send + Sync + 'static {
     fn flush(&self) -> Result<(), LedgerError>;
 }
 
+/// How long a caller waits for a flush before giving up (the store is
+/// failing): the request gets a 503 instead of hanging.
+pub const DURABLE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A position in the stream of writes; durable once the flushed mark reaches it.
 pub type Seq = u64;
 
@@ -112,13 +116,24 @@ impl Ledger {
     }
 
     /// Wait until everything up to `seq` is on disk (joins a group flush).
-    pub async fn durable(&self, seq: Seq) {
+    pub async fn durable(&self, seq: Seq) -> Result<(), LedgerError> {
         let mut rx = self.shared.flushed.subscribe();
         if *rx.borrow() >= seq {
-            return;
+            return Ok(());
         }
         self.want(seq);
-        let _ = rx.wait_for(|f| *f >= seq).await;
+        let flushed = tokio::time::timeout(DURABLE_TIMEOUT, rx.wait_for(|f| *f >= seq))
+            .await
+            .map(|r| r.is_ok())
+            .unwrap_or(false);
+        if flushed {
+            Ok(())
+        } else {
+            Err(LedgerError::Store(format!(
+                "the ledger could not flush within {} s",
+                DURABLE_TIMEOUT.as_secs()
+            )))
+        }
     }
 
     fn want(&self, seq: Seq) {
@@ -159,18 +174,30 @@ impl Ledger {
         min: Micros,
         max: Micros,
     ) -> Result<(u64, Micros), LedgerError> {
+        let (id, amount, seq) = self.reserve_written(pad, min, max)?;
+        self.durable(seq).await?;
+        Ok((id, amount))
+    }
+
+    /// Reserve, written but not yet durable: the caller records the hold
+    /// before awaiting [`Ledger::durable`], so a cancelled wait cannot leak it.
+    pub fn reserve_written(
+        &self,
+        pad: &str,
+        min: Micros,
+        max: Micros,
+    ) -> Result<(u64, Micros, Seq), LedgerError> {
         let ((id, amount), seq) = self.apply(|b| {
             let (id, amount, c) = b.reserve(pad, min, max)?;
             Ok(((id, amount), c))
         })?;
-        self.durable(seq).await;
-        Ok((id, amount))
+        Ok((id, amount, seq))
     }
 
     /// Extend a hold by between `min` and `max`; returns once durable.
     pub async fn extend(&self, hold: u64, min: Micros, max: Micros) -> Result<Micros, LedgerError> {
         let (amount, seq) = self.apply(|b| b.extend(hold, min, max))?;
-        self.durable(seq).await;
+        self.durable(seq).await?;
         Ok(amount)
     }
 
