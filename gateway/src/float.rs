@@ -5,6 +5,9 @@
 //! crash releases it at start-up. Charges leave the float by capture.
 
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use crate::meter::SETTLE_DELAY;
 
 use crate::ledger::{Ledger, LedgerError, Micros};
 
@@ -17,6 +20,10 @@ struct State {
     /// Handed to requests and not yet charged or given back.
     assigned: Micros,
     refilling: bool,
+    /// Finished requests' charges, each final [`SETTLE_DELAY`] after it was
+    /// made, captured together (one ledger write for many requests).
+    pending: std::collections::VecDeque<(Instant, Micros, u64)>,
+    capturing: bool,
 }
 
 pub struct Float {
@@ -154,6 +161,63 @@ impl Float {
         Ok(())
     }
 
+    /// A finished request's charge: final after [`SETTLE_DELAY`] (when its
+    /// last bytes have surely left the gateway's buffers), captured in
+    /// batches. Until then it stays assigned, and a crash forgives it.
+    pub fn charge_later(self: &Arc<Self>, amount: Micros, bytes: u64) {
+        if amount == 0 && bytes == 0 {
+            return;
+        }
+        let start = {
+            let mut s = self.lock();
+            s.pending.push_back((Instant::now(), amount, bytes));
+            !std::mem::replace(&mut s.capturing, true)
+        };
+        if !start {
+            return;
+        }
+        let me = self.clone();
+        let spawned = tokio::runtime::Handle::try_current().map(|rt| {
+            rt.spawn(async move {
+                loop {
+                    tokio::time::sleep(SETTLE_DELAY / 2).await;
+                    if !me.capture_due(false) {
+                        return;
+                    }
+                }
+            })
+        });
+        if spawned.is_err() {
+            self.capture_due(true);
+        }
+    }
+
+    /// Capture pending charges older than [`SETTLE_DELAY`] (all with
+    /// `all`). Returns whether any remain.
+    fn capture_due(&self, all: bool) -> bool {
+        let (amount, bytes, left) = {
+            let mut s = self.lock();
+            let mut sum = (0, 0);
+            while let Some(&(at, a, b)) = s.pending.front() {
+                if !all && at.elapsed() < SETTLE_DELAY {
+                    break;
+                }
+                s.pending.pop_front();
+                sum.0 += a;
+                sum.1 += b;
+            }
+            let left = !s.pending.is_empty();
+            if !left {
+                s.capturing = false;
+            }
+            (sum.0, sum.1, left)
+        };
+        if let Err(e) = self.charge(amount, bytes, crate::meter::today()) {
+            tracing::error!("charging finished requests: {e}");
+        }
+        left
+    }
+
     /// Value handed to requests and not yet charged or given back (for
     /// daily spend limits).
     pub fn assigned(&self) -> Micros {
@@ -169,6 +233,7 @@ impl Float {
 impl Drop for Float {
     /// The tunnel is gone: whatever the float still holds goes back to the pad.
     fn drop(&mut self) {
+        self.capture_due(true);
         let hold = self.lock().hold.take();
         if let Some(h) = hold {
             if let Err(e) = self.ledger.settle(h, 0, 0, crate::meter::today()) {

@@ -287,20 +287,7 @@ impl Drop for Meter {
         let float = self.ctx.float.clone();
         float.give_back(unused);
         self.ctx.balance_changed();
-        let settle = move || {
-            if let Err(e) = float.charge(remaining, remaining_bytes, today()) {
-                tracing::error!("charging a finished request: {e}");
-            }
-        };
-        match tokio::runtime::Handle::try_current() {
-            Ok(rt) if remaining > 0 => {
-                rt.spawn(async move {
-                    tokio::time::sleep(SETTLE_DELAY).await;
-                    settle();
-                });
-            }
-            _ => settle(),
-        }
+        float.charge_later(remaining, remaining_bytes);
     }
 }
 
