@@ -49,6 +49,19 @@ pub fn for_origin(h: &mut HeaderMap) {
     }
 }
 
+/// Remove every `x-padnet-*` header: only the gateway may send those to the
+/// agent (an origin could otherwise forge a length or a stop).
+pub fn strip_padnet(h: &mut HeaderMap) {
+    let names: Vec<_> = h
+        .keys()
+        .filter(|k| k.as_str().starts_with("x-padnet-"))
+        .cloned()
+        .collect();
+    for n in names {
+        h.remove(n);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,17 +96,15 @@ mod tests {
         for_origin(&mut h);
         assert_eq!(h.len(), 1);
     }
-}
 
-/// Remove every `x-padnet-*` header: only the gateway may send those to the
-/// agent (an origin could otherwise forge a length or a stop).
-pub fn strip_padnet(h: &mut HeaderMap) {
-    let names: Vec<_> = h
-        .keys()
-        .filter(|k| k.as_str().starts_with("x-padnet-"))
-        .cloned()
-        .collect();
-    for n in names {
-        h.remove(n);
+    #[test]
+    fn only_the_gateway_speaks_x_padnet() {
+        let mut h = HeaderMap::new();
+        h.insert("x-padnet-content-length", "5".parse().unwrap());
+        h.insert("x-padnet-stopped", "value-exhausted".parse().unwrap());
+        h.insert("x-padnetwork", "kept".parse().unwrap());
+        strip_padnet(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-padnetwork"));
     }
 }
