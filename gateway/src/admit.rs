@@ -40,7 +40,7 @@ impl RateLimiters {
 }
 
 /// Host and port a request is for (CONNECT: its authority; plain: its URI).
-fn destination(req: &Request<Incoming>) -> Result<(String, u16), GatewayError> {
+pub fn destination(req: &Request<Incoming>) -> Result<(String, u16), GatewayError> {
     let uri = req.uri();
     let host = uri
         .host()
@@ -73,6 +73,22 @@ pub fn admit(ctx: &PadContext, req: &Request<Incoming>) -> Result<(), GatewayErr
     check_policy(&policy, req)?;
     check_rate(ctx, &policy)?;
     check_daily(ctx, &policy)
+}
+
+/// Whether a policy still allows a destination now (for streams already
+/// running: hours end, policies are updated).
+pub fn still_allowed(policy: &Policy, host: &str, port: u16) -> bool {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let facts = RequestFacts {
+        host,
+        port,
+        path: None,
+        now_unix: now,
+    };
+    policy.decide(&facts, &NoCategories).is_allowed()
 }
 
 fn check_policy(policy: &Policy, req: &Request<Incoming>) -> Result<(), GatewayError> {

@@ -49,7 +49,8 @@ pub enum Dir {
     Down = 1,
 }
 
-/// Why the meter stopped a transfer: `value-exhausted` (the pad's value) or
+/// Why the meter stopped a transfer: `value-exhausted` (the pad's value),
+/// `policy-denied` (its policy no longer allows the destination) or
 /// `daily-limit` (its policy's daily spend or MiB limit).
 #[derive(Debug, thiserror::Error)]
 #[error("the gateway stopped this transfer: {0}")]
@@ -69,6 +70,9 @@ struct State {
     stopped: Option<&'static str>,
     /// Bytes the pad's policy still allows today (mib_per_day), if limited.
     byte_cap: Option<u64>,
+    /// For a restricted pad: where the stream goes, and when its policy was
+    /// last asked again (hours end and policies change while streams run).
+    recheck: Option<(String, u16, std::time::Instant)>,
     wakers: [Option<Waker>; 2],
 }
 
@@ -90,7 +94,10 @@ impl Meter {
     /// Reserve the request charge plus a first chunk of bytes (as much as
     /// the balance allows); refused with 402 when not even the request charge
     /// and one byte are covered.
-    pub async fn start(ctx: Arc<PadContext>) -> Result<Arc<Meter>, GatewayError> {
+    pub async fn start(
+        ctx: Arc<PadContext>,
+        dest: Option<(String, u16)>,
+    ) -> Result<Arc<Meter>, GatewayError> {
         let t = &ctx.services.tariff;
         let min = t.per_request + Micros::from(!t.bytes_free());
         let max = t.per_request + t.bytes_cost(FIRST_CHUNK);
@@ -125,6 +132,7 @@ impl Meter {
                 extending: false,
                 stopped: None,
                 byte_cap,
+                recheck: dest.map(|(h, p)| (h, p, std::time::Instant::now())),
                 wakers: [None, None],
             }),
             served: false.into(),
@@ -156,6 +164,22 @@ impl Meter {
         want: usize,
     ) -> Poll<Result<usize, Stopped>> {
         let mut s = self.lock();
+        if let Some((host, port, at)) = &mut s.recheck {
+            if at.elapsed() >= POLICY_RECHECK {
+                *at = std::time::Instant::now();
+                let id = self.ctx.pad.header().policy_id;
+                let allowed = self
+                    .ctx
+                    .services
+                    .policies
+                    .effective(&id)
+                    .is_some_and(|p| crate::admit::still_allowed(&p, host, *port));
+                if !allowed {
+                    s.stopped = Some("policy-denied");
+                    return Poll::Ready(Err(Stopped("policy-denied")));
+                }
+            }
+        }
         let avail = s.covered.saturating_sub(s.used);
         let free = self.ctx.services.tariff.bytes_free();
         let capped = s.byte_cap.is_some_and(|c| s.covered >= c);
@@ -301,6 +325,9 @@ pub struct MeteredBody<B> {
     /// Value ran out: the body has ended early.
     stopped: bool,
 }
+
+/// How often a running stream of a restricted pad asks its policy again.
+pub const POLICY_RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Carries an origin response's Content-Length through the tunnel.
 pub const LENGTH_HEADER: &str = "x-padnet-content-length";
@@ -518,7 +545,12 @@ where
         let mut inner = self.inner.clone();
         std::mem::swap(&mut inner, &mut self.inner);
         Box::pin(async move {
-            let meter = Meter::start(ctx).await?;
+            let dest = if ctx.pad.header().policy_id != [0; 32] {
+                crate::admit::destination(&req).ok()
+            } else {
+                None
+            };
+            let meter = Meter::start(ctx, dest).await?;
             let is_connect = req.method() == http::Method::CONNECT;
             let mut req: Request<Body> = req.map(|b| metered(b, meter.clone(), Dir::Up));
             if is_connect {

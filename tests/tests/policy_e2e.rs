@@ -399,3 +399,84 @@ fn the_gateway_keeps_no_record_joining_a_pad_to_a_host() {
         );
     }
 }
+
+#[test]
+fn a_running_download_stops_when_an_update_denies_its_site() {
+    let w = World::new();
+    let policy = w.policy("staff.toml", STAFF);
+    // Large enough that the gateway cannot have sent it all ahead into
+    // the agent's buffers before the update.
+    let pol = policy.to_string_lossy().to_string();
+    let pad = mint_with(
+        &w.state,
+        "5.00",
+        "128MiB",
+        &w.dir.path().join("user"),
+        &["--policy", &pol],
+    )
+    .remove(0);
+    let a = w.agent(&pad);
+    let p = format!("http://{}", a.addr);
+    let url = format!(
+        "http://localhost:{}/__origin/bytes/80000000",
+        w.origin.http.port()
+    );
+    // About ten seconds at this rate: long enough to change the policy under it.
+    let child = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "--max-time",
+            "60",
+            "--limit-rate",
+            "2M",
+            "-x",
+            &p,
+            "-o",
+            "/dev/null",
+        ])
+        .args(["-w", "%{http_code} %{size_download}", &url])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("curl");
+    std::thread::sleep(Duration::from_millis(1500));
+    let updated = w.policy(
+        "staff-v2.toml",
+        "name = \"Test staff\"\n[sites]\nallow = [\"127.0.0.1\"]\nports = {ports}\n",
+    );
+    let st = w.state.to_string_lossy().to_string();
+    let up = updated.to_string_lossy().to_string();
+    let started = std::time::Instant::now();
+    let out = gateway_cmd(&["policy", "update", "--state", &st, &up]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let got: u64 = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert_ne!(
+        out.status.code(),
+        Some(0),
+        "the download must end aborted: {text}"
+    );
+    assert!(got < 40_000_000, "{text}");
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "stopped {:?} after the update",
+        started.elapsed()
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !a.proc.log_tail().contains("policy-denied") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            a.proc.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
