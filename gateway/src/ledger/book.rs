@@ -239,6 +239,18 @@ impl Book {
         ))
     }
 
+    /// An open hold, if `amount` is within 0..=its amount.
+    fn hold_covering(&self, hold: u64, amount: Micros) -> Result<Hold, LedgerError> {
+        let h = self.holds.get(&hold).ok_or(LedgerError::NoHold(hold))?;
+        if amount < 0 || amount > h.amount {
+            return Err(LedgerError::OverCharge {
+                charge: amount,
+                held: h.amount,
+            });
+        }
+        Ok(h.clone())
+    }
+
     /// Close a hold: `charge` goes to revenue, the rest back to the pad, and
     /// the pad's day counters grow by `charge` and `bytes`.
     pub fn settle(
@@ -248,17 +260,7 @@ impl Book {
         bytes: u64,
         day: i64,
     ) -> Result<Changes, LedgerError> {
-        let h = self
-            .holds
-            .get(&hold)
-            .ok_or(LedgerError::NoHold(hold))?
-            .clone();
-        if charge < 0 || charge > h.amount {
-            return Err(LedgerError::OverCharge {
-                charge,
-                held: h.amount,
-            });
-        }
+        let h = self.hold_covering(hold, charge)?;
         let acct = Account::Pad(h.pad.clone());
         self.add(&Account::Revenue, charge)?;
         self.add(&acct, h.amount - charge)?;
@@ -281,17 +283,7 @@ impl Book {
         bytes: u64,
         day: i64,
     ) -> Result<Changes, LedgerError> {
-        let h = self
-            .holds
-            .get(&hold)
-            .ok_or(LedgerError::NoHold(hold))?
-            .clone();
-        if charge < 0 || charge > h.amount {
-            return Err(LedgerError::OverCharge {
-                charge,
-                held: h.amount,
-            });
-        }
+        let h = self.hold_covering(hold, charge)?;
         self.add(&Account::Revenue, charge)?;
         if let Some(open) = self.holds.get_mut(&hold) {
             open.amount -= charge;
@@ -308,17 +300,7 @@ impl Book {
     /// Give back all of an open hold above `keep` (the request has ended and
     /// its charge is known; the hold stays open until settled).
     pub fn trim(&mut self, hold: u64, keep: Micros) -> Result<Changes, LedgerError> {
-        let h = self
-            .holds
-            .get(&hold)
-            .ok_or(LedgerError::NoHold(hold))?
-            .clone();
-        if keep < 0 || keep > h.amount {
-            return Err(LedgerError::OverCharge {
-                charge: keep,
-                held: h.amount,
-            });
-        }
+        let h = self.hold_covering(hold, keep)?;
         let acct = Account::Pad(h.pad.clone());
         self.add(&acct, h.amount - keep)?;
         if let Some(open) = self.holds.get_mut(&hold) {
