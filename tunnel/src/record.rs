@@ -21,7 +21,7 @@ use poly1305::{Key, Poly1305};
 use subtle::ConstantTimeEq;
 
 use crate::lease::Lease;
-use crate::secret::{wipe, KeyBytes};
+use crate::secret::KeyBytes;
 
 /// Largest payload of one record.
 pub const MAX_PAYLOAD: usize = 16384;
@@ -137,7 +137,7 @@ impl LeaseKeys {
 
     fn burn(&mut self, n: usize) {
         let end = (self.used + n).min(self.bytes.len());
-        wipe(&mut self.bytes[self.used..end]);
+        self.bytes.wipe_through(end);
         self.used = end;
     }
 }
@@ -162,8 +162,7 @@ pub fn seal(
     out.put_slice(&hdr);
     out.put_slice(&hdr_tag);
     let start = out.len();
-    out.put_slice(payload);
-    xor_in_place(&mut out[start..], &key[KEY_OVERHEAD..]);
+    xor_into(out, payload, &key[KEY_OVERHEAD..]);
     let tag = payload_tag(&key[36..68], &hdr, &out[start..]);
     out.put_slice(&tag);
     keys.burn(KEY_OVERHEAD + n);
@@ -269,6 +268,18 @@ fn payload_tag(key: &[u8], hdr: &[u8; 4], payload: &[u8]) -> poly1305::Tag {
     let full = rest.len() / 16 * 16;
     mac.update_padded(&rest[..full]);
     mac.compute_unpadded(&rest[full..])
+}
+
+/// Append `src ^ key` to `out`: the XOR writes straight into the record
+/// (after a zero fill, cheap in cache) rather than copying `src` and
+/// XOR-ing it in place, which read and wrote the payload twice.
+fn xor_into(out: &mut BytesMut, src: &[u8], key: &[u8]) {
+    debug_assert_eq!(src.len(), key.len());
+    let start = out.len();
+    out.resize(start + src.len(), 0);
+    for ((d, s), k) in out[start..].iter_mut().zip(src).zip(key) {
+        *d = s ^ k;
+    }
 }
 
 /// `data ^= key`, the two the same length.
