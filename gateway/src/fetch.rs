@@ -34,6 +34,15 @@ pub struct FetchConfig {
     pub extra_roots: Vec<rustls_pki_types::CertificateDer<'static>>,
 }
 
+/// Aborts a spawned task when dropped (a no-op once it has finished).
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 type HttpsClient = Client<HttpsConnector<HttpConnector<GuardedResolver>>, Body>;
 
 /// The fetch service. Cheap to clone: the pool is shared.
@@ -41,10 +50,14 @@ type HttpsClient = Client<HttpsConnector<HttpConnector<GuardedResolver>>, Body>;
 pub struct Fetch {
     client: HttpsClient,
     cfg: Arc<FetchConfig>,
+    /// Where origin requests and their connections run: the main
+    /// (multi-threaded) runtime, so reading from origins proceeds in parallel
+    /// with the tunnel threads that encrypt what they read.
+    origin_rt: tokio::runtime::Handle,
 }
 
 impl Fetch {
-    pub fn new(cfg: FetchConfig) -> anyhow::Result<Fetch> {
+    pub fn new(cfg: FetchConfig, origin_rt: tokio::runtime::Handle) -> anyhow::Result<Fetch> {
         let mut roots = rustls::RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         for c in &cfg.extra_roots {
@@ -73,6 +86,7 @@ impl Fetch {
         Ok(Fetch {
             client,
             cfg: Arc::new(cfg),
+            origin_rt,
         })
     }
 
@@ -105,10 +119,15 @@ impl Fetch {
         req.headers_mut().insert(http::header::HOST, hv);
         // The tunnel speaks h2; origins are reached over HTTP/1.1 (ALPN may not offer h2).
         *req.version_mut() = http::Version::HTTP_11;
-        let mut resp = self
-            .client
-            .request(req)
+        let sent = self.origin_rt.spawn(self.client.request(req));
+        // A request the user gives up on is given up at the origin too.
+        let _cancel = AbortOnDrop(sent.abort_handle());
+        let mut resp = sent
             .await
+            .map_err(|e| GatewayError::Unreachable {
+                host: host.clone(),
+                reason: format!("the request was cancelled ({e})"),
+            })?
             .map_err(|e| GatewayError::from_client(&host, &e))?;
         headers::strip_hop_by_hop(resp.headers_mut());
         headers::strip_padnet(resp.headers_mut());

@@ -68,6 +68,9 @@ enum Cmd {
         /// Append every lease and ticket slot used to FILE (pad offsets only; for audits and tests).
         #[arg(long, value_name = "FILE", hide = true)]
         lease_journal: Option<PathBuf>,
+        /// Threads serving tunnels (a tunnel stays on one). Default: one per core.
+        #[arg(long, value_name = "N")]
+        threads: Option<usize>,
     },
     /// Mint pads: the twin goes into the state directory, the user's copy into --out.
     Mint {
@@ -248,6 +251,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             probe_hold_ms,
             lease_journal,
             tariff,
+            threads,
         } => {
             let state = StateDir::open(&state)?;
             let _lock = state.lock_for_serve()?;
@@ -287,13 +291,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 extra_roots.extend(certs);
             }
-            let fetch = Fetch::new(FetchConfig {
+            let fetch_cfg = FetchConfig {
                 guard: UpstreamGuard {
                     allow_private: allow_private_upstreams,
                 },
                 connect_ports,
                 extra_roots,
-            })?;
+            };
             let registry = Arc::new(Registry::new(
                 state.pads_dir(),
                 state.max_lease,
@@ -306,6 +310,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
+            let fetch = Fetch::new(fetch_cfg, rt.handle().clone())?;
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::bind(&addr)
                     .await
@@ -352,7 +357,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     fetch,
                     probe_hold: Duration::from_millis(probe_hold_ms),
                 });
-                server.run(listener, shutdown_signal()).await;
+                let threads = threads
+                    .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+                server.run(listener, threads, shutdown_signal()).await?;
                 tracing::info!("shutting down");
                 // Let finished requests' charges become final, then flush.
                 tokio::time::sleep(

@@ -20,6 +20,10 @@ use crate::stack;
 pub const STREAM_WINDOW: u32 = 4 << 20;
 pub const CONNECTION_WINDOW: u32 = 16 << 20;
 
+/// An accepted connection on its way to a tunnel thread.
+type Accepted = (std::net::TcpStream, SocketAddr);
+type Handoff = tokio::sync::mpsc::UnboundedSender<Accepted>;
+
 pub struct Server {
     pub registry: Arc<Registry>,
     pub services: Arc<Services>,
@@ -29,21 +33,30 @@ pub struct Server {
 }
 
 impl Server {
-    /// Accept tunnels until `shutdown` resolves.
+    /// Accept tunnels until `shutdown` resolves. Each tunnel lives on one of
+    /// `threads` single-threaded runtimes (round robin): its h2 connection,
+    /// streams and origin fetches then share a thread, with no cross-thread
+    /// wake-ups, and a response's HEADERS and first DATA leave in one record
+    /// instead of racing each other to the socket (see docs/performance.md).
     pub async fn run(
         self: Arc<Self>,
         listener: TcpListener,
+        threads: usize,
         shutdown: impl std::future::Future<Output = ()>,
-    ) {
+    ) -> anyhow::Result<()> {
         tokio::pin!(shutdown);
+        let workers = self.start_workers(threads.max(1))?;
         let me = self.clone();
         tokio::spawn(async move { me.rescan_forever().await });
+        let mut next = 0usize;
         loop {
             tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok((tcp, peer)) => {
-                        let me = self.clone();
-                        tokio::spawn(async move { me.tunnel(tcp, peer).await });
+                accepted = listener.accept() => match accepted.and_then(|(tcp, peer)| Ok((tcp.into_std()?, peer))) {
+                    Ok(conn) => {
+                        next = (next + 1) % workers.len();
+                        if workers[next].send(conn).is_err() {
+                            anyhow::bail!("tunnel thread {next} has stopped");
+                        }
                     }
                     Err(e) => {
                         tracing::warn!("accept failed: {e}");
@@ -53,6 +66,43 @@ impl Server {
                 _ = &mut shutdown => break,
             }
         }
+        Ok(())
+    }
+
+    /// Start the tunnel threads. They run until the process ends: after shutdown stops accepting, finished
+    /// requests' charges still become final on them.
+    fn start_workers(self: &Arc<Self>, threads: usize) -> anyhow::Result<Vec<Handoff>> {
+        let mut senders = Vec::with_capacity(threads);
+        for i in 0..threads {
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Accepted>();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let me = Arc::new(Server {
+                registry: self.registry.clone(),
+                services: self.services.clone(),
+                fetch: self.fetch.clone(),
+                probe_hold: self.probe_hold,
+            });
+            std::thread::Builder::new()
+                .name(format!("tunnels-{i}"))
+                .spawn(move || {
+                    rt.block_on(async move {
+                        while let Some((tcp, peer)) = rx.recv().await {
+                            match tokio::net::TcpStream::from_std(tcp) {
+                                Ok(tcp) => {
+                                    let me = me.clone();
+                                    tokio::spawn(async move { me.tunnel(tcp, peer).await });
+                                }
+                                Err(e) => tracing::warn!("taking a connection: {e}"),
+                            }
+                        }
+                        std::future::pending::<()>().await
+                    })
+                })?;
+            senders.push(tx);
+        }
+        Ok(senders)
     }
 
     /// Pick up pads minted while serving.

@@ -138,7 +138,77 @@ fn pad_used(s: &serde_json::Value) -> (f64, f64) {
     )
 }
 
+/// `padnet-bench load ADDR URL [proxied] [CONNS] [SECS]`: only the 1 KiB
+/// load, against a running origin (direct) or agent (`proxied`), for
+/// profiling one side by hand.
+fn load_only(args: &[String]) -> anyhow::Result<()> {
+    let target: SocketAddr = args
+        .first()
+        .map(|a| a.parse())
+        .transpose()?
+        .ok_or_else(|| {
+            anyhow::anyhow!("usage: padnet-bench load ADDR URL [proxied] [CONNS] [SECS]")
+        })?;
+    let url = args.get(1).ok_or_else(|| anyhow::anyhow!("URL missing"))?;
+    let proxied = args.get(2).is_some_and(|a| a == "proxied");
+    let conns = args
+        .get(3)
+        .map(|a| a.parse())
+        .transpose()?
+        .unwrap_or(CONCURRENCY);
+    let secs = args
+        .get(4)
+        .map(|a| a.parse())
+        .transpose()?
+        .unwrap_or(SMALL_SECS);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let (r, p50, p99) = rt.block_on(small_load(target, url, proxied, conns, secs));
+    println!("{r:.0} req/s   p50 {p50:.2} ms   p99 {p99:.2} ms");
+    Ok(())
+}
+
+/// `padnet-bench padmix AGENT URL [COUNT]`: only the pad-use measurement
+/// (1 KiB requests one at a time) against a running agent.
+fn padmix_only(args: &[String]) -> anyhow::Result<()> {
+    let agent: SocketAddr = args
+        .first()
+        .map(|a| a.parse())
+        .transpose()?
+        .ok_or_else(|| anyhow::anyhow!("usage: padnet-bench padmix AGENT URL [COUNT]"))?;
+    let url = args.get(1).ok_or_else(|| anyhow::anyhow!("URL missing"))?;
+    let count = args
+        .get(2)
+        .map(|a| a.parse())
+        .transpose()?
+        .unwrap_or(SEQ_SMALL);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let s0 = status(agent);
+    let (r, body, _) = rt.block_on(small_load_count(agent, url, count));
+    let s1 = status(agent);
+    let (p0, q0) = pad_used(&s0);
+    let (p1, q1) = pad_used(&s1);
+    println!(
+        "{:.4} pad bytes per tunnel byte   {:.3} per body byte   {:.0} pad bytes/request   {r:.0} req/s",
+        (p1 - p0) / (q1 - q0).max(1.0),
+        (p1 - p0) / body.max(1.0),
+        (p1 - p0) / count as f64
+    );
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().is_some_and(|a| a == "load") {
+        return load_only(&args[1..]);
+    }
+    if args.first().is_some_and(|a| a == "padmix") {
+        return padmix_only(&args[1..]);
+    }
     let dir = tempfile::tempdir()?;
     let root = dir.path().join("www");
     std::fs::create_dir_all(&root)?;
