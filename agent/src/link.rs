@@ -179,9 +179,9 @@ impl Link {
         };
         tracing::info!("tunnel up via {addr}");
         self.state.send_replace(LinkState::Up(sender));
-        tracing::info!("balance {}", format_amount(reply.balance));
-        // Log the balance as the gateway's NOTICE records report it.
-        let mut last = reply.balance;
+        // Log the balance as the gateway's NOTICE records report it (the
+        // first NOTICE, right after the handshake, names the currency).
+        let mut last = None;
         let mut conn = std::pin::pin!(conn);
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let ended = loop {
@@ -189,10 +189,10 @@ impl Link {
                 r = &mut conn => break r,
                 _ = tick.tick() => {
                     let b = stats.balance.load(Ordering::Relaxed);
-                    if b != last {
-                        last = b;
-                        let c = tunnel::stream::unpack_currency(stats.currency.load(Ordering::Relaxed));
-                        tracing::info!("balance {} {}", format_amount(b), c.unwrap_or_default());
+                    let c = tunnel::stream::unpack_currency(stats.currency.load(Ordering::Relaxed));
+                    if let Some(c) = c.filter(|_| last != Some(b)) {
+                        last = Some(b);
+                        tracing::info!("balance {} {c}", format_amount(b));
                     }
                 }
             }
