@@ -152,6 +152,27 @@ pub fn start_origin(root: &Path, work: &Path) -> Origin {
     }
 }
 
+/// Where most end-to-end tests start: a temporary directory, an origin
+/// serving `www/index.html` from it, and an initialised (not yet serving)
+/// gateway state directory.
+pub struct Stage {
+    pub dir: tempfile::TempDir,
+    pub origin: Origin,
+    pub state: PathBuf,
+}
+
+/// Set up a [`Stage`] whose origin's `index.html` is `page`.
+pub fn stage(page: &str) -> Stage {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("www");
+    std::fs::create_dir_all(&root).expect("www dir");
+    std::fs::write(root.join("index.html"), page).expect("index.html");
+    let origin = start_origin(&root, dir.path());
+    let state = dir.path().join("state");
+    gateway_init(&state);
+    Stage { dir, origin, state }
+}
+
 /// `padnet-gateway init` a state directory.
 pub fn gateway_init(state: &Path) {
     let out = Command::new(bin("padnet-gateway"))

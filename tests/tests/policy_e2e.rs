@@ -17,13 +17,7 @@ struct World {
 
 impl World {
     fn new() -> World {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let root = dir.path().join("www");
-        std::fs::create_dir_all(&root).unwrap();
-        std::fs::write(root.join("index.html"), "<html>allowed page</html>\n").unwrap();
-        let origin = start_origin(&root, dir.path());
-        let state = dir.path().join("state");
-        gateway_init(&state);
+        let Stage { dir, origin, state } = stage("<html>allowed page</html>\n");
         let ports = format!("{},{}", origin.http.port(), origin.https.port());
         let ca = origin.ca.to_string_lossy().to_string();
         let gateway = start_gateway(

@@ -23,13 +23,7 @@ struct World {
 
 impl World {
     fn new() -> World {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let root = dir.path().join("www");
-        std::fs::create_dir_all(&root).unwrap();
-        std::fs::write(root.join("index.html"), "<html>hello</html>\n").unwrap();
-        let origin = start_origin(&root, dir.path());
-        let state = dir.path().join("state");
-        gateway_init(&state);
+        let Stage { dir, origin, state } = stage("<html>hello</html>\n");
         let tariff = dir.path().join("tariff.toml");
         std::fs::write(&tariff, TARIFF).unwrap();
         let gateway = Self::serve(&state, &tariff, dir.path());
