@@ -34,10 +34,11 @@ pub struct Server {
 
 impl Server {
     /// Accept tunnels until `shutdown` resolves. Each tunnel lives on one of
-    /// `threads` single-threaded runtimes (round robin): its h2 connection,
-    /// streams and origin fetches then share a thread, with no cross-thread
-    /// wake-ups, and a response's HEADERS and first DATA leave in one record
-    /// instead of racing each other to the socket (see docs/performance.md).
+    /// `threads` single-threaded runtimes (round robin): its h2 connection
+    /// and streams share a thread, so a response's HEADERS and first DATA
+    /// leave in one record instead of racing each other to the socket.
+    /// Origin requests run on this (multi-threaded) runtime, see `Fetch`.
+    /// Why: docs/decisions.md, "Gateway threads".
     pub async fn run(
         self: Arc<Self>,
         listener: TcpListener,
@@ -69,8 +70,9 @@ impl Server {
         Ok(())
     }
 
-    /// Start the tunnel threads. They run until the process ends: after shutdown stops accepting, finished
-    /// requests' charges still become final on them.
+    /// Start the tunnel threads. They run until the process ends: after
+    /// shutdown stops accepting, finished requests' charges still become
+    /// final on them.
     fn start_workers(self: &Arc<Self>, threads: usize) -> anyhow::Result<Vec<Handoff>> {
         let mut senders = Vec::with_capacity(threads);
         for i in 0..threads {
@@ -78,12 +80,7 @@ impl Server {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            let me = Arc::new(Server {
-                registry: self.registry.clone(),
-                services: self.services.clone(),
-                fetch: self.fetch.clone(),
-                probe_hold: self.probe_hold,
-            });
+            let me = self.clone();
             std::thread::Builder::new()
                 .name(format!("tunnels-{i}"))
                 .spawn(move || {

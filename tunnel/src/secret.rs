@@ -111,11 +111,11 @@ impl std::ops::DerefMut for KeyBytes {
 
 impl Drop for KeyBytes {
     fn drop(&mut self) {
+        // Only the window is ever written, so wiping it wipes every key byte.
+        self.wipe_through(self.len);
         if !self.pooled {
-            wipe(&mut self.buf);
             return;
         }
-        self.wipe_through(self.len);
         let buf = std::mem::take(&mut self.buf);
         if let Ok(mut pool) = POOL.lock() {
             if pool.len() == POOL_MAX {

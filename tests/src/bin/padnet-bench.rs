@@ -138,34 +138,44 @@ fn pad_used(s: &serde_json::Value) -> (f64, f64) {
     )
 }
 
+/// Argument `i` of a bench mode parsed, or `default` when it is absent.
+fn arg<T: std::str::FromStr>(args: &[String], i: usize, default: T) -> anyhow::Result<T>
+where
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    Ok(args
+        .get(i)
+        .map(|a| a.parse())
+        .transpose()?
+        .unwrap_or(default))
+}
+
+/// Argument `i` of a bench mode, required: `usage` says what is expected.
+fn arg_required<T: std::str::FromStr>(args: &[String], i: usize, usage: &str) -> anyhow::Result<T>
+where
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    let a = args
+        .get(i)
+        .ok_or_else(|| anyhow::anyhow!("usage: {usage}"))?;
+    Ok(a.parse()?)
+}
+
 /// `padnet-bench load ADDR URL [proxied] [CONNS] [SECS]`: only the 1 KiB
 /// load, against a running origin (direct) or agent (`proxied`), for
 /// profiling one side by hand.
 fn load_only(args: &[String]) -> anyhow::Result<()> {
-    let target: SocketAddr = args
-        .first()
-        .map(|a| a.parse())
-        .transpose()?
-        .ok_or_else(|| {
-            anyhow::anyhow!("usage: padnet-bench load ADDR URL [proxied] [CONNS] [SECS]")
-        })?;
-    let url = args.get(1).ok_or_else(|| anyhow::anyhow!("URL missing"))?;
+    const USAGE: &str = "padnet-bench load ADDR URL [proxied] [CONNS] [SECS]";
+    let target: SocketAddr = arg_required(args, 0, USAGE)?;
+    let url: String = arg_required(args, 1, USAGE)?;
     let proxied = args.get(2).is_some_and(|a| a == "proxied");
-    let conns = args
-        .get(3)
-        .map(|a| a.parse())
-        .transpose()?
-        .unwrap_or(CONCURRENCY);
-    let secs = args
-        .get(4)
-        .map(|a| a.parse())
-        .transpose()?
-        .unwrap_or(SMALL_SECS);
+    let conns = arg(args, 3, CONCURRENCY)?;
+    let secs = arg(args, 4, SMALL_SECS)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()?;
-    let (r, p50, p99) = rt.block_on(small_load(target, url, proxied, conns, secs));
+    let (r, p50, p99) = rt.block_on(small_load(target, &url, proxied, conns, secs));
     println!("{r:.0} req/s   p50 {p50:.2} ms   p99 {p99:.2} ms");
     Ok(())
 }
@@ -173,22 +183,15 @@ fn load_only(args: &[String]) -> anyhow::Result<()> {
 /// `padnet-bench padmix AGENT URL [COUNT]`: only the pad-use measurement
 /// (1 KiB requests one at a time) against a running agent.
 fn padmix_only(args: &[String]) -> anyhow::Result<()> {
-    let agent: SocketAddr = args
-        .first()
-        .map(|a| a.parse())
-        .transpose()?
-        .ok_or_else(|| anyhow::anyhow!("usage: padnet-bench padmix AGENT URL [COUNT]"))?;
-    let url = args.get(1).ok_or_else(|| anyhow::anyhow!("URL missing"))?;
-    let count = args
-        .get(2)
-        .map(|a| a.parse())
-        .transpose()?
-        .unwrap_or(SEQ_SMALL);
+    const USAGE: &str = "padnet-bench padmix AGENT URL [COUNT]";
+    let agent: SocketAddr = arg_required(args, 0, USAGE)?;
+    let url: String = arg_required(args, 1, USAGE)?;
+    let count = arg(args, 2, SEQ_SMALL)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let s0 = status(agent);
-    let (r, body, _) = rt.block_on(small_load_count(agent, url, count));
+    let (r, body, _) = rt.block_on(small_load_count(agent, &url, count));
     let s1 = status(agent);
     let (p0, q0) = pad_used(&s0);
     let (p1, q1) = pad_used(&s1);
