@@ -22,6 +22,8 @@ use crate::secret::KeyBytes;
 /// Room kept free at the end of a lease until the next lease is announced,
 /// so control records (LEASE_NEXT, CLOSE, NOTICE) always fit.
 const CONTROL_RESERVE: usize = 256;
+/// Key bytes a LEASE_NEXT record takes (a 16-byte lease).
+const LEASE_NEXT_RECORD: usize = KEY_OVERHEAD + 16;
 /// Sealed bytes held before poll_write pushes back.
 const OUT_HIGH: usize = 256 * 1024;
 /// Sealed bytes gathered before writing to the socket without a flush.
@@ -213,8 +215,15 @@ impl BothWakers {
 
 impl std::task::Wake for BothWakers {
     fn wake(self: Arc<Self>) {
-        BothWakers::wake(&self.read);
-        BothWakers::wake(&self.write);
+        let read = self.read.lock().ok().and_then(|g| g.clone());
+        let write = self.write.lock().ok().and_then(|g| g.clone());
+        match (read, write) {
+            // One task drives both halves (hyper's h2): wake it once.
+            (Some(r), Some(w)) if r.will_wake(&w) => r.wake(),
+            (r, w) => {
+                r.into_iter().chain(w).for_each(Waker::wake);
+            }
+        }
     }
 }
 
@@ -523,21 +532,53 @@ impl<T: AsyncRead + AsyncWrite + Unpin> OtpStream<T> {
         Ok(())
     }
 
+    /// Seal queued control records. LEASE_NEXT goes first, and while no next
+    /// lease is announced every other record leaves room for it: without it
+    /// the lease cannot be switched and the stream would wait for ever (a
+    /// run of LEASE_GRANTs once ate that room while an allocation was slow).
     fn seal_controls(&mut self) -> io::Result<()> {
-        while let Some((_, payload, _)) = self.control.front() {
-            let need = KEY_OVERHEAD + payload.len();
-            if self.send.remaining() < need {
-                if !self.send.is_done() {
-                    // Fill the sliver with an empty DATA record so the lease is finished.
-                    self.seal_one(RecordType::Data, 0, false, &[])?;
+        while !self.control.is_empty() {
+            let at = self
+                .control
+                .iter()
+                .position(|c| c.0 == RecordType::LeaseNext)
+                .unwrap_or(0);
+            let (kind, payload, _) = &self.control[at];
+            let (kind, need) = (*kind, KEY_OVERHEAD + payload.len());
+            let keep =
+                if self.send_next.is_empty() && !self.exhausted && kind != RecordType::LeaseNext {
+                    LEASE_NEXT_RECORD
+                } else {
+                    0
+                };
+            if self.send.remaining() < need + keep {
+                if self.send_next.is_empty() {
+                    if self.exhausted && kind != RecordType::Close {
+                        // The key material is gone; only the CLOSE matters now.
+                        self.control.remove(at);
+                        continue;
+                    }
+                    if self.exhausted || kind == RecordType::LeaseNext {
+                        // Data always leaves CONTROL_RESERVE: cannot happen.
+                        return Err(
+                            self.fail(format!("no room left in the lease for a {kind:?} record"))
+                        );
+                    }
+                    // Wait for LEASE_NEXT (its allocation is under way).
+                    return Ok(());
+                } else {
+                    if !self.send.is_done() {
+                        // Fill the sliver with an empty DATA record so the lease is finished.
+                        self.seal_one(RecordType::Data, 0, false, &[])?;
+                    }
+                    match self.poll_send_keys() {
+                        Poll::Ready(r) => r?,
+                        Poll::Pending => return Ok(()),
+                    }
+                    continue;
                 }
-                match self.poll_send_keys() {
-                    Poll::Ready(r) => r?,
-                    Poll::Pending => return Ok(()),
-                }
-                continue;
             }
-            let (kind, payload, next) = self.control.pop_front().expect("front exists");
+            let (kind, payload, next) = self.control.remove(at).expect("index is in range");
             self.seal_one(kind, payload.len(), false, &payload)?;
             if let Some(keys) = next {
                 self.send_next.push_back(Loading::Ready(keys));
@@ -602,8 +643,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> OtpStream<T> {
         }
         if self.role == Role::Follower {
             let before = self.plain_in_len;
-            let both = self.both.clone();
-            let r = self.poll_fill(&mut Context::from_waker(&both), true);
+            let r = self.poll_fill(true);
             if self.plain_in_len > before {
                 self.wake_reader();
             }
@@ -659,7 +699,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> OtpStream<T> {
     /// the peer closed, or the cap is reached. Ready(Ok(false)) at end of stream.
     /// With `for_grant`, keep reading until a lease grant has arrived (or the
     /// plaintext cap is reached) rather than until some plaintext is there.
-    fn poll_fill(&mut self, cx: &mut Context<'_>, for_grant: bool) -> Poll<io::Result<bool>> {
+    fn poll_fill(&mut self, for_grant: bool) -> Poll<io::Result<bool>> {
         loop {
             let enough = if for_grant {
                 !self.send_next.is_empty() || self.plain_in_len >= PLAIN_IN_CAP
@@ -667,6 +707,17 @@ impl<T: AsyncRead + AsyncWrite + Unpin> OtpStream<T> {
                 self.plain_in_len > 0
             };
             if enough {
+                // Open the whole records already read, too: a LEASE_GRANT
+                // behind this plaintext must not wait for a reader that may
+                // never come back (two tasks driving the halves), while the
+                // writer it unblocks waits on a socket that has gone quiet.
+                while self.plain_in_len < PLAIN_IN_CAP {
+                    match self.poll_open_one() {
+                        Poll::Ready(Ok(true)) => {}
+                        Poll::Ready(Ok(false)) | Poll::Pending => break,
+                        Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    }
+                }
                 return Poll::Ready(Ok(true));
             }
             if self.peer_closed {
@@ -675,11 +726,15 @@ impl<T: AsyncRead + AsyncWrite + Unpin> OtpStream<T> {
             if ready!(self.poll_open_one())? {
                 continue;
             }
-            // Need bytes from the socket.
+            // Need bytes from the socket. Readiness is registered with the
+            // waker of both halves: a socket keeps one read waker, and the
+            // writer waiting for a grant must hear of new bytes even when
+            // the reader was the last to poll.
             self.inbuf.reserve(READ_CHUNK);
+            let both = self.both.clone();
             let n = ready!(tokio_util::io::poll_read_buf(
                 Pin::new(&mut self.io),
-                cx,
+                &mut Context::from_waker(&both),
                 &mut self.inbuf
             ))?;
             if n == 0 {
@@ -795,7 +850,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for OtpStream<T> {
         BothWakers::set(&this.wakers.read, cx.waker());
         this.maintain(cx)?;
         if this.plain_in_len == 0 {
-            let got = ready!(this.poll_fill(cx, false));
+            let got = ready!(this.poll_fill(false));
             this.maintain(cx)?;
             match got {
                 Ok(true) => {}
@@ -1083,10 +1138,16 @@ mod tests {
         let mut gw = g.await.unwrap();
         notifier.set_currency("CHF");
         notifier.post(-42, 7);
-        gw.flush().await.unwrap();
-        // Let the follower read the last NOTICE.
+        // Drive the gateway (the NOTICE may wait for its next lease, which
+        // only a polled stream switches to) until the follower has read it.
         let mut one = [0u8; 1];
-        let _ = tokio::time::timeout(Duration::from_millis(300), ag.read(&mut one)).await;
+        for _ in 0..200 {
+            gw.flush().await.unwrap();
+            let _ = tokio::time::timeout(Duration::from_millis(20), ag.read(&mut one)).await;
+            if ag.stats().balance.load(Ordering::Relaxed) == -42 {
+                break;
+            }
+        }
         assert_eq!(ag.stats().balance.load(Ordering::Relaxed), -42);
         assert_eq!(
             unpack_currency(ag.stats().currency.load(Ordering::Relaxed)).as_deref(),
@@ -1154,6 +1215,149 @@ mod tests {
             CloseReason::KeyExhausted as u8
         );
         assert!(g.await.unwrap().is_err());
+    }
+
+    /// A waker that records that it was woken.
+    struct Flag(std::sync::atomic::AtomicBool);
+    impl std::task::Wake for Flag {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+    fn flag_waker() -> (Arc<Flag>, Waker) {
+        let f = Arc::new(Flag(std::sync::atomic::AtomicBool::new(false)));
+        (f.clone(), Waker::from(f))
+    }
+
+    /// Two tasks drive the agent's halves. The writer waits for a lease grant;
+    /// the reader takes the grant off the socket along with data it wants, and
+    /// stops reading. The writer must still be woken: it once was not, and
+    /// `carries_megabytes_both_ways_across_many_leases` hung now and then.
+    #[tokio::test]
+    async fn a_grant_read_by_the_reader_wakes_the_waiting_writer() {
+        let (mut gw, mut ag, _) = pair(1 << 20, 64 * 1024);
+        let (writer_woken, w_waker) = flag_waker();
+        let (_, r_waker) = flag_waker();
+        let (mut wcx, mut rcx) = (Context::from_waker(&w_waker), Context::from_waker(&r_waker));
+        // The writer uses up its first upstream lease and waits for a grant.
+        let data = pattern(200 * 1024, 9);
+        let mut sent = 0;
+        while let Poll::Ready(n) = Pin::new(&mut ag).poll_write(&mut wcx, &data[sent..]) {
+            sent += n.unwrap();
+            assert!(
+                sent < data.len(),
+                "wrote past the first lease without a grant"
+            );
+        }
+        // The reader waits for data.
+        let mut buf = [0u8; 64];
+        let mut rb = ReadBuf::new(&mut buf);
+        assert!(Pin::new(&mut ag).poll_read(&mut rcx, &mut rb).is_pending());
+        // The gateway sends data, then (after reading the upstream) a grant.
+        gw.write_all(b"downstream").await.unwrap();
+        gw.flush().await.unwrap();
+        // What the agent sealed reaches the gateway (the rest of `sent` may
+        // wait unsealed in the agent); half a lease read, a grant is due.
+        let mut up = Vec::new();
+        let mut chunk = vec![0u8; 64 * 1024];
+        while up.len() < 32 * 1024 {
+            let n = tokio::time::timeout(Duration::from_secs(5), gw.read(&mut chunk))
+                .await
+                .expect("the agent's sealed records never arrived")
+                .unwrap();
+            assert!(n > 0, "the agent's stream ended");
+            up.extend_from_slice(&chunk[..n]);
+        }
+        assert!(up == data[..up.len()]);
+        for _ in 0..2500 {
+            if !gw.recv_next.is_empty() && gw.control.is_empty() && gw.out.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            gw.flush().await.unwrap();
+        }
+        assert!(
+            !gw.recv_next.is_empty(),
+            "the gateway never granted a lease"
+        );
+        writer_woken.0.store(false, Ordering::SeqCst);
+        // The reader takes everything off the socket and gets its data.
+        let mut rb = ReadBuf::new(&mut buf);
+        assert!(Pin::new(&mut ag).poll_read(&mut rcx, &mut rb).is_ready());
+        assert_eq!(rb.filled(), b"downstream");
+        assert!(
+            writer_woken.0.load(Ordering::SeqCst),
+            "the writer waiting for a grant was not woken"
+        );
+        // And the writer, polled, goes on.
+        let mut progressed = false;
+        for _ in 0..200 {
+            match Pin::new(&mut ag).poll_write(&mut wcx, &data[sent..]) {
+                Poll::Ready(n) => {
+                    n.unwrap();
+                    progressed = true;
+                    break;
+                }
+                Poll::Pending => tokio::time::sleep(Duration::from_millis(2)).await,
+            }
+        }
+        assert!(progressed, "the writer did not go on after the grant");
+    }
+
+    /// LEASE_GRANTs queued while the next downstream lease is still being
+    /// allocated never take the room its LEASE_NEXT needs (they once did,
+    /// and the stream hung now and then under load).
+    #[tokio::test]
+    async fn grants_leave_room_for_the_lease_next() {
+        let (mut gw, mut ag, _) = pair(1 << 20, 64 * 1024);
+        // Fill the downstream lease up to the control reserve.
+        let mut fill = 0;
+        while gw.send.remaining() > CONTROL_RESERVE {
+            let n = (gw.send.remaining() - CONTROL_RESERVE - KEY_OVERHEAD).min(MAX_PAYLOAD);
+            gw.seal_one(RecordType::Data, n, false, &vec![1u8; n])
+                .unwrap();
+            fill += n;
+        }
+        assert_eq!(gw.send.remaining(), CONTROL_RESERVE);
+        for _ in 0..3 {
+            let lease = gw.source.allocate().unwrap().unwrap();
+            let keys = LeaseKeys::new(lease, gw.source.take(lease).unwrap());
+            gw.control
+                .push_back((RecordType::LeaseGrant, lease.encode().to_vec(), None));
+            gw.recv_next.push_back(Loading::Ready(keys));
+        }
+        gw.seal_controls().unwrap();
+        assert!(
+            gw.send.remaining() >= LEASE_NEXT_RECORD,
+            "grants ate the LEASE_NEXT room"
+        );
+        assert_eq!(
+            gw.control.len(),
+            1,
+            "the third grant waits for the next lease"
+        );
+        // The allocation ends: LEASE_NEXT jumps the queue, the grant follows.
+        let next = gw.source.allocate().unwrap().unwrap();
+        let keys = LeaseKeys::new(next, gw.source.take(next).unwrap());
+        gw.control
+            .push_back((RecordType::LeaseNext, next.encode().to_vec(), Some(keys)));
+        gw.seal_controls().unwrap();
+        assert!(gw.control.is_empty());
+        assert_eq!(gw.send.lease(), next);
+        // The agent opens all of it.
+        ag.inbuf.extend_from_slice(&gw.out);
+        let mut records = 0;
+        loop {
+            match ag.poll_open_one() {
+                Poll::Ready(Ok(true)) => records += 1,
+                Poll::Ready(Ok(false)) => break,
+                Poll::Pending => tokio::time::sleep(Duration::from_millis(1)).await,
+                Poll::Ready(Err(e)) => panic!("agent refused the records: {e}"),
+            }
+        }
+        assert!(records > 4);
+        assert_eq!(ag.send_next.len(), 3);
+        assert_eq!(ag.plain_in_len, fill);
     }
 
     fn futures_noop_waker() -> Waker {
