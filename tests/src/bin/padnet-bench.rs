@@ -180,6 +180,78 @@ fn load_only(args: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `padnet-bench relay LISTEN TARGET`: a plain TCP forwarder (one thread,
+/// 256 KiB copy buffers, no crypto, no HTTP). Two in series give the
+/// topology of agent + gateway with none of their work: the ceiling any
+/// two-process tunnel can reach on this machine. Prints "listening on ADDR".
+fn relay_only(args: &[String]) -> anyhow::Result<()> {
+    const USAGE: &str = "padnet-bench relay LISTEN TARGET";
+    let listen: SocketAddr = arg_required(args, 0, USAGE)?;
+    let target: SocketAddr = arg_required(args, 1, USAGE)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let l = tokio::net::TcpListener::bind(listen).await?;
+        println!("listening on {}", l.local_addr()?);
+        loop {
+            let (mut a, _) = l.accept().await?;
+            tokio::spawn(async move {
+                let Ok(mut b) = tokio::net::TcpStream::connect(target).await else {
+                    return;
+                };
+                let _ = a.set_nodelay(true);
+                let _ = b.set_nodelay(true);
+                let _ =
+                    tokio::io::copy_bidirectional_with_sizes(&mut a, &mut b, 256 << 10, 256 << 10)
+                        .await;
+            });
+        }
+    })
+}
+
+/// A relay process started by [`relay_chain`].
+struct Relay {
+    child: std::process::Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Two relays in series in front of `target`: returns them, the outer first.
+fn relay_chain(target: SocketAddr) -> anyhow::Result<Vec<Relay>> {
+    use std::io::BufRead;
+    let exe = std::env::current_exe()?;
+    let mut chain: Vec<Relay> = Vec::new();
+    let mut next = target;
+    for _ in 0..2 {
+        let mut child = std::process::Command::new(&exe)
+            .args(["relay", "127.0.0.1:0", &next.to_string()])
+            .stdout(std::process::Stdio::piped())
+            .spawn()?;
+        let mut line = String::new();
+        let out = child
+            .stdout
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("relay stdout"))?;
+        std::io::BufReader::new(out).read_line(&mut line)?;
+        let addr: SocketAddr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .ok_or_else(|| anyhow::anyhow!("relay said {line:?}"))?
+            .parse()?;
+        chain.push(Relay { child, addr });
+        next = addr;
+    }
+    chain.reverse();
+    Ok(chain)
+}
+
 /// `padnet-bench padmix AGENT URL [COUNT]`: only the pad-use measurement
 /// (1 KiB requests one at a time) against a running agent.
 fn padmix_only(args: &[String]) -> anyhow::Result<()> {
@@ -211,6 +283,9 @@ fn main() -> anyhow::Result<()> {
     }
     if args.first().is_some_and(|a| a == "padmix") {
         return padmix_only(&args[1..]);
+    }
+    if args.first().is_some_and(|a| a == "relay") {
+        return relay_only(&args[1..]);
     }
     let dir = tempfile::tempdir()?;
     let root = dir.path().join("www");
@@ -260,6 +335,15 @@ fn main() -> anyhow::Result<()> {
     let gb = (RUNS * BULK_MIB) as f64 / 1024.0 * (1u64 << 30) as f64 / 1e9;
     let (d, t) = (median(direct), median(tunnel));
     println!("bulk download ({BULK_MIB} MiB)      direct {d:8.1} MB/s   tunnel {t:8.1} MB/s   ratio {:.2}x", t / d);
+    // The ceiling: the same three loopback hops through two plain relays.
+    let relays = relay_chain(origin.http)?;
+    let relay_bulk_url = format!("http://{}/bulk.bin", relays[0].addr);
+    let relayed = median((0..RUNS).map(|_| bulk(&relay_bulk_url, None)).collect());
+    println!(
+        "  ceiling: two plain TCP relays    {relayed:8.1} MB/s   ratio {:.2}x   (no crypto, no HTTP: the topology alone; tunnel/ceiling {:.2}x)",
+        relayed / d,
+        t / relayed
+    );
     let (p0, q0) = pad_used(&s0);
     let (p1, q1) = pad_used(&s1);
     let body = (RUNS * (BULK_MIB << 20)) as f64;
@@ -309,9 +393,28 @@ fn main() -> anyhow::Result<()> {
         tl.1.push(p99);
     }
     let cpu3 = (cpu_secs(agent.proc.pid()), cpu_secs(gateway.proc.pid()));
+    let relay_small_url = format!("http://{}/small.bin", relays[0].addr);
+    let mut rr = Vec::new();
+    for _ in 0..RUNS {
+        let (r, _, _) = rt.block_on(small_load(
+            relays[0].addr,
+            &relay_small_url,
+            false,
+            CONCURRENCY,
+            SMALL_SECS,
+        ));
+        rr.push(r);
+    }
+    drop(relays);
     let (d, t) = (median(dr), median(tr));
+    let relayed = median(rr);
     println!();
     println!("1 KiB requests, {CONCURRENCY} concurrent  direct {d:8.0} req/s  tunnel {t:8.0} req/s  ratio {:.2}x", t / d);
+    println!(
+        "  ceiling: two plain TCP relays    {relayed:8.0} req/s  ratio {:.2}x   (tunnel/ceiling {:.2}x)",
+        relayed / d,
+        t / relayed
+    );
     println!(
         "  latency p50 / p99 (ms)           direct {:.2} / {:.2}   tunnel {:.2} / {:.2}",
         median(dl.0),
