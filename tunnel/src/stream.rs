@@ -171,6 +171,9 @@ impl StreamStats {
 enum Loading {
     Ready(LeaseKeys),
     Pending(Lease, JoinHandle<io::Result<KeyBytes>>),
+    /// Loading failed; every later poll reports it again (a finished
+    /// JoinHandle must not be polled twice).
+    Failed(io::ErrorKind, String),
 }
 
 impl Loading {
@@ -180,9 +183,21 @@ impl Loading {
     }
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if let Loading::Pending(lease, handle) = self {
-            let bytes = ready!(Pin::new(handle).poll(cx)).map_err(io::Error::other)??;
-            *self = Loading::Ready(LeaseKeys::new(*lease, bytes));
+        match self {
+            Loading::Ready(_) => {}
+            Loading::Pending(lease, handle) => {
+                let lease = *lease;
+                match ready!(Pin::new(handle).poll(cx)).map_err(io::Error::other) {
+                    Ok(Ok(bytes)) => *self = Loading::Ready(LeaseKeys::new(lease, bytes)),
+                    Ok(Err(e)) | Err(e) => {
+                        *self = Loading::Failed(e.kind(), e.to_string());
+                        return Poll::Ready(Err(e));
+                    }
+                }
+            }
+            Loading::Failed(kind, msg) => {
+                return Poll::Ready(Err(io::Error::new(*kind, msg.clone())))
+            }
         }
         Poll::Ready(Ok(()))
     }
@@ -227,6 +242,14 @@ impl std::task::Wake for BothWakers {
             }
         }
     }
+}
+
+/// What writing to a closing tunnel gets.
+fn closing_error() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::BrokenPipe,
+        "tunnel is closing: nothing more can be sent",
+    )
 }
 
 fn start_allocation(source: &Arc<dyn KeySource>) -> Allocation {
@@ -366,6 +389,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> OtpStream<T> {
     fn fail(&mut self, msg: String) -> io::Error {
         tracing::warn!(role = ?self.role, "tunnel closed: {msg}");
         self.failed = Some(msg.clone());
+        // Whichever half did not see it may be waiting: let it see it.
+        self.both.wake_by_ref();
         io::Error::new(io::ErrorKind::InvalidData, msg)
     }
 
@@ -428,7 +453,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> OtpStream<T> {
                 self.next_send_alloc = None;
                 match r.map_err(io::Error::other)?? {
                     // Closing: the lease is not announced, only wasted.
-                    Some(_) if self.close_queued => {}
+                    Some(keys) if self.close_queued => self.wasted_at_close(keys.lease()),
                     Some(keys) => {
                         self.source.note_use(keys.lease());
                         self.stats.saw_lease(keys.lease());
@@ -446,7 +471,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> OtpStream<T> {
             if let Poll::Ready(r) = Pin::new(h).poll(cx) {
                 self.grant_alloc = None;
                 match r.map_err(io::Error::other)?? {
-                    Some(_) if self.close_queued => {}
+                    Some(keys) if self.close_queued => self.wasted_at_close(keys.lease()),
                     Some(keys) => {
                         self.source.note_use(keys.lease());
                         self.stats.saw_lease(keys.lease());
@@ -479,6 +504,16 @@ impl<T: AsyncRead + AsyncWrite + Unpin> OtpStream<T> {
             self.wake_writer();
         }
         Ok(())
+    }
+
+    /// A lease allocated but never announced because the tunnel is closing:
+    /// its bytes are spent (erased, journalled) like any other lease's.
+    fn wasted_at_close(&mut self, lease: Lease) {
+        self.source.note_use(lease);
+        self.stats.saw_lease(lease);
+        self.stats
+            .pad_wasted
+            .fetch_add(lease.len, Ordering::Relaxed);
     }
 
     fn key_exhausted(&mut self) {
@@ -599,9 +634,15 @@ impl<T: AsyncRead + AsyncWrite + Unpin> OtpStream<T> {
     /// Seal buffered plaintext. With `all`, seal a partial record too (flush).
     fn poll_seal_plain(&mut self, cx: &mut Context<'_>, all: bool) -> Poll<io::Result<()>> {
         while self.plain_out.len() == MAX_PAYLOAD || (all && !self.plain_out.is_empty()) {
+            if self.close_queued {
+                // Nothing is sealed after the CLOSE.
+                return Poll::Ready(Err(closing_error()));
+            }
             self.seal_controls()?;
             match self.poll_send_keys() {
                 Poll::Ready(r) => r?,
+                // The next lease is loading; its end wakes both halves.
+                Poll::Pending if !self.send_next.is_empty() => return Poll::Pending,
                 Poll::Pending => {
                     ready!(self.poll_wait_for_lease(cx))?;
                     continue;
@@ -632,11 +673,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> OtpStream<T> {
     /// allocation (polled in `maintain`); the follower reads from the socket,
     /// since the grant arrives there.
     fn poll_wait_for_lease(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.close_queued && self.control.is_empty() {
-            return Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::BrokenPipe,
-                "tunnel is closing: no further lease will come",
-            )));
+        if self.close_queued {
+            return Poll::Ready(Err(closing_error()));
         }
         self.maintain(cx)?;
         if !self.send_next.is_empty() {
@@ -685,6 +723,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> OtpStream<T> {
                     return Poll::Ready(Ok(()));
                 }
             }
+            if self.close_queued {
+                return Poll::Ready(Err(closing_error()));
+            }
         }
         Poll::Pending
     }
@@ -730,6 +771,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> OtpStream<T> {
                             if self.failed.is_none() {
                                 self.failed = Some(e.to_string());
                             }
+                            // The other half may wait on what will never come.
+                            self.both.wake_by_ref();
                             break;
                         }
                     }
@@ -872,7 +915,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for OtpStream<T> {
         }
         if this.plain_in_len == 0 {
             let got = ready!(this.poll_fill(false));
-            this.maintain(cx)?;
+            if this.failed.is_none() {
+                this.maintain(cx)?;
+            }
             match got {
                 Ok(true) => {}
                 Ok(false) => return Poll::Ready(Ok(())),
@@ -919,6 +964,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for OtpStream<T> {
         }
         BothWakers::set(&this.wakers.write, cx.waker());
         this.maintain(cx)?;
+        if this.close_queued {
+            return Poll::Ready(Err(closing_error()));
+        }
         if this.out.len() >= OUT_HIGH {
             ready!(this.poll_drain(cx))?;
         }
@@ -959,6 +1007,15 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for OtpStream<T> {
         this.check_failed()?;
         BothWakers::set(&this.wakers.write, cx.waker());
         this.maintain(cx)?;
+        if this.close_queued {
+            // Closing: bytes not yet sealed can no longer go; the CLOSE must,
+            // and the writer hears that the rest did not.
+            this.plain_out.clear();
+            this.seal_controls()?;
+            ready!(this.poll_drain(cx))?;
+            ready!(Pin::new(&mut this.io).poll_flush(cx))?;
+            return Poll::Ready(Err(closing_error()));
+        }
         ready!(this.poll_seal_plain(cx, true))?;
         this.seal_controls()?;
         ready!(this.poll_drain(cx))?;
@@ -969,10 +1026,16 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for OtpStream<T> {
         let this = &mut *self;
         this.check_failed()?;
         BothWakers::set(&this.wakers.write, cx.waker());
-        this.maintain(cx)?;
         if !this.peer_closed {
-            ready!(this.poll_seal_plain(cx, true))?;
-            this.queue_close(CloseReason::Shutdown);
+            if this.close_queued {
+                // Closing already (key exhausted): what is unsealed cannot go.
+                this.plain_out.clear();
+            } else {
+                ready!(this.poll_seal_plain(cx, true))?;
+                this.queue_close(CloseReason::Shutdown);
+            }
+            // Take up finished allocations (none are started once closing).
+            this.maintain(cx)?;
             this.seal_controls()?;
             if !this.control.is_empty() {
                 return Poll::Pending;
@@ -1502,6 +1565,49 @@ mod tests {
         assert!(agent_opens_all(&mut ag, &wire).await > 4);
         assert_eq!(ag.send_next.len(), 3);
         assert_eq!(ag.plain_in_len, fill);
+    }
+
+    /// When the key material runs out in the middle of a write, the CLOSE
+    /// is the last record on the wire: no DATA is sealed after it, and the
+    /// writer is told.
+    #[tokio::test]
+    async fn nothing_is_sealed_after_the_close() {
+        let (mut gw, mut ag, _) = pair(1 << 20, 64 * 1024);
+        gw.write_all(&pattern(20_000, 3)).await.unwrap();
+        // The next allocation has ended and found the pad used up; the
+        // writer is the first to hear of it.
+        gw.next_send_alloc = Some(tokio::task::spawn_blocking(|| Ok(None)));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(gw.write(&vec![7u8; 64 * 1024]).await.is_err());
+        assert!(gw.flush().await.is_err());
+        let mut wire = BytesMut::new();
+        while let Ok(Ok(n)) =
+            tokio::time::timeout(Duration::from_millis(200), ag.io.read_buf(&mut wire)).await
+        {
+            if n == 0 {
+                break;
+            }
+        }
+        ag.inbuf.extend_from_slice(&wire);
+        let (mut records, mut after_close) = (0, 0);
+        loop {
+            let closed = ag.stats().close_reason.load(Ordering::Relaxed) != 0;
+            match ag.poll_open_one() {
+                Poll::Ready(Ok(true)) => {
+                    records += 1;
+                    after_close += usize::from(closed);
+                }
+                Poll::Ready(Ok(false)) => break,
+                Poll::Pending => tokio::time::sleep(Duration::from_millis(1)).await,
+                Poll::Ready(Err(e)) => panic!("agent refused the records: {e}"),
+            }
+        }
+        assert!(records >= 2, "{records} records");
+        assert_eq!(
+            ag.stats().close_reason.load(Ordering::Relaxed),
+            CloseReason::KeyExhausted as u8
+        );
+        assert_eq!(after_close, 0, "records were sealed after the CLOSE");
     }
 
     fn futures_noop_waker() -> Waker {
