@@ -769,10 +769,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> OtpStream<T> {
                         Poll::Ready(Ok(false)) | Poll::Pending => break,
                         Poll::Ready(Err(e)) => {
                             if self.failed.is_none() {
-                                self.failed = Some(e.to_string());
+                                self.fail(e.to_string());
                             }
-                            // The other half may wait on what will never come.
-                            self.both.wake_by_ref();
                             break;
                         }
                     }
@@ -1377,36 +1375,66 @@ mod tests {
         panic!("the writer did not go on after the grant");
     }
 
+    /// An agent whose writer has used up its first upstream lease and waits
+    /// for a grant, and whose reader then polled (last) and waits for data.
+    struct BothWaiting {
+        gw: OtpStream<tokio::io::DuplexStream>,
+        ag: OtpStream<tokio::io::DuplexStream>,
+        writer_woken: Arc<Flag>,
+        writer: Waker,
+        reader: Waker,
+        data: Vec<u8>,
+        sent: usize,
+    }
+
+    fn writer_and_reader_waiting(seed: u8) -> BothWaiting {
+        let (gw, mut ag, _) = pair(1 << 20, 64 * 1024);
+        let (writer_woken, writer) = flag_waker();
+        let (_, reader) = flag_waker();
+        let data = pattern(200 * 1024, seed);
+        let sent = agent_waits_for_a_grant(&mut ag, &mut Context::from_waker(&writer), &data);
+        let mut buf = [0u8; 64];
+        let mut rb = ReadBuf::new(&mut buf);
+        assert!(Pin::new(&mut ag)
+            .poll_read(&mut Context::from_waker(&reader), &mut rb)
+            .is_pending());
+        writer_woken.0.store(false, Ordering::SeqCst);
+        BothWaiting {
+            gw,
+            ag,
+            writer_woken,
+            writer,
+            reader,
+            data,
+            sent,
+        }
+    }
+
     /// Two tasks drive the agent's halves. The writer waits for a lease grant;
     /// the reader takes the grant off the socket along with data it wants, and
     /// stops reading. The writer must still be woken: it once was not, and
     /// `carries_megabytes_both_ways_across_many_leases` hung now and then.
     #[tokio::test]
     async fn a_grant_read_by_the_reader_wakes_the_waiting_writer() {
-        let (mut gw, mut ag, _) = pair(1 << 20, 64 * 1024);
-        let (writer_woken, w_waker) = flag_waker();
-        let (_, r_waker) = flag_waker();
-        let (mut wcx, mut rcx) = (Context::from_waker(&w_waker), Context::from_waker(&r_waker));
-        let data = pattern(200 * 1024, 9);
-        let sent = agent_waits_for_a_grant(&mut ag, &mut wcx, &data);
-        // The reader waits for data.
+        let mut w = writer_and_reader_waiting(9);
+        // The gateway sends data, then (after reading the upstream) a grant.
+        w.gw.write_all(b"downstream").await.unwrap();
+        w.gw.flush().await.unwrap();
+        gateway_grants(&mut w.gw, &w.data).await;
+        w.writer_woken.0.store(false, Ordering::SeqCst);
+        // The reader takes everything off the socket and gets its data.
         let mut buf = [0u8; 64];
         let mut rb = ReadBuf::new(&mut buf);
-        assert!(Pin::new(&mut ag).poll_read(&mut rcx, &mut rb).is_pending());
-        // The gateway sends data, then (after reading the upstream) a grant.
-        gw.write_all(b"downstream").await.unwrap();
-        gw.flush().await.unwrap();
-        gateway_grants(&mut gw, &data).await;
-        writer_woken.0.store(false, Ordering::SeqCst);
-        // The reader takes everything off the socket and gets its data.
-        let mut rb = ReadBuf::new(&mut buf);
-        assert!(Pin::new(&mut ag).poll_read(&mut rcx, &mut rb).is_ready());
+        assert!(Pin::new(&mut w.ag)
+            .poll_read(&mut Context::from_waker(&w.reader), &mut rb)
+            .is_ready());
         assert_eq!(rb.filled(), b"downstream");
         assert!(
-            writer_woken.0.load(Ordering::SeqCst),
+            w.writer_woken.0.load(Ordering::SeqCst),
             "the writer waiting for a grant was not woken"
         );
-        writer_goes_on(&mut ag, &mut wcx, &data[sent..]).await;
+        let mut wcx = Context::from_waker(&w.writer);
+        writer_goes_on(&mut w.ag, &mut wcx, &w.data[w.sent..]).await;
     }
 
     /// A socket keeps one read waker. The writer waits for a grant, then the
@@ -1414,22 +1442,14 @@ mod tests {
     /// is woken without the reader being polled again.
     #[tokio::test]
     async fn new_bytes_wake_the_waiting_writer_though_the_reader_polled_last() {
-        let (mut gw, mut ag, _) = pair(1 << 20, 64 * 1024);
-        let (writer_woken, w_waker) = flag_waker();
-        let (_, r_waker) = flag_waker();
-        let (mut wcx, mut rcx) = (Context::from_waker(&w_waker), Context::from_waker(&r_waker));
-        let data = pattern(200 * 1024, 5);
-        let sent = agent_waits_for_a_grant(&mut ag, &mut wcx, &data);
-        let mut buf = [0u8; 64];
-        let mut rb = ReadBuf::new(&mut buf);
-        assert!(Pin::new(&mut ag).poll_read(&mut rcx, &mut rb).is_pending());
-        writer_woken.0.store(false, Ordering::SeqCst);
-        gateway_grants(&mut gw, &data).await;
+        let mut w = writer_and_reader_waiting(5);
+        gateway_grants(&mut w.gw, &w.data).await;
         assert!(
-            writer_woken.0.load(Ordering::SeqCst),
+            w.writer_woken.0.load(Ordering::SeqCst),
             "the grant reached the socket but the waiting writer was not woken"
         );
-        writer_goes_on(&mut ag, &mut wcx, &data[sent..]).await;
+        let mut wcx = Context::from_waker(&w.writer);
+        writer_goes_on(&mut w.ag, &mut wcx, &w.data[w.sent..]).await;
     }
 
     /// Fill the gateway's downstream lease up to the control reserve; returns
@@ -1457,14 +1477,27 @@ mod tests {
         }
     }
 
-    /// The agent opens every whole record it was sent; returns how many.
-    async fn agent_opens_all(ag: &mut OtpStream<tokio::io::DuplexStream>, wire: &[u8]) -> usize {
+    /// What the agent opened of a wire: records, and records after a CLOSE.
+    struct Opened {
+        records: usize,
+        after_close: usize,
+    }
+
+    /// The agent opens every whole record it was sent.
+    async fn agent_opens_all(ag: &mut OtpStream<tokio::io::DuplexStream>, wire: &[u8]) -> Opened {
         ag.inbuf.extend_from_slice(wire);
-        let mut records = 0;
+        let mut opened = Opened {
+            records: 0,
+            after_close: 0,
+        };
         loop {
+            let closed = ag.stats().close_reason.load(Ordering::Relaxed) != 0;
             match ag.poll_open_one() {
-                Poll::Ready(Ok(true)) => records += 1,
-                Poll::Ready(Ok(false)) => return records,
+                Poll::Ready(Ok(true)) => {
+                    opened.records += 1;
+                    opened.after_close += usize::from(closed);
+                }
+                Poll::Ready(Ok(false)) => return opened,
                 Poll::Pending => tokio::time::sleep(Duration::from_millis(1)).await,
                 Poll::Ready(Err(e)) => panic!("agent refused the records: {e}"),
             }
@@ -1496,7 +1529,7 @@ mod tests {
                 "{reason:?}: the CLOSE was not sealed"
             );
             let wire = gw.out.split().freeze();
-            agent_opens_all(&mut ag, &wire).await;
+            assert_eq!(agent_opens_all(&mut ag, &wire).await.after_close, 0);
             assert_eq!(ag.send_next.len(), 2);
             assert_eq!(
                 ag.stats().close_reason.load(Ordering::Relaxed),
@@ -1562,7 +1595,7 @@ mod tests {
         assert!(gw.control.is_empty());
         assert_eq!(gw.send.lease(), next);
         let wire = gw.out.split().freeze();
-        assert!(agent_opens_all(&mut ag, &wire).await > 4);
+        assert!(agent_opens_all(&mut ag, &wire).await.records > 4);
         assert_eq!(ag.send_next.len(), 3);
         assert_eq!(ag.plain_in_len, fill);
     }
@@ -1588,20 +1621,10 @@ mod tests {
                 break;
             }
         }
-        ag.inbuf.extend_from_slice(&wire);
-        let (mut records, mut after_close) = (0, 0);
-        loop {
-            let closed = ag.stats().close_reason.load(Ordering::Relaxed) != 0;
-            match ag.poll_open_one() {
-                Poll::Ready(Ok(true)) => {
-                    records += 1;
-                    after_close += usize::from(closed);
-                }
-                Poll::Ready(Ok(false)) => break,
-                Poll::Pending => tokio::time::sleep(Duration::from_millis(1)).await,
-                Poll::Ready(Err(e)) => panic!("agent refused the records: {e}"),
-            }
-        }
+        let Opened {
+            records,
+            after_close,
+        } = agent_opens_all(&mut ag, &wire).await;
         assert!(records >= 2, "{records} records");
         assert_eq!(
             ag.stats().close_reason.load(Ordering::Relaxed),

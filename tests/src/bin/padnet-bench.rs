@@ -210,42 +210,23 @@ fn relay_only(args: &[String]) -> anyhow::Result<()> {
     })
 }
 
-/// A relay process started by [`relay_chain`].
+/// A relay process started by [`relay_chain`] (killed when dropped).
 struct Relay {
-    child: std::process::Child,
+    _proc: Proc,
     addr: SocketAddr,
 }
 
-impl Drop for Relay {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Two relays in series in front of `target`: returns them, the outer first.
-fn relay_chain(target: SocketAddr) -> anyhow::Result<Vec<Relay>> {
-    use std::io::BufRead;
+fn relay_chain(target: SocketAddr, work: &std::path::Path) -> anyhow::Result<Vec<Relay>> {
     let exe = std::env::current_exe()?;
     let mut chain: Vec<Relay> = Vec::new();
     let mut next = target;
-    for _ in 0..2 {
-        let mut child = std::process::Command::new(&exe)
-            .args(["relay", "127.0.0.1:0", &next.to_string()])
-            .stdout(std::process::Stdio::piped())
-            .spawn()?;
-        let mut line = String::new();
-        let out = child
-            .stdout
-            .take()
-            .ok_or_else(|| anyhow::anyhow!("relay stdout"))?;
-        std::io::BufReader::new(out).read_line(&mut line)?;
-        let addr: SocketAddr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .ok_or_else(|| anyhow::anyhow!("relay said {line:?}"))?
-            .parse()?;
-        chain.push(Relay { child, addr });
+    for i in 0..2 {
+        let mut cmd = std::process::Command::new(&exe);
+        cmd.args(["relay", "127.0.0.1:0", &next.to_string()]);
+        let (proc, addr) = Proc::start(cmd, &format!("relay-{i}"), work, "listening on ");
+        let addr: SocketAddr = addr.parse()?;
+        chain.push(Relay { _proc: proc, addr });
         next = addr;
     }
     chain.reverse();
@@ -336,7 +317,7 @@ fn main() -> anyhow::Result<()> {
     let (d, t) = (median(direct), median(tunnel));
     println!("bulk download ({BULK_MIB} MiB)      direct {d:8.1} MB/s   tunnel {t:8.1} MB/s   ratio {:.2}x", t / d);
     // The ceiling: the same three loopback hops through two plain relays.
-    let relays = relay_chain(origin.http)?;
+    let relays = relay_chain(origin.http, work)?;
     let relay_bulk_url = format!("http://{}/bulk.bin", relays[0].addr);
     let relayed = median((0..RUNS).map(|_| bulk(&relay_bulk_url, None)).collect());
     println!(
