@@ -3,6 +3,7 @@
 //!
 //! # Layout
 //!
+//! - [`hello`]: the resend rule (which ticket slot the next hello uses).
 //! - [`dial`]: the agent side of the handshake.
 //! - [`link`]: the one h2-over-OtpStream connection, kept up with backoff.
 //! - [`proxy`]: the browser-facing proxy (CONNECT, absolute-form, own pages).
@@ -10,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 pub mod dial;
+pub mod hello;
 pub mod link;
 pub mod pages;
 pub mod proxy;

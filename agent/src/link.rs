@@ -15,6 +15,7 @@ use tunnel::store::FollowingPad;
 use tunnel::stream::{CloseReason, StreamStats};
 
 use crate::dial::{dial, DialError};
+use crate::hello::HelloPlan;
 use crate::Body;
 
 const BACKOFF_START: Duration = Duration::from_millis(200);
@@ -90,6 +91,8 @@ pub struct Link {
     pub state: watch::Sender<LinkState>,
     pub kick: Notify,
     pub totals: Totals,
+    /// Which slot the next hello uses (the resend rule).
+    pub hellos: Mutex<HelloPlan>,
 }
 
 impl Link {
@@ -101,6 +104,7 @@ impl Link {
             state: watch::channel(LinkState::Connecting).0,
             kick: Notify::new(),
             totals: Totals::default(),
+            hellos: Mutex::new(HelloPlan::default()),
         })
     }
 
@@ -159,7 +163,7 @@ impl Link {
 
     /// Dial, serve the tunnel until it ends. Ok(Some) if the gateway said the pad is finished.
     async fn connect_once(&self, addr: &str) -> Result<Option<Finished>, DialError> {
-        let (stream, reply) = dial(addr, &self.pad, self.timeout).await?;
+        let (stream, reply) = dial(addr, &self.pad, &self.hellos, self.timeout).await?;
         let stats = stream.stats();
         stats.balance.store(reply.balance, Ordering::Relaxed);
         if let Ok(mut s) = self.totals.streams.lock() {

@@ -48,6 +48,10 @@ fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
+    // Pads are key material: none of it may end up in a core file.
+    if let Err(e) = tunnel::secret::keep_out_of_core_dumps() {
+        tracing::warn!("cannot keep key material out of core dumps: {e}");
+    }
     if let Err(e) = run(Cli::parse()) {
         eprintln!("padnet-agent: {e:#}");
         std::process::exit(1);

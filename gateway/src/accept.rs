@@ -1,5 +1,6 @@
 //! The gateway's side of the handshake: read a hello, find its pad by ticket,
-//! authenticate it, burn the slot and allocate the first leases durably, reply.
+//! claim the slot (authenticate, burn, allocate the first leases, durably),
+//! and reply only if this connection made the claim.
 //! Anything else is held until a fixed deadline and closed the same way, so a
 //! prober learns nothing from when or how the connection ends.
 
@@ -9,10 +10,10 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
-use tunnel::handshake::{open_hello, seal_reply, Reply, ReplyStatus, HELLO_LEN};
+use tunnel::handshake::{seal_reply, Reply, ReplyStatus, Slot, HELLO_LEN, TICKET_LEN};
 use tunnel::lease::Lease;
 use tunnel::record::LeaseKeys;
-use tunnel::store::{blocking, AllocatingPad, PadStatus};
+use tunnel::store::{blocking, AllocatingPad, PadStatus, SlotClaim};
 use tunnel::stream::{KeySource, OtpStream, Role};
 
 use crate::ledger::Ledger;
@@ -39,8 +40,10 @@ pub struct Accepted {
     pub pad: Arc<AllocatingPad>,
 }
 
-/// Run the handshake on a fresh connection. Failures before a valid hello
-/// are held until `hold` after accept, then closed.
+/// Run the handshake on a fresh connection. Anything but a hello that
+/// claims its slot here (an unknown ticket, a replayed or duplicated hello
+/// whose slot another connection claimed, a forgery) is held until `hold`
+/// after accept and closed with nothing sent.
 pub async fn accept(
     mut tcp: TcpStream,
     registry: &Arc<Registry>,
@@ -50,34 +53,22 @@ pub async fn accept(
     let deadline = Instant::now() + hold;
     let mut hello = [0u8; HELLO_LEN];
     let outcome = match tokio::time::timeout_at(deadline, tcp.read_exact(&mut hello)).await {
-        Ok(Ok(_)) => check_hello(&hello, registry).await,
+        Ok(Ok(_)) => claim(&hello, registry).await,
         _ => Err(Refused::NoHello),
     };
-    let (pad, slot_index, slot) = match outcome {
-        Ok(found) => found,
+    let (pad, slot, status, leases) = match outcome {
+        Ok(claimed) => claimed,
         Err(e) => {
             hold_then_close(tcp, deadline).await;
             return Err(e);
         }
     };
-    let status = match pad.status() {
-        PadStatus::Active => ReplyStatus::Ok,
-        PadStatus::Inactive => ReplyStatus::NotActivated,
-        PadStatus::Cancelled => ReplyStatus::Cancelled,
-    };
-    let leases = if status == ReplyStatus::Ok {
-        let p = pad.clone();
-        blocking(move || p.open_tunnel(slot_index)).await?
-    } else {
-        let p = pad.clone();
-        blocking(move || p.burn_slot(slot_index)).await?;
-        None
-    };
-    registry.index(&pad);
-    let status = if status == ReplyStatus::Ok && leases.is_none() {
-        ReplyStatus::KeyExhausted
-    } else {
-        status
+    // This connection, and no other, claimed the slot: it alone replies.
+    let status = match (status, leases) {
+        (PadStatus::Active, Some(_)) => ReplyStatus::Ok,
+        (PadStatus::Active, None) => ReplyStatus::KeyExhausted,
+        (PadStatus::Inactive, _) => ReplyStatus::NotActivated,
+        (PadStatus::Cancelled, _) => ReplyStatus::Cancelled,
     };
     let empty = Lease { offset: 0, len: 0 };
     let (up, down) = leases.unwrap_or((empty, empty));
@@ -113,26 +104,32 @@ pub async fn accept(
     Ok(Accepted { stream, pad })
 }
 
-type Found = (Arc<AllocatingPad>, u32, tunnel::handshake::Slot);
+type Claimed = (Arc<AllocatingPad>, Slot, PadStatus, Option<(Lease, Lease)>);
 
-async fn check_hello(hello: &[u8; HELLO_LEN], registry: &Arc<Registry>) -> Result<Found, Refused> {
-    let ticket: [u8; 16] = hello[..16].try_into().expect("16 bytes");
+/// Find the hello's pad by its ticket and claim the slot (see
+/// [`AllocatingPad::claim_slot`]): the one step that decides which
+/// connection, if any, may reply.
+async fn claim(hello: &[u8; HELLO_LEN], registry: &Arc<Registry>) -> Result<Claimed, Refused> {
+    let mut ticket = [0u8; TICKET_LEN];
+    ticket.copy_from_slice(&hello[..TICKET_LEN]);
     let (pad, index) = registry
         .lookup(&ticket)
         .await
         .ok_or(Refused::UnknownTicket)?;
-    let p = pad.clone();
-    let slot = blocking(move || p.read_slot(index)).await?;
-    if open_hello(&slot, hello).is_err() {
-        // Never try a second hello against the same one-time key.
-        let p = pad.clone();
-        blocking(move || p.burn_slot(index)).await?;
-        registry.index(&pad);
-        return Err(Refused::BadHello);
+    let (p, h) = (pad.clone(), *hello);
+    let claim = blocking(move || p.claim_slot(index, &h)).await;
+    registry.index(&pad);
+    match claim? {
+        SlotClaim::Claimed {
+            slot,
+            status,
+            leases,
+        } => Ok((pad, slot, status, leases)),
+        SlotClaim::AlreadyBurned => Err(Refused::UnknownTicket),
+        SlotClaim::BadHello => Err(Refused::BadHello),
+        _ => Err(Refused::UnknownTicket),
     }
-    Ok((pad, index, slot))
 }
-
 /// Read and discard until the deadline, then close: the same for every prober.
 async fn hold_then_close(mut tcp: TcpStream, deadline: Instant) {
     let mut sink = [0u8; 4096];

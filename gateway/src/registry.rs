@@ -14,8 +14,12 @@ use tunnel::store::{state_path, AllocatingPad, LeaseJournal};
 
 use crate::state_dir::lease_len_for;
 
-/// Unused tickets indexed per pad: a hello lost in transit does not desynchronise.
-pub const TICKET_WINDOW: u32 = 8;
+/// Unused tickets indexed per pad: hellos lost in transit do not
+/// desynchronise. The agent resends an unanswered hello, moving to a new
+/// slot only after ever longer waits, so it stays inside this window for
+/// years of swallowed dials (docs/protocol.md); 32 tickets cost a pad
+/// about 3 KiB of memory here.
+pub const TICKET_WINDOW: u32 = 32;
 /// Unknown tickets trigger a rescan at most this often.
 const RESCAN_MIN_INTERVAL: Duration = Duration::from_millis(200);
 
@@ -23,7 +27,11 @@ pub struct Registry {
     dir: PathBuf,
     max_lease: u64,
     journal: Option<PathBuf>,
+    /// One twin per serial: the one allocator of that pad's leases.
     pads: RwLock<HashMap<Serial, Arc<AllocatingPad>>>,
+    /// Files loaded (as given by the directory listing), so a rescan opens
+    /// each at most once whatever its name.
+    loaded: Mutex<HashMap<PathBuf, Serial>>,
     tickets: RwLock<HashMap<Ticket, (Arc<AllocatingPad>, u32)>>,
     refused: Mutex<HashSet<PathBuf>>,
     last_scan: Mutex<Option<Instant>>,
@@ -36,6 +44,7 @@ impl Registry {
             max_lease,
             journal,
             pads: RwLock::default(),
+            loaded: Mutex::default(),
             tickets: RwLock::default(),
             refused: Mutex::default(),
             last_scan: Mutex::default(),
@@ -67,43 +76,55 @@ impl Registry {
             match self.open_pad(&path) {
                 Ok(pad) => {
                     let serial = pad.header().serial;
-                    let pad = Arc::new(pad);
-                    self.index(&pad);
-                    if let Ok(mut pads) = self.pads.write() {
-                        pads.insert(serial, pad);
+                    let Ok(mut pads) = self.pads.write() else {
+                        continue;
+                    };
+                    if let Some(first) = pads.get(&serial) {
+                        // A second file for a loaded serial would be a second
+                        // allocator of the same key material.
+                        let first = first.path().display().to_string();
+                        drop(pads);
+                        self.refuse(
+                            &path,
+                            format!(
+                                "{}: pad {serial} is already served from {first}; \
+                                 a second twin of one pad is refused",
+                                path.display()
+                            ),
+                        );
+                        continue;
                     }
+                    let pad = Arc::new(pad);
+                    pads.insert(serial, pad.clone());
+                    drop(pads);
+                    if let Ok(mut l) = self.loaded.lock() {
+                        l.insert(path.clone(), serial);
+                    }
+                    self.index(&pad);
                     added += 1;
                 }
-                Err(e) => {
-                    if self
-                        .refused
-                        .lock()
-                        .map(|mut r| r.insert(path.clone()))
-                        .unwrap_or(false)
-                    {
-                        tracing::error!("skipping pad: {e}");
-                    }
-                }
+                Err(e) => self.refuse(&path, format!("skipping pad: {e}")),
             }
         }
         Ok(added)
     }
 
+    /// Skip `path` from now on, reporting why once.
+    fn refuse(&self, path: &Path, why: String) {
+        if self
+            .refused
+            .lock()
+            .map(|mut r| r.insert(path.to_path_buf()))
+            .unwrap_or(false)
+        {
+            tracing::error!("{why}");
+        }
+    }
+
     fn is_known(&self, path: &Path) -> bool {
-        let Some(serial) = path
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .and_then(|s| s.parse::<Serial>().ok())
-        else {
-            return self
-                .refused
-                .lock()
-                .map(|r| r.contains(path))
-                .unwrap_or(false);
-        };
-        self.pads
-            .read()
-            .map(|p| p.contains_key(&serial))
+        self.loaded
+            .lock()
+            .map(|l| l.contains_key(path))
             .unwrap_or(false)
             || self
                 .refused
@@ -124,20 +145,23 @@ impl Registry {
         Ok(AllocatingPad::open(path, lease_len, journal)?)
     }
 
-    /// (Re)index a pad's window of unused tickets, dropping burned ones.
+    /// (Re)index a pad's window of unused tickets, dropping burned ones. The
+    /// mark is read under the index's lock, so of two racing calls the later
+    /// one sees the later mark; a stale entry could only lead to a claim
+    /// that finds the slot burned.
     pub fn index(&self, pad: &Arc<AllocatingPad>) {
+        let Ok(mut tickets) = self.tickets.write() else {
+            return;
+        };
         let next = pad.next_slot();
         let last = next
             .saturating_add(TICKET_WINDOW)
             .min(pad.header().ticket_slots);
-        let Ok(mut tickets) = self.tickets.write() else {
-            return;
-        };
         tickets.retain(|_, (p, slot)| !(Arc::ptr_eq(p, pad) && *slot < next));
         for i in next..last {
-            match pad.read_slot(i) {
-                Ok(slot) => {
-                    tickets.insert(slot.ticket(), (pad.clone(), i));
+            match pad.read_ticket(i) {
+                Ok(ticket) => {
+                    tickets.insert(ticket, (pad.clone(), i));
                 }
                 Err(e) => {
                     tracing::error!(serial = %pad.header().serial, "cannot read ticket slot {i}: {e}")
@@ -163,5 +187,92 @@ impl Registry {
             return self.tickets.read().ok()?.get(ticket).cloned();
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tunnel::pad::{mint, Mode, PadHeader, PAGE};
+    use tunnel::store::PadStatus;
+
+    fn mint_twin(path: &Path, serial: Serial) {
+        let h = PadHeader {
+            mode: Mode::Otp,
+            serial,
+            ticket_slots: 64,
+            data_size: 64 * PAGE,
+            created_unix: 0,
+            value_micros: 0,
+            policy_id: [0; 32],
+            gateways: vec!["127.0.0.1:1".into()],
+        };
+        mint(&h, &[path.to_path_buf()], |_| {}).unwrap();
+        AllocatingPad::create_state(path, PadStatus::Active).unwrap();
+    }
+
+    #[test]
+    fn a_twin_whose_name_is_not_its_serial_is_loaded_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let serial = Serial::random();
+        mint_twin(&dir.path().join("renamed.pad"), serial);
+        let reg = Registry::new(dir.path().to_path_buf(), 1 << 20, None);
+        assert_eq!(reg.scan().unwrap(), 1);
+        let first = reg.get(&serial).unwrap();
+        for _ in 0..3 {
+            assert_eq!(reg.scan().unwrap(), 0, "a rescan opens nothing new");
+            assert!(Arc::ptr_eq(&first, &reg.get(&serial).unwrap()));
+        }
+        assert_eq!(
+            reg.tickets.read().unwrap().len(),
+            TICKET_WINDOW as usize,
+            "one window of tickets, from one instance"
+        );
+    }
+
+    #[test]
+    fn a_second_file_for_a_loaded_serial_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let serial = Serial::random();
+        mint_twin(&dir.path().join("a.pad"), serial);
+        let reg = Registry::new(dir.path().to_path_buf(), 1 << 20, None);
+        reg.scan().unwrap();
+        let first = reg.get(&serial).unwrap();
+        // A copy of the same pad appears under another name.
+        std::fs::copy(dir.path().join("a.pad"), dir.path().join("b.pad")).unwrap();
+        std::fs::copy(
+            dir.path().join("a.pad.state"),
+            dir.path().join("b.pad.state"),
+        )
+        .unwrap();
+        assert_eq!(reg.scan().unwrap(), 0);
+        assert!(Arc::ptr_eq(&first, &reg.get(&serial).unwrap()));
+        assert!(reg
+            .refused
+            .lock()
+            .unwrap()
+            .contains(&dir.path().join("b.pad")));
+    }
+
+    #[test]
+    fn the_index_follows_the_mark_and_skips_burned_slots() {
+        let dir = tempfile::tempdir().unwrap();
+        let serial = Serial::random();
+        let path = dir.path().join("p.pad");
+        mint_twin(&path, serial);
+        let reg = Registry::new(dir.path().to_path_buf(), 1 << 20, None);
+        reg.scan().unwrap();
+        let pad = reg.get(&serial).unwrap();
+        let t0 = pad.read_ticket(0).unwrap();
+        // A forged hello on slot 3 burns slots 0..=3.
+        let mut junk = [0u8; tunnel::handshake::HELLO_LEN];
+        junk[..16].copy_from_slice(&pad.read_ticket(3).unwrap());
+        pad.claim_slot(3, &junk).unwrap();
+        reg.index(&pad);
+        let tickets = reg.tickets.read().unwrap();
+        assert!(!tickets.contains_key(&t0));
+        let slots: Vec<u32> = tickets.values().map(|(_, i)| *i).collect();
+        assert_eq!(slots.len(), TICKET_WINDOW as usize);
+        assert!(slots.iter().all(|&i| (4..4 + TICKET_WINDOW).contains(&i)));
     }
 }

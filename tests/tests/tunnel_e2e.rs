@@ -482,11 +482,13 @@ fn wait_for_growth(p: &std::path::Path, bytes: u64) {
 /// corrupted reaches the browser.
 #[test]
 fn a_tampered_tunnel_is_dropped_and_the_agent_reconnects() {
-    let net = Setup {
+    let mut net = Setup {
         blob_mib: 4,
         ..Setup::default()
     }
     .run();
+    // One agent per pad: the one behind the relay takes the pad over.
+    net.agent.proc.kill9();
     let relay = Relay::start(net.gateway.addr);
     let agent = start_agent(&net.pad, relay.addr, &[], net.dir.path());
     let (code, _) = get_via(agent.addr, &net.url("/"), &[]);

@@ -19,7 +19,7 @@
 use poly1305::universal_hash::KeyInit;
 use poly1305::{Key, Poly1305};
 use subtle::ConstantTimeEq;
-use zeroize::Zeroizing;
+use zeroize::Zeroize;
 
 use crate::lease::Lease;
 use crate::pad::SLOT_SIZE;
@@ -34,12 +34,38 @@ pub const PROTOCOL_VERSION: u8 = 1;
 /// A one-time ticket: the first 16 bytes of a slot.
 pub type Ticket = [u8; TICKET_LEN];
 
-/// The key material of one ticket slot, zeroized on drop.
-pub struct Slot(Zeroizing<[u8; SLOT_SIZE]>);
+/// The key material of one ticket slot, on the heap (so moving a `Slot`
+/// moves a pointer and leaves no copy of the keys behind), zeroized on drop.
+pub struct Slot(Box<[u8; SLOT_SIZE]>);
+
+impl std::fmt::Debug for Slot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Slot(..)")
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
 
 impl Slot {
-    pub fn new(bytes: Zeroizing<[u8; SLOT_SIZE]>) -> Slot {
-        Slot(bytes)
+    /// An all-zero slot to read key material into.
+    pub fn zeroed() -> Slot {
+        Slot(Box::new([0u8; SLOT_SIZE]))
+    }
+
+    /// The slot's bytes, to fill from a pad file.
+    pub fn bytes_mut(&mut self) -> &mut [u8; SLOT_SIZE] {
+        &mut self.0
+    }
+
+    /// A slot holding `bytes` (tests and fuzzing).
+    pub fn from_bytes(bytes: &[u8; SLOT_SIZE]) -> Slot {
+        let mut s = Slot::zeroed();
+        s.bytes_mut().copy_from_slice(bytes);
+        s
     }
 
     pub fn ticket(&self) -> Ticket {
@@ -179,11 +205,11 @@ mod tests {
     use super::*;
 
     fn slot(seed: u8) -> Slot {
-        let mut s = Zeroizing::new([0u8; SLOT_SIZE]);
-        for (i, b) in s.iter_mut().enumerate() {
+        let mut s = Slot::zeroed();
+        for (i, b) in s.bytes_mut().iter_mut().enumerate() {
             *b = (i as u8).wrapping_mul(13) ^ seed;
         }
-        Slot::new(s)
+        s
     }
 
     #[test]

@@ -80,6 +80,72 @@ impl LeaseAllocator {
     }
 }
 
+/// The ranges of the data region one side has used, kept merged. The agent
+/// admits a lease only if it shares no byte with anything here: a lease the
+/// gateway announces twice, or a forged one over spent bytes, is refused
+/// rather than used as a two-time pad.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UsedRanges {
+    /// Disjoint, non-adjacent ranges: start -> end.
+    ranges: std::collections::BTreeMap<u64, u64>,
+}
+
+impl UsedRanges {
+    /// Every byte below `floor` counts as used.
+    pub fn below(floor: u64) -> UsedRanges {
+        let mut u = UsedRanges::default();
+        if floor > 0 {
+            u.ranges.insert(0, floor);
+        }
+        u
+    }
+
+    /// Whether `lease` shares a byte with a used range.
+    pub fn overlaps(&self, lease: &Lease) -> bool {
+        if lease.len == 0 {
+            return false;
+        }
+        // The last range starting before the lease's end is the only candidate.
+        self.ranges
+            .range(..lease.end())
+            .next_back()
+            .is_some_and(|(_, &end)| end > lease.offset)
+    }
+
+    /// Record `lease` as used if it is disjoint from everything used so far;
+    /// `false` (and nothing recorded) if it is not.
+    pub fn admit(&mut self, lease: Lease) -> bool {
+        if self.overlaps(&lease) {
+            return false;
+        }
+        if lease.len == 0 {
+            return true;
+        }
+        let (mut start, mut end) = (lease.offset, lease.end());
+        if let Some((&s, &e)) = self.ranges.range(..start).next_back() {
+            if e == start {
+                self.ranges.remove(&s);
+                start = s;
+            }
+        }
+        if let Some(e) = self.ranges.remove(&end) {
+            end = e;
+        }
+        self.ranges.insert(start, end);
+        true
+    }
+
+    /// The end of the highest used range (0 when none).
+    pub fn high(&self) -> u64 {
+        self.ranges.values().next_back().copied().unwrap_or(0)
+    }
+
+    /// Number of separate ranges (adjacent leases merge into one).
+    pub fn pieces(&self) -> usize {
+        self.ranges.len()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,7 +190,57 @@ mod tests {
         );
     }
 
+    #[test]
+    fn used_ranges_merge_and_refuse_any_shared_byte() {
+        let mut u = UsedRanges::below(100);
+        assert!(!u.admit(Lease { offset: 99, len: 5 }), "overlaps the floor");
+        assert!(u.admit(Lease {
+            offset: 200,
+            len: 50
+        }));
+        assert!(
+            u.admit(Lease {
+                offset: 100,
+                len: 100
+            }),
+            "fills the gap"
+        );
+        assert_eq!(u.pieces(), 1, "adjacent ranges merge");
+        assert_eq!(u.high(), 250);
+        assert!(!u.admit(Lease {
+            offset: 249,
+            len: 1
+        }));
+        assert!(u.admit(Lease {
+            offset: 250,
+            len: 1
+        }));
+        assert!(!u.admit(Lease { offset: 0, len: 1 }));
+        assert!(
+            u.admit(Lease { offset: 10, len: 0 }),
+            "an empty lease uses nothing"
+        );
+    }
+
     proptest! {
+        /// `UsedRanges` agrees with a byte-by-byte model: a lease is admitted
+        /// exactly when none of its bytes was admitted before.
+        #[test]
+        fn used_ranges_match_a_byte_model(ops in proptest::collection::vec((0u64..300, 0u64..40), 1..100)) {
+            let mut used = UsedRanges::default();
+            let mut model = vec![false; 400];
+            for (offset, len) in ops {
+                let l = Lease { offset, len };
+                let free = (offset..offset + len).all(|i| !model[i as usize]);
+                prop_assert_eq!(used.admit(l), free, "lease {}", l);
+                if free {
+                    for i in offset..offset + len {
+                        model[i as usize] = true;
+                    }
+                }
+            }
+        }
+
         /// Grants for both directions, interleaved at random, with the
         /// allocator reloaded from its durable high-water mark at random points
         /// (a crash), never hand out a byte twice.

@@ -8,11 +8,14 @@ use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use rand::rngs::OsRng;
 use rand::RngCore;
 use zeroize::Zeroizing;
 
+use crate::handshake::{Slot, Ticket, TICKET_LEN};
 use crate::lease::Lease;
 use crate::secret::KeyBytes;
 
@@ -291,6 +294,8 @@ pub struct PadFile {
     /// only costs a copy and evicts useful pages.
     direct: Option<File>,
     header: PadHeader,
+    /// When erasures were last flushed to disk.
+    last_sync: Mutex<Instant>,
 }
 
 impl PadFile {
@@ -332,6 +337,7 @@ impl PadFile {
             file,
             direct,
             header,
+            last_sync: Mutex::new(Instant::now()),
         })
     }
 
@@ -343,13 +349,30 @@ impl PadFile {
         &self.path
     }
 
-    /// Read ticket slot `i` (without erasing it).
-    pub fn read_slot(&self, i: u32) -> io::Result<Zeroizing<[u8; SLOT_SIZE]>> {
+    /// Read ticket slot `i` (without erasing it). A slot holding an erased
+    /// (all-zero) block is refused: erased bytes are never used as keys.
+    pub fn read_slot(&self, i: u32) -> io::Result<Slot> {
         self.check_slot(i)?;
-        let mut slot = Zeroizing::new([0u8; SLOT_SIZE]);
+        let mut slot = Slot::zeroed();
         self.file
-            .read_exact_at(&mut slot[..], self.header.slot_offset(i))?;
+            .read_exact_at(&mut slot.bytes_mut()[..], self.header.slot_offset(i))?;
+        if holds_erased_block(&slot.bytes_mut()[..]) {
+            return Err(already_used(format!("ticket slot {i}")));
+        }
         Ok(slot)
+    }
+
+    /// Read only the 16-byte ticket of slot `i` (for the gateway's index):
+    /// the slot's keys stay on disk until a hello needs them.
+    pub fn read_ticket(&self, i: u32) -> io::Result<Ticket> {
+        self.check_slot(i)?;
+        let mut t = [0u8; TICKET_LEN];
+        self.file
+            .read_exact_at(&mut t, self.header.slot_offset(i))?;
+        if t == [0u8; TICKET_LEN] {
+            return Err(already_used(format!("ticket slot {i}")));
+        }
+        Ok(t)
     }
 
     /// Erase ticket slots `from..to` on disk.
@@ -359,7 +382,28 @@ impl PadFile {
         }
         self.check_slot(to - 1)?;
         let off = self.header.slot_offset(from);
-        erase(&self.file, off, u64::from(to - from) * SLOT_SIZE as u64)
+        erase(&self.file, off, u64::from(to - from) * SLOT_SIZE as u64)?;
+        self.sync()
+    }
+
+    /// Erase the data region's `[from, to)` on disk and make it durable: key
+    /// material announced to this side but never taken (a lease cut short by
+    /// a crash) is destroyed too.
+    pub fn erase_data(&self, from: u64, to: u64) -> io::Result<()> {
+        let to = to.min(self.header.data_size);
+        if from >= to {
+            return Ok(());
+        }
+        erase(&self.file, self.header.data_offset() + from, to - from)?;
+        self.sync()
+    }
+
+    /// Take an exclusive lock on the pad file for the life of this handle, so
+    /// no second process can allocate or follow leases of the same pad.
+    /// `Err(WouldBlock)` when another process holds it.
+    pub fn lock_exclusive(&self) -> io::Result<()> {
+        use rustix::fs::{flock, FlockOperation};
+        flock(&self.file, FlockOperation::NonBlockingLockExclusive).map_err(io::Error::from)
     }
 
     fn check_slot(&self, i: u32) -> io::Result<()> {
@@ -397,14 +441,65 @@ impl PadFile {
         if !direct_ok {
             self.file.read_exact_at(rest, at)?;
         }
+        if holds_erased_block(&bytes) {
+            // Not erased again: the lease stays as it is for a post-mortem.
+            return Err(already_used(format!("lease {lease}")));
+        }
         erase(&self.file, off, lease.len)?;
+        self.sync_if_due()?;
         Ok(bytes)
     }
 
     /// Flush erasures to disk.
     pub fn sync(&self) -> io::Result<()> {
-        self.file.sync_data()
+        self.file.sync_data()?;
+        if let Ok(mut t) = self.last_sync.lock() {
+            *t = Instant::now();
+        }
+        Ok(())
     }
+
+    /// Flush erasures when the last flush is [`ERASE_SYNC_INTERVAL`] old: a
+    /// power cut undoes at most that much erasure, and a bulk transfer does
+    /// not pay an fdatasync per lease.
+    fn sync_if_due(&self) -> io::Result<()> {
+        let due = self
+            .last_sync
+            .lock()
+            .map(|t| t.elapsed() >= ERASE_SYNC_INTERVAL)
+            .unwrap_or(true);
+        if due {
+            self.sync()?;
+        }
+        Ok(())
+    }
+}
+
+/// Erasures are flushed to disk at least this often while leases are taken
+/// (and at once for ticket slots and at every handshake).
+pub const ERASE_SYNC_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Whether `bytes` holds an aligned 32-byte block (or a tail of 16 bytes or
+/// more) that is all zero. Fresh key material holds one with probability
+/// about 2^-256 per block; erased (punched or zeroed) material always does.
+pub fn holds_erased_block(bytes: &[u8]) -> bool {
+    let mut blocks = bytes.chunks_exact(32);
+    // An OR-fold per block: branch-free inside a block, so it vectorises.
+    let zero_block = blocks
+        .by_ref()
+        .any(|b| b.iter().fold(0u8, |acc, &x| acc | x) == 0);
+    let tail = blocks.remainder();
+    zero_block || (tail.len() >= 16 && tail.iter().all(|&x| x == 0))
+}
+
+fn already_used(what: String) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!(
+            "{what} holds erased key material: it was used already \
+             (a restored or copied pad or .state file?); refusing to use it again"
+        ),
+    )
 }
 
 /// Read what of `buf`'s span at `off` is in the page cache already, without
@@ -470,11 +565,19 @@ pub fn mint(header: &PadHeader, outs: &[PathBuf], mut progress: impl FnMut(u64))
         .encode()
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
     let tmps: Vec<PathBuf> = outs.iter().map(|p| tmp_name(p)).collect();
+    use std::os::unix::fs::OpenOptionsExt;
     let result = (|| {
         let mut files = Vec::with_capacity(outs.len());
         for t in &tmps {
-            let f = OpenOptions::new().write(true).create_new(true).open(t)?;
-            files.push(io::BufWriter::with_capacity(1 << 20, f));
+            // Unbuffered: chunks are 1 MiB already, and a writer's buffer
+            // would keep a copy of key material that nothing wipes.
+            files.push(
+                OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(t)?,
+            );
         }
         // Header, then the gap up to the ticket region is part of the header block.
         for f in &mut files {
@@ -492,7 +595,6 @@ pub fn mint(header: &PadHeader, outs: &[PathBuf], mut progress: impl FnMut(u64))
             &mut progress,
         )?;
         for f in files {
-            let f = f.into_inner().map_err(|e| e.into_error())?;
             f.sync_all()?;
         }
         for (t, p) in tmps.iter().zip(outs) {
@@ -680,6 +782,81 @@ mod tests {
             let at = (data + offset) as usize;
             assert_eq!(&key[..], &twin[at..at + len as usize], "lease at {offset}");
         }
+    }
+
+    #[test]
+    fn taken_leases_and_read_slots_fail_instead_of_giving_zeros() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.pad");
+        mint(&header(), std::slice::from_ref(&a), |_| {}).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&a).unwrap().permissions().mode() & 0o777,
+            0o600,
+            "a pad is key material: owner only"
+        );
+        let pad = PadFile::open(&a).unwrap();
+        let lease = Lease {
+            offset: 2 * PAGE,
+            len: PAGE,
+        };
+        pad.take(lease).unwrap();
+        let e = pad.take(lease).unwrap_err();
+        assert!(e.to_string().contains("erased"), "{e}");
+        // Any lease touching erased bytes is refused, not just the same one.
+        let e = pad
+            .take(Lease {
+                offset: 2 * PAGE + 512,
+                len: PAGE,
+            })
+            .unwrap_err();
+        assert!(e.to_string().contains("erased"), "{e}");
+        assert!(pad.read_slot(3).is_ok() && pad.read_ticket(3).is_ok());
+        pad.erase_slots(3, 4).unwrap();
+        assert!(pad.read_slot(3).unwrap_err().to_string().contains("erased"));
+        assert!(pad.read_ticket(3).is_err());
+        assert!(pad.read_slot(4).is_ok(), "the next slot is untouched");
+        // Data erased without being taken (announced, never used) is refused too.
+        pad.erase_data(5 * PAGE, 6 * PAGE).unwrap();
+        assert!(pad
+            .take(Lease {
+                offset: 5 * PAGE,
+                len: PAGE
+            })
+            .is_err());
+    }
+
+    #[test]
+    fn erased_blocks_are_found_anywhere() {
+        let mut b = vec![0xa5u8; 4096];
+        assert!(!holds_erased_block(&b));
+        b[1024..1056].fill(0);
+        assert!(holds_erased_block(&b), "one aligned zero block");
+        let mut b = vec![0xa5u8; 4096 + 20];
+        b[4096..].fill(0);
+        assert!(holds_erased_block(&b), "a zero tail of 20 bytes");
+        let mut b = vec![0xa5u8; 4096];
+        b[1030..1060].fill(0);
+        assert!(
+            !holds_erased_block(&b),
+            "30 unaligned zeros are not a block"
+        );
+    }
+
+    #[test]
+    fn a_locked_pad_cannot_be_locked_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.pad");
+        mint(&header(), std::slice::from_ref(&a), |_| {}).unwrap();
+        let first = PadFile::open(&a).unwrap();
+        first.lock_exclusive().unwrap();
+        let second = PadFile::open(&a).unwrap();
+        assert_eq!(
+            second.lock_exclusive().unwrap_err().kind(),
+            io::ErrorKind::WouldBlock
+        );
+        drop(first);
+        second.lock_exclusive().unwrap();
     }
 
     #[test]

@@ -22,10 +22,12 @@ pub struct DurableCell {
 impl DurableCell {
     /// Create a new state file holding `payload` (fails if it exists).
     pub fn create(path: &Path, payload: &[u8]) -> io::Result<DurableCell> {
+        use std::os::unix::fs::OpenOptionsExt;
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create_new(true)
+            .mode(0o600)
             .open(path)?;
         file.set_len(2 * COPY as u64)?;
         let mut cell = DurableCell {

@@ -814,6 +814,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> OtpStream<T> {
         if self.inbuf.is_empty() {
             return Poll::Ready(Ok(false));
         }
+        if self.peer_closed {
+            // A CLOSE is the peer's last record: anything after it is not the peer's.
+            return Poll::Ready(Err(self.fail("bytes after the peer's CLOSE record".into())));
+        }
         while self.recv.is_done() && !self.opener.mid_record() {
             let Some(next) = self.recv_next.front_mut() else {
                 return Poll::Ready(Err(
@@ -873,6 +877,15 @@ impl<T: AsyncRead + AsyncWrite + Unpin> OtpStream<T> {
             (RecordType::Close, _) if payload.len() == 1 => {
                 self.stats.close_reason.store(payload[0], Ordering::Relaxed);
                 self.peer_closed = true;
+                // A CLOSE is answered with a CLOSE (unless ours is out
+                // already): a clean end needs both, so neither side can have
+                // the tail of its direction cut without hearing of it.
+                self.queue_close(CloseReason::Shutdown);
+                if !self.inbuf.is_empty() {
+                    return Poll::Ready(Err(
+                        self.fail("bytes after the peer's CLOSE record".into())
+                    ));
+                }
                 self.wake_writer();
             }
             (kind, role) => {
@@ -919,13 +932,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for OtpStream<T> {
             match got {
                 Ok(true) => {}
                 Ok(false) => return Poll::Ready(Ok(())),
-                // Our CLOSE was answered by the peer closing the socket: a clean end.
-                Err(e)
-                    if e.kind() == io::ErrorKind::UnexpectedEof
-                        && this.close_queued
-                        && this.control.is_empty() =>
-                {
-                    return Poll::Ready(Ok(()))
+                // Our CLOSE went out and the socket ended without the peer's:
+                // the tail of its direction may have been cut.
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof && this.close_queued => {
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "tunnel ended before the peer answered our CLOSE",
+                    )))
                 }
                 Err(e) => return Poll::Ready(Err(e)),
             }
@@ -1278,6 +1291,67 @@ mod tests {
             ag.stats().close_reason.load(Ordering::Relaxed),
             CloseReason::Shutdown as u8
         );
+    }
+
+    /// The CLOSE is answered with a CLOSE: both readers end cleanly, and
+    /// the initiator hears the answer.
+    #[tokio::test]
+    async fn a_close_is_answered_and_both_ends_read_a_clean_end() {
+        let (mut gw, mut ag, _) = pair(1 << 20, 64 * 1024);
+        gw.shutdown().await.unwrap();
+        let mut got = Vec::new();
+        ag.read_to_end(&mut got).await.unwrap();
+        let mut back = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), gw.read_to_end(&mut back))
+            .await
+            .expect("the answer arrives")
+            .expect("an answered CLOSE is a clean end");
+        assert!(back.is_empty());
+        assert_eq!(
+            gw.stats().close_reason.load(Ordering::Relaxed),
+            CloseReason::Shutdown as u8
+        );
+    }
+
+    /// A CLOSE never answered, the socket ending instead, is an error at the
+    /// reader of the side that sent it: the tail of the peer's direction
+    /// (here, bytes the peer wrote after our CLOSE left) may be cut.
+    #[tokio::test]
+    async fn an_unanswered_close_or_a_cut_tail_is_an_error() {
+        // Nothing in flight: the peer just vanishes.
+        let (mut gw, ag, _) = pair(1 << 20, 64 * 1024);
+        gw.shutdown().await.unwrap();
+        drop(ag);
+        let mut back = Vec::new();
+        let e = gw.read_to_end(&mut back).await.unwrap_err();
+        assert!(e.to_string().contains("answered our CLOSE"), "{e}");
+        // The peer was sending when our CLOSE left; the connection is cut
+        // before the rest and its CLOSE arrive: what did arrive is
+        // delivered, then the error.
+        let (mut gw, mut ag, _) = pair(1 << 20, 64 * 1024);
+        ag.shutdown().await.unwrap();
+        gw.write_all(b"tail").await.unwrap();
+        gw.flush().await.unwrap();
+        drop(gw);
+        let mut got = Vec::new();
+        let e = ag.read_to_end(&mut got).await.unwrap_err();
+        assert_eq!(got, b"tail");
+        assert!(e.to_string().contains("answered our CLOSE"), "{e}");
+    }
+
+    /// Nothing is accepted after the peer's CLOSE.
+    #[tokio::test]
+    async fn bytes_after_a_close_are_refused() {
+        let (mut gw, mut ag, _) = pair(1 << 20, 64 * 1024);
+        gw.queue_close(CloseReason::Shutdown);
+        gw.seal_controls().unwrap();
+        let mut wire = gw.out.split().to_vec();
+        wire.extend_from_slice(&[0u8; 40]);
+        ag.inbuf.extend_from_slice(&wire);
+        match ag.poll_open_one() {
+            Poll::Ready(Err(e)) => assert!(e.to_string().contains("after the peer's CLOSE"), "{e}"),
+            other => panic!("expected an error, got {other:?}"),
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
