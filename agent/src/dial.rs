@@ -14,7 +14,7 @@ use tunnel::record::LeaseKeys;
 use tunnel::store::{blocking, FollowingPad};
 use tunnel::stream::{KeySource, OtpStream, Role};
 
-use crate::hello::HelloPlan;
+use crate::hello::{HelloPlan, Next};
 
 /// Why a dial failed.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +33,11 @@ pub enum DialError {
     Refused(ReplyStatus),
     #[error("pad: {0}")]
     Pad(std::io::Error),
+    #[error(
+        "replies here failed authentication (not a padnet gateway?); the next ticket slot is due in {}s",
+        .0.as_secs()
+    )]
+    Waiting(Duration),
 }
 
 impl DialError {
@@ -42,25 +47,34 @@ impl DialError {
     }
 }
 
-/// Open a tunnel to `addr`. The hello is the pending one when `plan` says
-/// to send it again, else one on a newly claimed slot.
+/// Open a tunnel to `addr`. The hello is the pending one when the resend
+/// rule says so (see [`crate::hello`]), else one on a newly claimed slot.
 pub async fn dial(
     addr: &str,
     pad: &Arc<FollowingPad>,
     plan: &Mutex<HelloPlan>,
     timeout: Duration,
 ) -> Result<(OtpStream<TcpStream>, Reply), DialError> {
+    let next = lock(plan).next(pad.pending(), pad.streak(), Instant::now());
+    if let Next::Wait(d) = next {
+        return Err(DialError::Waiting(d));
+    }
     let mut tcp = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
         Ok(Ok(t)) => t,
         Ok(Err(e)) => return Err(DialError::Connect(e)),
         Err(_) => return Err(DialError::ConnectTimeout),
     };
     let _ = tcp.set_nodelay(true);
-    let now_plan = lock(plan).clone();
     let p = pad.clone();
-    let (index, slot) = blocking(move || match p.pending_slot()? {
-        Some(found) if now_plan.resend(Some(found.0), Instant::now()) => Ok(found),
-        _ => p.claim_slot(),
+    let (index, slot) = blocking(move || {
+        if let Next::Resend(pending) = next {
+            match p.pending_keys(pending) {
+                Ok(keys) => return Ok((pending.slot, keys)),
+                // Unreadable (erased: a restored .state?): move on to a new slot.
+                Err(e) => tracing::warn!("cannot resend the pending hello: {e}"),
+            }
+        }
+        p.claim_slot(PROTOCOL_VERSION)
     })
     .await
     .map_err(DialError::Pad)?;
@@ -77,14 +91,15 @@ pub async fn dial(
         Ok(Ok(_)) => {}
         _ => return Err(DialError::NoReply),
     }
+    let p = pad.clone();
     let Ok(reply) = open_reply(&slot, &wire) else {
         // One try per one-time key: this slot's hello is never sent again.
-        lock(plan).spoil();
+        blocking(move || p.spoil_pending(index))
+            .await
+            .map_err(DialError::Pad)?;
         return Err(DialError::BadReply);
     };
     drop(slot);
-    lock(plan).answered();
-    let p = pad.clone();
     if reply.status != ReplyStatus::Ok {
         blocking(move || p.slot_answered(index))
             .await

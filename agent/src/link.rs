@@ -201,6 +201,10 @@ impl Link {
                 }
             }
         };
+        let pad = self.pad.clone();
+        if let Err(e) = tunnel::store::blocking(move || pad.sync_erasures()).await {
+            tracing::warn!("flushing erasures: {e}");
+        }
         if let Err(e) = ended {
             tracing::warn!("tunnel via {addr} ended: {e}");
         } else {

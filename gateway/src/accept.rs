@@ -118,7 +118,12 @@ async fn claim(hello: &[u8; HELLO_LEN], registry: &Arc<Registry>) -> Result<Clai
         .ok_or(Refused::UnknownTicket)?;
     let (p, h) = (pad.clone(), *hello);
     let claim = blocking(move || p.claim_slot(index, &h)).await;
-    registry.index(&pad);
+    let (r, p) = (registry.clone(), pad.clone());
+    let _ = blocking(move || {
+        r.index(&p);
+        Ok(())
+    })
+    .await;
     match claim? {
         SlotClaim::Claimed {
             slot,

@@ -116,7 +116,15 @@ impl AdminApi {
         let parsed: Serial = serial
             .parse()
             .map_err(|e| format!("{serial:?} is not a pad serial: {e}"))?;
-        let pad = match self.registry.as_ref().and_then(|r| r.get(&parsed)) {
+        // A serving gateway's own twin (picking up a pad minted a moment ago):
+        // a second handle would take the pad's lock from the registry.
+        let served = self.registry.as_ref().and_then(|r| {
+            r.get(&parsed).or_else(|| {
+                let _ = r.scan();
+                r.get(&parsed)
+            })
+        });
+        let pad = match served {
             Some(p) => p,
             None => {
                 let path = self.state.pads_dir().join(format!("{parsed}.pad"));

@@ -10,7 +10,11 @@ use std::time::{Duration, Instant};
 
 use tunnel::handshake::Ticket;
 use tunnel::pad::Serial;
-use tunnel::store::{state_path, AllocatingPad, LeaseJournal};
+use tunnel::store::{state_path, AllocatingPad, LeaseJournal, OpenError};
+
+fn is_locked(e: &OpenError) -> bool {
+    matches!(e, OpenError::Locked { .. })
+}
 
 use crate::state_dir::lease_len_for;
 
@@ -35,6 +39,8 @@ pub struct Registry {
     tickets: RwLock<HashMap<Ticket, (Arc<AllocatingPad>, u32)>>,
     refused: Mutex<HashSet<PathBuf>>,
     last_scan: Mutex<Option<Instant>>,
+    /// One scan at a time: two would open the same new file twice.
+    scanning: Mutex<()>,
 }
 
 impl Registry {
@@ -48,6 +54,7 @@ impl Registry {
             tickets: RwLock::default(),
             refused: Mutex::default(),
             last_scan: Mutex::default(),
+            scanning: Mutex::default(),
         }
     }
 
@@ -59,6 +66,7 @@ impl Registry {
     /// once each, naming the file, and skipped: one damaged pad does not stop
     /// the gateway serving the others. Blocking.
     pub fn scan(&self) -> std::io::Result<usize> {
+        let _one_at_a_time = self.scanning.lock().unwrap_or_else(|p| p.into_inner());
         if let Ok(mut t) = self.last_scan.lock() {
             *t = Some(Instant::now());
         }
@@ -103,6 +111,8 @@ impl Registry {
                     self.index(&pad);
                     added += 1;
                 }
+                // Held by another process for now (an admin command): try again next scan.
+                Err(e) if is_locked(&e) => tracing::debug!("pad busy, retrying: {e}"),
                 Err(e) => self.refuse(&path, format!("skipping pad: {e}")),
             }
         }
@@ -133,40 +143,49 @@ impl Registry {
                 .unwrap_or(false)
     }
 
-    fn open_pad(&self, path: &Path) -> anyhow::Result<AllocatingPad> {
+    fn open_pad(&self, path: &Path) -> Result<AllocatingPad, OpenError> {
         let journal = match &self.journal {
-            Some(j) => Some(LeaseJournal::open(j)?),
+            Some(j) => Some(LeaseJournal::open(j).map_err(|source| OpenError::State {
+                path: j.clone(),
+                source,
+            })?),
             None => None,
         };
         // Lease length depends on the pad's size: read the header first.
         let probe = tunnel::pad::PadFile::open(path)?;
         let lease_len = lease_len_for(probe.header().data_size, self.max_lease);
         drop(probe);
-        Ok(AllocatingPad::open(path, lease_len, journal)?)
+        AllocatingPad::open(path, lease_len, journal)
     }
 
-    /// (Re)index a pad's window of unused tickets, dropping burned ones. The
-    /// mark is read under the index's lock, so of two racing calls the later
-    /// one sees the later mark; a stale entry could only lead to a claim
-    /// that finds the slot burned.
+    /// (Re)index a pad's window of unused tickets, dropping burned ones.
+    /// The tickets are read before the index is locked, and the mark is read
+    /// again under the lock, so lookups never wait on disk reads or on a
+    /// claim's fsync; an entry left stale by a racing claim can only lead to
+    /// a claim that finds its slot burned. Blocking (disk reads).
     pub fn index(&self, pad: &Arc<AllocatingPad>) {
-        let Ok(mut tickets) = self.tickets.write() else {
-            return;
-        };
         let next = pad.next_slot();
         let last = next
             .saturating_add(TICKET_WINDOW)
             .min(pad.header().ticket_slots);
-        tickets.retain(|_, (p, slot)| !(Arc::ptr_eq(p, pad) && *slot < next));
+        let mut fresh = Vec::with_capacity((last - next) as usize);
         for i in next..last {
             match pad.read_ticket(i) {
-                Ok(ticket) => {
-                    tickets.insert(ticket, (pad.clone(), i));
-                }
+                Ok(ticket) => fresh.push((ticket, i)),
+                // Burned by a claim since `next` was read: nothing to index.
+                Err(_) if pad.next_slot() > i => {}
                 Err(e) => {
                     tracing::error!(serial = %pad.header().serial, "cannot read ticket slot {i}: {e}")
                 }
             }
+        }
+        let Ok(mut tickets) = self.tickets.write() else {
+            return;
+        };
+        let next = pad.next_slot();
+        tickets.retain(|_, (p, slot)| !(Arc::ptr_eq(p, pad) && *slot < next));
+        for (ticket, i) in fresh.into_iter().filter(|(_, i)| *i >= next) {
+            tickets.insert(ticket, (pad.clone(), i));
         }
     }
 

@@ -168,6 +168,9 @@ impl Server {
         {
             tracing::debug!("tunnel ended: {e}");
         }
-        drop(accepted.pad);
+        let pad = accepted.pad;
+        if let Err(e) = tunnel::store::blocking(move || pad.sync_erasures()).await {
+            tracing::warn!("flushing erasures: {e}");
+        }
     }
 }

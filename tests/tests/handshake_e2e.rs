@@ -222,16 +222,31 @@ fn twenty_swallowed_hellos_do_not_lock_the_pad_out() {
 fn a_second_agent_on_the_same_pad_file_is_refused() {
     let w = world();
     let first = start_agent(&w.pad, w.gateway.addr, &[], w.stage.dir.path());
-    let out = std::process::Command::new(bin("padnet-agent"))
+    let log = w.stage.dir.path().join("second-agent.log");
+    let mut second = std::process::Command::new(bin("padnet-agent"))
         .arg("--pad")
         .arg(&w.pad)
         .args(["--listen", "127.0.0.1:0", "--gateway"])
         .arg(w.gateway.addr.to_string())
-        .output()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
         .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = second.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = second.kill();
+            let _ = second.wait();
+            panic!("a second agent on the same pad kept running");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let err = std::fs::read_to_string(&log).unwrap();
     assert!(
-        !out.status.success() && err.contains("pad in use by another agent"),
+        !status.success() && err.contains("pad in use by another agent"),
         "second agent: {err}"
     );
     let (code, _) = get_via(first.addr, &w.page(), &[]);

@@ -6,6 +6,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 
 use crate::handshake::{open_hello, Slot, Ticket, HELLO_LEN};
@@ -114,6 +115,9 @@ impl GatewayState {
 pub struct AllocatingPad {
     pad: PadFile,
     state: Mutex<GatewayState>,
+    /// `state.next_slot`, readable without waiting on the lock (which a
+    /// claim holds across an fsync); it may lag, never lead.
+    next_slot_seen: AtomicU32,
     lease_len: u64,
     journal: Option<LeaseJournal>,
 }
@@ -188,6 +192,7 @@ impl AllocatingPad {
         };
         Ok(AllocatingPad {
             pad,
+            next_slot_seen: AtomicU32::new(state.next_slot),
             state: Mutex::new(state),
             lease_len,
             journal,
@@ -207,9 +212,10 @@ impl AllocatingPad {
         self.lock().status
     }
 
-    /// The first unused ticket slot.
+    /// The first unused ticket slot (possibly a moment behind a claim in
+    /// progress: never ahead of the durable mark).
     pub fn next_slot(&self) -> u32 {
-        self.lock().next_slot
+        self.next_slot_seen.load(Ordering::Acquire)
     }
 
     /// Key bytes not yet handed out.
@@ -263,7 +269,9 @@ impl AllocatingPad {
             }
         }
         // On failure the marks stay advanced in memory: too far is safe.
-        st.store()?;
+        let stored = st.store();
+        self.next_slot_seen.store(st.next_slot, Ordering::Release);
+        stored?;
         drop(st);
         self.pad.erase_slots(first_unburned, i + 1)?;
         if let Some(j) = &self.journal {
@@ -278,6 +286,11 @@ impl AllocatingPad {
             status,
             leases,
         })
+    }
+
+    /// Flush erasures to disk (at the end of a tunnel).
+    pub fn sync_erasures(&self) -> io::Result<()> {
+        self.pad.sync()
     }
 
     /// Change the pad's status durably.
@@ -317,14 +330,44 @@ impl KeySource for AllocatingPad {
 
 // === impl FollowingPad ===
 
-/// The agent's durable marks: the next unused ticket slot, the slot whose
-/// hello is out unanswered (kept on disk so it can be sent again, even after
-/// a restart), and the floor below which every data byte is spent.
+/// The hello sent on a slot and not answered yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pending {
+    pub slot: u32,
+    /// The protocol version its hello carried (a resend must be identical).
+    pub version: u8,
+    /// A reply to it failed authentication: its reply key has had its one
+    /// try, so the hello is never sent again.
+    pub spoiled: bool,
+}
+
+impl Pending {
+    fn encode(p: Option<Pending>) -> u64 {
+        p.map_or(0, |p| {
+            (u64::from(p.slot) + 1) | u64::from(p.version) << 40 | u64::from(p.spoiled) << 48
+        })
+    }
+
+    fn decode(v: u64, next_slot: u32) -> Option<Pending> {
+        let slot = u32::try_from((v & 0xff_ffff_ffff).checked_sub(1)?).ok()?;
+        (slot < next_slot).then_some(Pending {
+            slot,
+            version: (v >> 40) as u8,
+            spoiled: (v >> 48) & 1 == 1,
+        })
+    }
+}
+
+/// The agent's durable marks: the next unused ticket slot, the floor below
+/// which every data byte is spent, the slot whose hello is out unanswered
+/// (kept on disk so it can be sent again, even after a restart), and how
+/// many slots in a row were given up unanswered (which paces the next).
 struct AgentState {
     cell: DurableCell,
     next_slot: u32,
-    pending: Option<u32>,
     floor: u64,
+    pending: Option<Pending>,
+    streak: u32,
 }
 
 impl AgentState {
@@ -332,7 +375,8 @@ impl AgentState {
         let f = Fields::default()
             .put_u64(u64::from(self.next_slot))
             .put_u64(self.floor)
-            .put_u64(self.pending.map_or(0, |i| u64::from(i) + 1));
+            .put_u64(Pending::encode(self.pending))
+            .put_u64(u64::from(self.streak));
         self.cell.store(&f.bytes)
     }
 }
@@ -370,22 +414,19 @@ impl FollowingPad {
         let (cell, payload) = if sp.exists() {
             DurableCell::open(&sp).map_err(state_err)?
         } else {
-            let cell = DurableCell::create(&sp, &[0u8; 24]).map_err(state_err)?;
+            let cell = DurableCell::create(&sp, &[0u8; 32]).map_err(state_err)?;
             (cell, [0u8; crate::state::PAYLOAD])
         };
         let next_slot = u32::try_from(field_u64(&payload, 0)).unwrap_or(u32::MAX);
         let floor = field_u64(&payload, 1);
-        let pending = match field_u64(&payload, 2) {
-            0 => None,
-            i => u32::try_from(i - 1).ok().filter(|&i| i < next_slot),
-        };
         Ok(FollowingPad {
             pad,
             state: Mutex::new(AgentState {
                 cell,
                 next_slot,
-                pending,
                 floor,
+                pending: Pending::decode(field_u64(&payload, 2), next_slot),
+                streak: u32::try_from(field_u64(&payload, 3)).unwrap_or(u32::MAX),
             }),
             used: Mutex::new(UsedRanges::below(floor)),
             journal,
@@ -408,20 +449,26 @@ impl FollowingPad {
             .saturating_sub(self.lock().next_slot)
     }
 
-    /// The slot whose hello was sent and not answered, if any, to send the
-    /// same hello again: a hello the network swallowed costs no new slot.
-    pub fn pending_slot(&self) -> io::Result<Option<(u32, Slot)>> {
-        let st = self.lock();
-        match st.pending {
-            Some(i) => Ok(Some((i, self.pad.read_slot(i)?))),
-            None => Ok(None),
-        }
+    /// Slots given up unanswered in a row since the last reply.
+    pub fn streak(&self) -> u32 {
+        self.lock().streak
     }
 
-    /// Give up on the pending hello (if any) and take the next ticket slot:
-    /// durably mark it used and pending, then read it. A slot is never
-    /// claimed twice; the given-up one is erased.
-    pub fn claim_slot(&self) -> io::Result<(u32, Slot)> {
+    /// The hello sent and not answered, if any.
+    pub fn pending(&self) -> Option<Pending> {
+        self.lock().pending
+    }
+
+    /// The keys of the pending slot, to send the same hello again: a hello
+    /// the network swallowed costs no new slot.
+    pub fn pending_keys(&self, p: Pending) -> io::Result<Slot> {
+        self.pad.read_slot(p.slot)
+    }
+
+    /// Give up on the pending hello (if any; it is erased, and counts in
+    /// the streak) and take the next ticket slot: durably mark it used and
+    /// pending with `version`, then read it. A slot is never claimed twice.
+    pub fn claim_slot(&self, version: u8) -> io::Result<(u32, Slot)> {
         let mut st = self.lock();
         let i = st.next_slot;
         if i >= self.pad.header().ticket_slots {
@@ -429,13 +476,24 @@ impl FollowingPad {
                 "every ticket slot of this pad is used: the pad cannot open more tunnels",
             ));
         }
+        let before = (st.next_slot, st.pending, st.streak);
         let abandoned = st.pending;
         st.next_slot = i + 1;
-        st.pending = Some(i);
-        st.store()?;
+        st.pending = Some(Pending {
+            slot: i,
+            version,
+            spoiled: false,
+        });
+        if abandoned.is_some() {
+            st.streak = st.streak.saturating_add(1);
+        }
+        if let Err(e) = st.store() {
+            (st.next_slot, st.pending, st.streak) = before;
+            return Err(e);
+        }
         drop(st);
         if let Some(old) = abandoned {
-            self.pad.erase_slots(old, old + 1)?;
+            self.pad.erase_slots(old.slot, old.slot + 1)?;
         }
         let slot = self.pad.read_slot(i)?;
         if let Some(j) = &self.journal {
@@ -444,14 +502,26 @@ impl FollowingPad {
         Ok((i, slot))
     }
 
+    /// A reply to the pending hello on slot `i` failed authentication: the
+    /// hello is never sent again (durably: not after a restart either).
+    pub fn spoil_pending(&self, i: u32) -> io::Result<()> {
+        let mut st = self.lock();
+        match &mut st.pending {
+            Some(p) if p.slot == i && !p.spoiled => p.spoiled = true,
+            _ => return Ok(()),
+        }
+        st.store()
+    }
+
     /// The gateway answered the hello on slot `i` (authentically) without
-    /// opening a tunnel: the slot is done with.
+    /// opening a tunnel: the slot is done with, and the streak ends.
     pub fn slot_answered(&self, i: u32) -> io::Result<()> {
         let mut st = self.lock();
-        if st.pending == Some(i) {
+        if st.pending.is_some_and(|p| p.slot == i) {
             st.pending = None;
-            st.store()?;
         }
+        st.streak = 0;
+        st.store()?;
         drop(st);
         self.pad.erase_slots(i, i + 1)
     }
@@ -483,12 +553,18 @@ impl FollowingPad {
         }
         self.pad.erase_data(floor, up.offset.min(down.offset))?;
         st.floor = up.end().max(down.end());
-        if st.pending == Some(i) {
+        if st.pending.is_some_and(|p| p.slot == i) {
             st.pending = None;
         }
+        st.streak = 0;
         st.store()?;
         drop(st);
         self.pad.erase_slots(i, i + 1)
+    }
+
+    /// Flush erasures to disk (at the end of a tunnel).
+    pub fn sync_erasures(&self) -> io::Result<()> {
+        self.pad.sync()
     }
 }
 
@@ -654,22 +730,29 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (_, u) = minted(dir.path());
         let a = FollowingPad::open(&u, None).unwrap();
-        let (i0, s0) = a.claim_slot().unwrap();
+        let (i0, s0) = a.claim_slot(1).unwrap();
         drop(a);
         let a = FollowingPad::open(&u, None).unwrap();
         // The unanswered hello survives the restart, to be sent again.
-        let (p, again) = a.pending_slot().unwrap().unwrap();
-        assert_eq!((p, again.ticket()), (i0, s0.ticket()));
-        let (i1, s1) = a.claim_slot().unwrap();
+        let p = a.pending().unwrap();
+        assert_eq!((p.slot, p.version, p.spoiled), (i0, 1, false));
+        assert_eq!(a.pending_keys(p).unwrap().ticket(), s0.ticket());
+        a.spoil_pending(i0).unwrap();
+        drop(a);
+        let a = FollowingPad::open(&u, None).unwrap();
+        assert!(a.pending().unwrap().spoiled, "spoiled survives a restart");
+        let (i1, s1) = a.claim_slot(1).unwrap();
         assert_eq!((i0, i1), (0, 1));
         assert_ne!(s0.ticket(), s1.ticket());
         assert_eq!(a.slots_left(), 6);
+        assert_eq!(a.streak(), 1, "slot 0 was given up unanswered");
         assert!(
             PadFile::open(&u).unwrap().read_slot(0).is_err(),
             "a given-up slot is erased"
         );
         a.slot_answered(1).unwrap();
-        assert!(a.pending_slot().unwrap().is_none());
+        assert!(a.pending().is_none());
+        assert_eq!(a.streak(), 0, "a reply ends the streak");
     }
 
     #[test]
@@ -692,7 +775,7 @@ mod tests {
         let (_, u) = minted(dir.path());
         let a = FollowingPad::open(&u, None).unwrap();
         let lease = |offset, len| Lease { offset, len };
-        let (i, _) = a.claim_slot().unwrap();
+        let (i, _) = a.claim_slot(1).unwrap();
         a.begin_tunnel(i, lease(0, 65536), lease(65536, 65536))
             .unwrap();
         a.take(lease(0, 65536)).unwrap();
@@ -704,7 +787,7 @@ mod tests {
         drop(a);
         // After a restart the floor holds: a new tunnel's leases lie above it.
         let a = FollowingPad::open(&u, None).unwrap();
-        let (i, _) = a.claim_slot().unwrap();
+        let (i, _) = a.claim_slot(1).unwrap();
         let e = a
             .begin_tunnel(i, lease(65536, 65536), lease(196608, 65536))
             .unwrap_err()
@@ -726,7 +809,7 @@ mod tests {
         let (g, u) = minted(dir.path());
         let gw = AllocatingPad::open(&g, 64 * 1024, None).unwrap();
         let ag = FollowingPad::open(&u, None).unwrap();
-        let (i, slot) = ag.claim_slot().unwrap();
+        let (i, slot) = ag.claim_slot(1).unwrap();
         assert_eq!(gw.read_ticket(i).unwrap(), slot.ticket());
     }
 }

@@ -694,6 +694,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin> OtpStream<T> {
             if self.plain_in_len > before {
                 self.wake_reader();
             }
+            if self.peer_closed {
+                // The peer's CLOSE came in here: send the answer now, since
+                // the writer about to fail may be the last to poll us.
+                let _ = self.maintain(cx);
+            }
             match r {
                 Poll::Ready(Ok(true)) => {}
                 Poll::Ready(Ok(false)) => {
@@ -927,7 +932,14 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for OtpStream<T> {
         if this.plain_in_len == 0 {
             let got = ready!(this.poll_fill(false));
             if this.failed.is_none() {
-                this.maintain(cx)?;
+                // Sends the answer to a CLOSE just read. Its failure (the
+                // peer already gone) must not hide authenticated plaintext
+                // or the peer's clean end.
+                if let Err(e) = this.maintain(cx) {
+                    if this.plain_in_len == 0 && !this.peer_closed {
+                        return Poll::Ready(Err(e));
+                    }
+                }
             }
             match got {
                 Ok(true) => {}
@@ -1019,13 +1031,23 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for OtpStream<T> {
         BothWakers::set(&this.wakers.write, cx.waker());
         this.maintain(cx)?;
         if this.close_queued {
-            // Closing: bytes not yet sealed can no longer go; the CLOSE must,
-            // and the writer hears that the rest did not.
+            // Closing: bytes not yet sealed can no longer go; the CLOSE must
+            // (it may wait for a lease that is loading, whose end wakes us),
+            // and the writer hears whether the rest did not.
+            let dropped = !this.plain_out.is_empty();
             this.plain_out.clear();
             this.seal_controls()?;
+            if !this.control.is_empty() {
+                return Poll::Pending;
+            }
             ready!(this.poll_drain(cx))?;
             ready!(Pin::new(&mut this.io).poll_flush(cx))?;
-            return Poll::Ready(Err(closing_error()));
+            // Answering the peer's CLOSE with nothing lost is a clean flush.
+            return Poll::Ready(if this.peer_closed && !dropped {
+                Ok(())
+            } else {
+                Err(closing_error())
+            });
         }
         ready!(this.poll_seal_plain(cx, true))?;
         this.seal_controls()?;
@@ -1037,20 +1059,20 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for OtpStream<T> {
         let this = &mut *self;
         this.check_failed()?;
         BothWakers::set(&this.wakers.write, cx.waker());
-        if !this.peer_closed {
-            if this.close_queued {
-                // Closing already (key exhausted): what is unsealed cannot go.
-                this.plain_out.clear();
-            } else {
-                ready!(this.poll_seal_plain(cx, true))?;
-                this.queue_close(CloseReason::Shutdown);
-            }
-            // Take up finished allocations (none are started once closing).
-            this.maintain(cx)?;
-            this.seal_controls()?;
-            if !this.control.is_empty() {
-                return Poll::Pending;
-            }
+        if this.close_queued {
+            // Closing already (key exhausted, or answering the peer's
+            // CLOSE): what is unsealed cannot go.
+            this.plain_out.clear();
+        } else {
+            ready!(this.poll_seal_plain(cx, true))?;
+            this.queue_close(CloseReason::Shutdown);
+        }
+        // Take up finished allocations (none are started once closing); the
+        // CLOSE may wait for a lease that is loading, whose end wakes us.
+        this.maintain(cx)?;
+        this.seal_controls()?;
+        if !this.control.is_empty() {
+            return Poll::Pending;
         }
         ready!(this.poll_drain(cx))?;
         Pin::new(&mut this.io).poll_shutdown(cx)
@@ -1301,6 +1323,9 @@ mod tests {
         gw.shutdown().await.unwrap();
         let mut got = Vec::new();
         ag.read_to_end(&mut got).await.unwrap();
+        // The answering side's flush and shutdown are clean, as h2 calls them.
+        ag.flush().await.expect("answering a CLOSE flushes cleanly");
+        ag.shutdown().await.expect("and shuts down cleanly");
         let mut back = Vec::new();
         tokio::time::timeout(Duration::from_secs(5), gw.read_to_end(&mut back))
             .await
