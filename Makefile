@@ -26,6 +26,7 @@ bench: build
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	python3 scripts/check-cycles.py
 
 ## fuzz: needs cargo-fuzz and a nightly toolchain (see docs/operations.md)
 fuzz:

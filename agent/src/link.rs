@@ -36,6 +36,18 @@ pub enum LinkState {
     },
 }
 
+impl LinkState {
+    /// Whether the link is usable now, in a word (for the status page).
+    pub fn word(&self) -> &'static str {
+        match self {
+            LinkState::Connecting => "connecting",
+            LinkState::Up(_) => "up",
+            LinkState::Down { .. } => "down",
+            LinkState::Finished { .. } => "finished",
+        }
+    }
+}
+
 /// Why the pad can no longer be used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Finished {
@@ -169,14 +181,7 @@ impl Link {
         if let Ok(mut s) = self.totals.streams.lock() {
             s.push(stats.clone());
         }
-        let mut h2 = hyper::client::conn::http2::Builder::new(TokioExecutor::new());
-        h2.timer(hyper_util::rt::TokioTimer::new());
-        h2.initial_stream_window_size(4 << 20)
-            .initial_connection_window_size(16 << 20)
-            .max_frame_size(256 * 1024)
-            .max_send_buf_size(1 << 20)
-            .keep_alive_interval(Some(Duration::from_secs(30)))
-            .keep_alive_timeout(Duration::from_secs(20));
+        let h2 = proto::h2::client(TokioExecutor::new());
         let (sender, conn) = match h2.handshake(TokioIo::new(stream)).await {
             Ok(x) => x,
             Err(e) => return Err(DialError::Connect(std::io::Error::other(e))),

@@ -10,9 +10,9 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 
 use crate::link::{Finished, Link, LinkState};
-use crate::proxy::link_word;
 use crate::Body;
 pub use policy::units::format_amount;
+use proto::page::{self, escape, Html};
 
 fn body(s: String) -> Body {
     Full::new(Bytes::from(s))
@@ -20,20 +20,14 @@ fn body(s: String) -> Body {
         .boxed()
 }
 
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
-
-/// An HTML page with a status, a title and a message.
-pub fn simple(status: StatusCode, title: &str, msg: &str) -> Response<Body> {
-    let page = format!(
-        "<!doctype html><html><head><meta charset=utf-8><title>{t}</title></head><body>\
-         <h1>{code} {t}</h1><p>{m}</p><p><small>padnet agent</small></p></body></html>\n",
-        t = escape(title),
-        code = status.as_u16(),
-        m = msg
+/// An HTML page with a status, a title and a message (markup: escape text
+/// with [`Html::text`]).
+pub fn simple(status: StatusCode, title: &str, msg: &Html) -> Response<Body> {
+    let body_html = Html::trusted(format!("<p>{}</p>", msg.as_str()));
+    let page = page::render(
+        &format!("{} {title}", status.as_u16()),
+        &body_html,
+        "padnet agent",
     );
     let mut r = Response::new(body(page));
     *r.status_mut() = status;
@@ -42,6 +36,11 @@ pub fn simple(status: StatusCode, title: &str, msg: &str) -> Response<Body> {
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
     r
+}
+
+fn error_code(r: &mut Response<Body>, code: &'static str) {
+    r.headers_mut()
+        .insert(proto::headers::ERROR, HeaderValue::from_static(code));
 }
 
 /// The page for a request the link could not carry.
@@ -61,9 +60,8 @@ pub fn link_error(state: &LinkState, link: &Link) -> Response<Body> {
                 Finished::Cancelled => ("Pad cancelled", "The operator cancelled this pad.".to_string()),
                 Finished::NotActivated => ("Pad not activated", "This pad has not been activated yet.".to_string()),
             };
-            let mut r = simple(StatusCode::PAYMENT_REQUIRED, title, &escape(&msg));
-            r.headers_mut()
-                .insert("x-padnet-error", HeaderValue::from_static("pad-finished"));
+            let mut r = simple(StatusCode::PAYMENT_REQUIRED, title, &Html::text(&msg));
+            error_code(&mut r, "pad-finished");
             r
         }
         LinkState::Down { tried } => {
@@ -74,12 +72,9 @@ pub fn link_error(state: &LinkState, link: &Link) -> Response<Body> {
             let mut r = simple(
                 StatusCode::BAD_GATEWAY,
                 "Gateway unreachable",
-                &format!("The agent could not open a tunnel to any gateway of this pad. It tried:<ul>{list}</ul>It keeps retrying; reload in a moment."),
+                &Html::trusted(format!("The agent could not open a tunnel to any gateway of this pad. It tried:<ul>{list}</ul>It keeps retrying; reload in a moment.")),
             );
-            r.headers_mut().insert(
-                "x-padnet-error",
-                HeaderValue::from_static("gateway-unreachable"),
-            );
+            error_code(&mut r, "gateway-unreachable");
             r
         }
         _ => {
@@ -87,10 +82,10 @@ pub fn link_error(state: &LinkState, link: &Link) -> Response<Body> {
             simple(
                 StatusCode::BAD_GATEWAY,
                 "Gateway unreachable",
-                &format!(
+                &Html::text(&format!(
                     "The tunnel is still connecting to {}; reload in a moment.",
-                    escape(&tried.join(", "))
-                ),
+                    tried.join(", ")
+                )),
             )
         }
     }
@@ -98,9 +93,14 @@ pub fn link_error(state: &LinkState, link: &Link) -> Response<Body> {
 
 /// The page for a request the tunnel dropped.
 pub fn tunnel_failed(err: &str) -> Response<Body> {
-    let mut r = simple(StatusCode::BAD_GATEWAY, "Tunnel failed", &format!("The tunnel failed while carrying this request: {}. The agent reconnects by itself; reload.", escape(err)));
-    r.headers_mut()
-        .insert("x-padnet-error", HeaderValue::from_static("tunnel-failed"));
+    let mut r = simple(
+        StatusCode::BAD_GATEWAY,
+        "Tunnel failed",
+        &Html::text(&format!(
+            "The tunnel failed while carrying this request: {err}. The agent reconnects by itself; reload."
+        )),
+    );
+    error_code(&mut r, "tunnel-failed");
     r
 }
 
@@ -142,11 +142,13 @@ pub fn own(link: &Link, listen: std::net::SocketAddr, req: Request<Incoming>) ->
                         .collect()
                 })
                 .unwrap_or_default();
-            let page = format!(
-                "<!doctype html><html><head><meta charset=utf-8><title>padnet agent</title></head><body>\
-                 <h1>padnet agent</h1><table>{rows}</table>\
-                 <p>Point your browser's HTTP proxy at <code>{listen}</code>, or use \
-                 <a href=\"/proxy.pac\">/proxy.pac</a> for automatic configuration.</p></body></html>\n"
+            let page = page::render(
+                "padnet agent",
+                &Html::trusted(format!(
+                    "<table>{rows}</table><p>Point your browser's HTTP proxy at <code>{listen}</code>, \
+                     or use <a href=\"/proxy.pac\">/proxy.pac</a> for automatic configuration.</p>"
+                )),
+                "padnet agent",
             );
             let mut r = Response::new(body(page));
             r.headers_mut().insert(
@@ -158,7 +160,9 @@ pub fn own(link: &Link, listen: std::net::SocketAddr, req: Request<Incoming>) ->
         _ => simple(
             StatusCode::NOT_FOUND,
             "Not found",
-            "The agent serves /, /status and /proxy.pac. To browse, use it as a proxy.",
+            &Html::text(
+                "The agent serves /, /status and /proxy.pac. To browse, use it as a proxy.",
+            ),
         ),
     }
 }
@@ -175,7 +179,7 @@ pub fn status_json(link: &Link) -> serde_json::Value {
         "currency": t.currency(),
         "key_bytes_left": h.data_size.saturating_sub(spent),
         "ticket_slots_left": link.pad.slots_left(),
-        "tunnel": link_word(&link.state.borrow()),
+        "tunnel": link.state.borrow().word(),
         "gateways": link.addrs,
         "payload_bytes_sent": t.sum(|s| s.payload_sent.load(Ordering::Relaxed)),
         "payload_bytes_received": t.sum(|s| s.payload_recv.load(Ordering::Relaxed)),

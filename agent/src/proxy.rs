@@ -6,12 +6,12 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 
-use http::{header, HeaderMap, HeaderName, Method, Request, Response, StatusCode, Version};
+use http::{header, Method, Request, Response, StatusCode, Version};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
-use crate::link::{Link, LinkState};
+use crate::link::Link;
 use crate::pages;
 use crate::Body;
 
@@ -30,31 +30,7 @@ pub async fn handle(
     })
 }
 
-/// Headers that belong to one hop; HTTP/2 forbids them outright.
-const HOP_BY_HOP: [HeaderName; 8] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-];
-
-/// Strip hop-by-hop headers (and those `Connection` names) before h2.
-pub fn strip_hop_by_hop(h: &mut HeaderMap) {
-    let named: Vec<HeaderName> = h
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-        .collect();
-    for n in named.iter().chain(HOP_BY_HOP.iter()) {
-        h.remove(n);
-    }
-}
+pub use proto::headers::strip_hop_by_hop;
 
 async fn forward(link: &Link, req: Request<Incoming>) -> Response<Body> {
     let mut sender = match link.sender().await {
@@ -73,7 +49,7 @@ async fn forward(link: &Link, req: Request<Incoming>) -> Response<Body> {
             strip_hop_by_hop(&mut parts.headers);
             // The gateway carries the origin's length beside the h2 stream
             // (so a metered download can end early in order); restore it.
-            if let Some(len) = parts.headers.remove("x-padnet-content-length") {
+            if let Some(len) = parts.headers.remove(proto::headers::CONTENT_LENGTH) {
                 parts.headers.insert(header::CONTENT_LENGTH, len);
             }
             parts.version = Version::HTTP_11;
@@ -111,7 +87,10 @@ impl http_body::Body for StopAware {
         }
         let frame = std::task::ready!(std::pin::Pin::new(&mut self.0).poll_frame(cx));
         match frame {
-            Some(Ok(f)) => match f.trailers_ref().and_then(|t| t.get("x-padnet-stopped")) {
+            Some(Ok(f)) => match f
+                .trailers_ref()
+                .and_then(|t| t.get(proto::headers::STOPPED))
+            {
                 Some(why) => {
                     let why = why.to_str().unwrap_or("?").to_string();
                     tracing::warn!("a download was stopped by the gateway: {why}");
@@ -146,7 +125,7 @@ async fn connect(link: &Link, mut req: Request<Incoming>) -> Response<Body> {
         return pages::simple(
             StatusCode::BAD_REQUEST,
             "Bad request",
-            "CONNECT needs host:port.",
+            &proto::page::Html::text("CONNECT needs host:port."),
         );
     };
     let mut h2req = Request::new(Empty::new().map_err(|never| match never {}).boxed());
@@ -154,7 +133,13 @@ async fn connect(link: &Link, mut req: Request<Incoming>) -> Response<Body> {
     *h2req.version_mut() = Version::HTTP_2;
     match http::Uri::builder().authority(authority).build() {
         Ok(uri) => *h2req.uri_mut() = uri,
-        Err(e) => return pages::simple(StatusCode::BAD_REQUEST, "Bad request", &e.to_string()),
+        Err(e) => {
+            return pages::simple(
+                StatusCode::BAD_REQUEST,
+                "Bad request",
+                &proto::page::Html::text(&e.to_string()),
+            )
+        }
     }
     let mut resp = match sender.send_request(h2req).await {
         Ok(r) => r,
@@ -182,20 +167,10 @@ async fn connect(link: &Link, mut req: Request<Incoming>) -> Response<Body> {
     Response::new(Empty::new().map_err(|never| match never {}).boxed())
 }
 
-/// Whether the link is usable now (for the status page).
-pub fn link_word(state: &LinkState) -> &'static str {
-    match state {
-        LinkState::Connecting => "connecting",
-        LinkState::Up(_) => "up",
-        LinkState::Down { .. } => "down",
-        LinkState::Finished { .. } => "finished",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
+    use http::{HeaderMap, HeaderValue};
 
     #[test]
     fn strips_connection_specific_headers_for_h2() {

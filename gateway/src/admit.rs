@@ -3,58 +3,19 @@
 //! limit (governor, per pad → 429 with Retry-After) and its daily limits
 //! (spend and MiB → 402 naming the limit). Denied requests cost nothing.
 
-use std::collections::HashMap;
 use std::num::NonZeroU32;
-use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
 
 use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use http::{Method, Request, Response};
 use hyper::body::Incoming;
 use policy::{Decision, NoCategories, Policy, RequestFacts};
 
+use crate::clock::{now_unix, today};
 use crate::context::PadContext;
-use crate::error::GatewayError;
-use crate::meter::{today, BoxFuture};
+use crate::destination::destination;
+use crate::error::{BoxFuture, GatewayError};
 use crate::Body;
-
-/// Per-pad rate limiters, made on first use with the pad's policy quota.
-#[derive(Default)]
-pub struct RateLimiters {
-    by_pad: Mutex<HashMap<String, (u32, Arc<DefaultDirectRateLimiter>)>>,
-}
-
-impl RateLimiters {
-    fn get(&self, serial: &str, per_minute: NonZeroU32) -> Arc<DefaultDirectRateLimiter> {
-        let mut m = self.by_pad.lock().unwrap_or_else(|p| p.into_inner());
-        match m.get(serial) {
-            Some((n, l)) if *n == per_minute.get() => l.clone(),
-            _ => {
-                let l = Arc::new(RateLimiter::direct(Quota::per_minute(per_minute)));
-                m.insert(serial.to_string(), (per_minute.get(), l.clone()));
-                l
-            }
-        }
-    }
-}
-
-/// Host and port a request is for (CONNECT: its authority; plain: its URI).
-pub fn destination(req: &Request<Incoming>) -> Result<(String, u16), GatewayError> {
-    let uri = req.uri();
-    let host = uri
-        .host()
-        .ok_or_else(|| GatewayError::BadRequest("the request has no host".into()))?;
-    let port = match uri.port_u16() {
-        Some(p) => p,
-        None if req.method() == Method::CONNECT => {
-            return Err(GatewayError::BadRequest("CONNECT needs host:port".into()))
-        }
-        None if uri.scheme_str() == Some("https") => 443,
-        None => 80,
-    };
-    Ok((host.to_string(), port))
-}
 
 /// Check a request against the pad's policy and limits.
 pub fn admit(ctx: &PadContext, req: &Request<Incoming>) -> Result<(), GatewayError> {
@@ -75,28 +36,9 @@ pub fn admit(ctx: &PadContext, req: &Request<Incoming>) -> Result<(), GatewayErr
     check_daily(ctx, &policy)
 }
 
-/// Whether a policy still allows a destination now (for streams already
-/// running: hours end, policies are updated).
-pub fn still_allowed(policy: &Policy, host: &str, port: u16) -> bool {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    let facts = RequestFacts {
-        host,
-        port,
-        path: None,
-        now_unix: now,
-    };
-    policy.decide(&facts, &NoCategories).is_allowed()
-}
-
 fn check_policy(policy: &Policy, req: &Request<Incoming>) -> Result<(), GatewayError> {
     let (host, port) = destination(req)?;
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
+    let now = now_unix();
     let facts = RequestFacts {
         host: &host,
         port,

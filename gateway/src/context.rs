@@ -7,11 +7,11 @@ use std::sync::Arc;
 use tunnel::store::AllocatingPad;
 use tunnel::stream::Notifier;
 
-use crate::admit::RateLimiters;
 use crate::error::GatewayError;
 use crate::float::{Float, Floats};
 use crate::ledger::{Ledger, Micros};
 use crate::policies::PolicyStore;
+use crate::rate_limit::RateLimiters;
 use crate::tariff::Tariff;
 
 /// Shared by every tunnel.
@@ -29,7 +29,7 @@ impl Services {
     /// few full extensions, so most requests never wait for a flush.
     pub fn float_refill(&self) -> Micros {
         let t = &self.tariff;
-        8 * (t.per_request + t.bytes_cost(crate::meter::CHUNK)) + 64 * t.per_request
+        8 * (t.per_request + t.bytes_cost(crate::metering_rules::CHUNK)) + 64 * t.per_request
     }
 }
 

@@ -12,6 +12,12 @@ use crate::guard::PrivateUpstream;
 use crate::units::format_amount;
 use crate::Body;
 
+/// The future of every layer of the request stack: a response, or the
+/// error that becomes the user's page.
+pub type BoxFuture = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<http::Response<Body>, GatewayError>> + Send>,
+>;
+
 /// Why a request could not be served.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -116,10 +122,11 @@ impl GatewayError {
             } => Some(*retry_after_secs),
             _ => None,
         };
-        let msg = html_escape(&self.to_string());
-        let page = format!(
-            "<!doctype html><html><head><meta charset=utf-8><title>{status}</title></head>\
-             <body><h1>{status}</h1><p>{msg}</p><p><small>padnet gateway</small></p></body></html>\n"
+        let msg = proto::page::Html::text(&self.to_string());
+        let page = proto::page::render(
+            &status.to_string(),
+            &proto::page::Html::trusted(format!("<p>{}</p>", msg.as_str())),
+            "padnet gateway",
         );
         let mut resp = Response::new(
             Full::new(Bytes::from(page))
@@ -132,17 +139,10 @@ impl GatewayError {
             http::header::CONTENT_TYPE,
             http::HeaderValue::from_static("text/html; charset=utf-8"),
         );
-        h.insert("x-padnet-error", http::HeaderValue::from_static(code));
+        h.insert(proto::headers::ERROR, http::HeaderValue::from_static(code));
         if let Some(secs) = retry_after {
             h.insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
         }
         resp
     }
-}
-
-pub fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }

@@ -11,10 +11,13 @@
 //! - [`serve`]: the listener and the HTTP/2 server per tunnel.
 //! - [`stack`]: the per-request tower stack, in request order.
 //! - [`context`]: services shared by tunnels, and each tunnel's pad.
-//! - [`admit`]: policy, rate and daily limits per request.
+//! - [`admit`]: policy, rate and daily limits per request; [`limits`]: the
+//!   policy checks running streams repeat; [`rate_limit`]: per-pad limiters.
+//! - [`destination`]: host and port of a request; [`clock`]: now and today.
 //! - [`policies`]: the policy store (by id, current per name).
 //! - [`float`]: a tunnel's durable reservation its requests draw from.
-//! - [`meter`]: reserve, meter and settle each request.
+//! - [`meter`]: reserve, meter and settle each request; [`metering_rules`]:
+//!   its sizes and delays.
 //! - [`fetch`]: upstream fetch and CONNECT splice; [`guard`]: address guard.
 //! - [`headers`]: request/response normalisation; [`error`]: status pages.
 //! - [`ledger`]: value accounts, reservations, group commit (sled).
@@ -25,16 +28,21 @@
 pub mod accept;
 pub mod admin;
 pub mod admit;
+pub mod clock;
 pub mod context;
+pub mod destination;
 pub mod error;
 pub mod fetch;
 pub mod float;
 pub mod guard;
 pub mod headers;
 pub mod ledger;
+pub mod limits;
 pub mod meter;
+pub mod metering_rules;
 pub mod mint;
 pub mod policies;
+pub mod rate_limit;
 pub mod registry;
 pub mod serve;
 pub mod stack;

@@ -6,12 +6,11 @@
 //! Every byte passes [`Meter::poll_take`] before it is sent on, so the bytes
 //! carried never exceed what the durable reservation covers.
 
-use std::future::Future;
+use proto::headers::StopReason;
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll, Waker};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -19,26 +18,13 @@ use http_body::{Body as HttpBody, Frame};
 use hyper::body::Incoming;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use crate::clock::today;
 use crate::context::PadContext;
 use crate::error::GatewayError;
 use crate::ledger::{LedgerError, Micros};
 use crate::{Body, BoxError};
 
-/// The first reservation pays for this many bytes beyond the request charge
-/// (small pages hold little); each extension doubles, up to [`CHUNK`].
-pub const FIRST_CHUNK: u64 = 256 << 10;
-/// The largest extension. Extensions start when less than half of the last
-/// one is left, so the next is durable before the flow needs it.
-pub const CHUNK: u64 = 4 << 20;
-/// Bytes taken but possibly not yet delivered (buffered in h2 and the
-/// sockets: one stream window plus a frame), never charged until the
-/// request ends or this far behind: a crash forgives at most this, plus the
-/// two newest chunks, per open request.
-pub const CAPTURE_LAG: u64 = crate::serve::STREAM_WINDOW as u64 + CHUNK;
-/// A finished request's charge becomes final this long after its last byte
-/// was handed on, when it has surely left the gateway's buffers: a crash in
-/// between forgives it rather than charging for bytes that died in a buffer.
-pub const SETTLE_DELAY: std::time::Duration = std::time::Duration::from_millis(250);
+pub use crate::metering_rules::{CAPTURE_LAG, CHUNK, FIRST_CHUNK, SETTLE_DELAY};
 
 /// Which way bytes flow, for wakers.
 #[derive(Debug, Clone, Copy)]
@@ -54,7 +40,7 @@ pub enum Dir {
 /// `daily-limit` (its policy's daily spend or MiB limit).
 #[derive(Debug, thiserror::Error)]
 #[error("the gateway stopped this transfer: {0}")]
-pub struct Stopped(pub &'static str);
+pub struct Stopped(pub StopReason);
 
 struct State {
     /// Value ever put into the hold (reserve + extensions).
@@ -67,7 +53,7 @@ struct State {
     next_chunk: u64,
     extending: bool,
     /// Set when no more bytes will be covered: why.
-    stopped: Option<&'static str>,
+    stopped: Option<StopReason>,
     /// Bytes the pad's policy still allows today (mib_per_day), if limited.
     byte_cap: Option<u64>,
     /// For a restricted pad: where the stream goes, and when its policy was
@@ -81,13 +67,6 @@ pub struct Meter {
     ctx: Arc<PadContext>,
     state: Mutex<State>,
     served: std::sync::atomic::AtomicBool,
-}
-
-pub fn today() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64 / 86_400)
-        .unwrap_or(0)
 }
 
 impl Meter {
@@ -173,10 +152,10 @@ impl Meter {
                     .services
                     .policies
                     .effective(&id)
-                    .is_some_and(|p| crate::admit::still_allowed(&p, host, *port));
+                    .is_some_and(|p| crate::limits::still_allowed(&p, host, *port));
                 if !allowed {
-                    s.stopped = Some("policy-denied");
-                    return Poll::Ready(Err(Stopped("policy-denied")));
+                    s.stopped = Some(StopReason::PolicyDenied);
+                    return Poll::Ready(Err(Stopped(StopReason::PolicyDenied)));
                 }
             }
         }
@@ -184,7 +163,7 @@ impl Meter {
         let free = self.ctx.services.tariff.bytes_free();
         let capped = s.byte_cap.is_some_and(|c| s.covered >= c);
         if capped && s.stopped.is_none() && avail == 0 {
-            s.stopped = Some("daily-limit");
+            s.stopped = Some(StopReason::DailyLimit);
         }
         if !free && !capped && avail < s.next_chunk / 4 && !s.extending && s.stopped.is_none() {
             s.extending = true;
@@ -272,11 +251,13 @@ impl Meter {
                 }
                 s.next_chunk = (chunk * 2).min(CHUNK);
             }
-            Err(LedgerError::Insufficient { .. }) if limited => s.stopped = Some("daily-limit"),
-            Err(LedgerError::Insufficient { .. }) => s.stopped = Some("value-exhausted"),
+            Err(LedgerError::Insufficient { .. }) if limited => {
+                s.stopped = Some(StopReason::DailyLimit)
+            }
+            Err(LedgerError::Insufficient { .. }) => s.stopped = Some(StopReason::ValueExhausted),
             Err(e) => {
                 tracing::error!("extending a reservation: {e}");
-                s.stopped = Some("value-exhausted");
+                s.stopped = Some(StopReason::ValueExhausted);
             }
         }
         for w in s.wakers.iter_mut() {
@@ -329,11 +310,7 @@ pub struct MeteredBody<B> {
 /// How often a running stream of a restricted pad asks its policy again.
 pub const POLICY_RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Carries an origin response's Content-Length through the tunnel.
-pub const LENGTH_HEADER: &str = "x-padnet-content-length";
-
-/// Trailer on a download cut short, naming why ("value-exhausted").
-pub const STOPPED_TRAILER: &str = "x-padnet-stopped";
+use proto::headers::{CONTENT_LENGTH as LENGTH_HEADER, STOPPED as STOPPED_TRAILER};
 
 impl<B> MeteredBody<B> {
     pub fn new(inner: B, meter: Arc<Meter>, dir: Dir) -> MeteredBody<B> {
@@ -379,7 +356,10 @@ where
                         me.stopped = true;
                         me.pending = None;
                         let mut t = http::HeaderMap::new();
-                        t.insert(STOPPED_TRAILER, http::HeaderValue::from_static(e.0));
+                        t.insert(
+                            STOPPED_TRAILER,
+                            http::HeaderValue::from_static(e.0.as_str()),
+                        );
                         return Poll::Ready(Some(Ok(Frame::trailers(t))));
                     }
                 };
@@ -502,7 +482,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for MeteredIo<T> {
 }
 
 /// The future type of the stack's services.
-pub type BoxFuture = Pin<Box<dyn Future<Output = Result<Response<Body>, GatewayError>> + Send>>;
+pub use crate::error::BoxFuture;
 
 fn metered<B>(b: B, meter: Arc<Meter>, dir: Dir) -> Body
 where
@@ -546,7 +526,7 @@ where
         std::mem::swap(&mut inner, &mut self.inner);
         Box::pin(async move {
             let dest = if ctx.pad.header().policy_id != [0; 32] {
-                crate::admit::destination(&req).ok()
+                crate::destination::destination(&req).ok()
             } else {
                 None
             };

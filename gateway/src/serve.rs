@@ -16,10 +16,6 @@ use crate::float::Float;
 use crate::registry::Registry;
 use crate::stack;
 
-/// HTTP/2 windows sized for throughput over the tunnel.
-pub const STREAM_WINDOW: u32 = 4 << 20;
-pub const CONNECTION_WINDOW: u32 = 16 << 20;
-
 /// An accepted connection on its way to a tunnel thread.
 type Accepted = (std::net::TcpStream, SocketAddr);
 type Handoff = tokio::sync::mpsc::UnboundedSender<Accepted>;
@@ -153,15 +149,7 @@ impl Server {
             ctx.notify_balance(balance);
         }
         let service = TowerToHyperService::new(stack::build(self.fetch.clone(), ctx));
-        let mut h2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-        h2.timer(hyper_util::rt::TokioTimer::new());
-        h2.initial_stream_window_size(STREAM_WINDOW)
-            .initial_connection_window_size(CONNECTION_WINDOW)
-            .max_frame_size(256 * 1024)
-            .max_send_buf_size(1 << 20)
-            .max_concurrent_streams(512)
-            .keep_alive_interval(Some(Duration::from_secs(30)))
-            .keep_alive_timeout(Duration::from_secs(20));
+        let h2 = proto::h2::server(TokioExecutor::new());
         if let Err(e) = h2
             .serve_connection(TokioIo::new(accepted.stream), service)
             .await

@@ -147,7 +147,4 @@ impl StateDir {
     }
 }
 
-/// The lease length for a pad: a 32nd of its data region, within [64 KiB, max].
-pub fn lease_len_for(data_size: u64, max_lease: u64) -> u64 {
-    (data_size / 32).clamp(tunnel::lease::MIN_LEASE, max_lease) / 4096 * 4096
-}
+pub use proto::lease::lease_len_for;

@@ -5,9 +5,9 @@
 use crate::error::PolicyError;
 use crate::host::HostSet;
 use crate::hours::{self, Hours};
+use crate::limits::Limits;
 use crate::node::{start, Node, Spanned};
 use crate::units;
-use crate::Limits;
 use sha2::{Digest, Sha256};
 
 /// Everything `decide` and the accessors need, precomputed.

@@ -7,6 +7,7 @@ mod compile;
 mod error;
 mod host;
 mod hours;
+mod limits;
 mod node;
 pub mod units;
 
@@ -16,6 +17,7 @@ use std::sync::Arc;
 
 pub use error::PolicyError;
 pub use host::normalise_host;
+pub use limits::Limits;
 
 use compile::Compiled;
 
@@ -80,17 +82,6 @@ pub struct Denial {
     pub rule: String,
     /// A sentence a person can act on.
     pub message: String,
-}
-
-/// Limits the gateway enforces; `None` means no limit.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Limits {
-    /// Money per day in micro-units (see [`units::parse_amount`]).
-    pub spend_per_day: Option<i64>,
-    /// Requests per minute, at least 1.
-    pub requests_per_minute: Option<u32>,
-    /// Traffic per day in MiB, at least 1.
-    pub mib_per_day: Option<u64>,
 }
 
 fn deny(rule: String, message: String) -> Decision {

@@ -22,9 +22,10 @@ use subtle::ConstantTimeEq;
 use zeroize::Zeroize;
 
 use crate::lease::Lease;
-use crate::pad::SLOT_SIZE;
 use crate::record::xor_in_place;
 
+/// Bytes of key material per ticket slot (one slot per tunnel opened).
+pub const SLOT_SIZE: usize = 256;
 pub const TICKET_LEN: usize = 16;
 pub const HELLO_LEN: usize = 48;
 pub const REPLY_LEN: usize = 64;

@@ -25,8 +25,9 @@ pub const MAGIC: [u8; 8] = *b"PADNET\r\n";
 pub const VERSION: u16 = 1;
 /// Bytes reserved for the header; the key regions start page-aligned after it.
 pub const HEADER_LEN: u64 = 4096;
-/// Bytes of key material per ticket slot (one slot per tunnel opened).
-pub const SLOT_SIZE: usize = 256;
+/// Bytes of key material per ticket slot (one slot per tunnel opened; the
+/// slot's layout is the handshake's).
+pub use crate::handshake::SLOT_SIZE;
 /// Key material is allocated in whole pages so erasure can free whole blocks.
 pub const PAGE: u64 = 4096;
 const MAX_GATEWAYS: usize = 16;

@@ -1,0 +1,17 @@
+//! Policy checks shared by admission (before a request) and running
+//! streams (hours end, policies are updated while bytes flow).
+
+use policy::{NoCategories, Policy, RequestFacts};
+
+use crate::clock::now_unix;
+
+/// Whether a policy still allows a destination now.
+pub fn still_allowed(policy: &Policy, host: &str, port: u16) -> bool {
+    let facts = RequestFacts {
+        host,
+        port,
+        path: None,
+        now_unix: now_unix(),
+    };
+    policy.decide(&facts, &NoCategories).is_allowed()
+}

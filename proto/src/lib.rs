@@ -1,0 +1,15 @@
+//! padnet's protocol vocabulary: what the agent and the gateway must agree
+//! on above the wire format (`tunnel` keeps records, handshake and pad files).
+//!
+//! # Layout
+//!
+//! - [`headers`]: the hop-by-hop list, `x-padnet-*` names, error codes and stop reasons.
+//! - [`h2`]: the HTTP/2 settings of the tunnel, one builder per side.
+//! - [`page`]: the one HTML page template and escaper for every page a browser sees.
+//! - [`lease`]: how long a lease is for a pad of a given size.
+#![forbid(unsafe_code)]
+
+pub mod h2;
+pub mod headers;
+pub mod lease;
+pub mod page;
