@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 # Finds import cycles between modules inside each crate's library (src/lib.rs tree),
 # from `use crate::..`, `super::..` and in-code paths; exits 1 if any cycle exists.
+# A private submodule of a module other than the crate root (`mod part;` in
+# stream/mod.rs) is part of its parent: one type's impl split across files.
 import os, re, sys
 from collections import deque
 
@@ -77,6 +79,7 @@ def strip_tests(s):
 def load_crate(crate_dir):
     """Follow `mod x;` declarations from src/lib.rs. Returns {module tuple: (path, cleaned text)}."""
     mods, todo = {}, [((), os.path.join(crate_dir, "src", "lib.rs"))]
+    load_crate.private = set()
     while todo:
         mod, path = todo.pop()
         with open(path, encoding="utf-8") as f:
@@ -88,7 +91,10 @@ def load_crate(crate_dir):
         for m in re.finditer(r"(?<![\w$])mod\s+(\w+)\s*;", text):
             cands = [os.path.join(base, m.group(1) + ".rs"), os.path.join(base, m.group(1), "mod.rs")]
             found = [c for c in cands if os.path.isfile(c)]
-            if found: todo.append((mod + (m.group(1),), found[0]))
+            if found:
+                todo.append((mod + (m.group(1),), found[0]))
+                if mod and not re.search(r"pub\s*(\([^)]*\))?\s*$", text[:m.start()]):
+                    load_crate.private.add(mod + (m.group(1),))
             else: print(f"warning: {path}: no file for `mod {m.group(1)};`", file=sys.stderr)
     return mods
 
@@ -200,7 +206,16 @@ def main(argv):
         if not os.path.isfile(os.path.join(crate, "src", "lib.rs")):
             print(f"{label}: no src/lib.rs, skipped", file=sys.stderr); continue
         mods = load_crate(crate)
-        graph = {m: edges_of(m, mods) for m in mods}
+        def part_of(m):
+            while m in load_crate.private:
+                m = m[:-1]
+            return m
+        graph = {}
+        for m in mods:
+            g = graph.setdefault(part_of(m), {})
+            for b, where in edges_of(m, mods).items():
+                if part_of(b) != part_of(m):
+                    g.setdefault(part_of(b), where)
         sccs = sorted(tarjan(graph), key=min)
         for scc in sccs if not quiet else []:
             walk = closed_walk(graph, scc)

@@ -8,7 +8,8 @@
 //! - [`lease`]: ranges of the data region and the allocation rule.
 //! - [`record`]: pure record sealing/opening (the wire table lives there).
 //! - [`handshake`]: pure hello/reply messages sealed with a ticket slot.
-//! - [`stream`]: `OtpStream`, the async record stream with the lease protocol.
+//! - [`stream`]: `OtpStream`, the async record stream with the lease protocol
+//!   (split by job: send, receive, lease scheduling, control records, stats).
 //! - [`secret`]: key bytes in memory, wiped on drop.
 //! - [`store`]: the two sides' per-pad key sources (allocating and following).
 #![forbid(unsafe_code)]
