@@ -3,6 +3,7 @@
 //!
 //! # Layout
 //!
+//! - [`cmd`]: one file per subcommand of `padnet-gateway` (main.rs dispatches).
 //! - [`admin`]: operator commands, through the running gateway or directly.
 //! - [`state_dir`]: the state directory, its config and the serve lock.
 //! - [`mint`]: minting pads (twin + user copy).
@@ -29,6 +30,7 @@ pub mod accept;
 pub mod admin;
 pub mod admit;
 pub mod clock;
+pub mod cmd;
 pub mod context;
 pub mod destination;
 pub mod error;

@@ -1,0 +1,102 @@
+//! `padnet-gateway mint`: mint pads (twin into the state directory, the
+//! user's copy into --out), bind them to a policy, credit their value.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use policy::Policy;
+
+use crate::admin::{Admin, AdminOp};
+use crate::mint::{mint_pads, MintRequest};
+use crate::policies::PolicyStore;
+use crate::state_dir::StateDir;
+use crate::units::{parse_amount, parse_size};
+
+#[derive(clap::Args)]
+pub struct MintArgs {
+    #[arg(long)]
+    pub state: PathBuf,
+    /// Value of each pad, as a decimal ("5.00").
+    #[arg(long)]
+    pub value: String,
+    /// Key material per pad ("64MiB", "1GiB").
+    #[arg(long)]
+    pub size: String,
+    #[arg(long, default_value_t = 1)]
+    pub count: u32,
+    /// Directory for the user's copies.
+    #[arg(long, default_value = ".")]
+    pub out: PathBuf,
+    /// Gateway addresses written into the pads, tried in order (default: the init address).
+    #[arg(long = "gateway", value_name = "ADDR")]
+    pub gateways: Vec<String>,
+    /// Ticket slots per pad (tunnels it can open; default from gateway.toml).
+    #[arg(long)]
+    pub tickets: Option<u32>,
+    /// Mint inactive: the pad serves only after `activate`.
+    #[arg(long)]
+    pub inactive: bool,
+    /// Bind the pads to an employer policy (TOML); checked before anything is minted.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+}
+
+pub fn run(a: MintArgs) -> anyhow::Result<()> {
+    let MintArgs {
+        state,
+        value,
+        size,
+        count,
+        out,
+        gateways,
+        tickets,
+        inactive,
+        policy,
+    } = a;
+    let state = StateDir::open(&state)?;
+    let policy_id = match &policy {
+        Some(path) => {
+            // Read once: the id is the hash of exactly what is stored.
+            let src = std::fs::read_to_string(path)
+                .with_context(|| format!("--policy {}", path.display()))?;
+            let p = Policy::parse(&src, &path.display().to_string())
+                .map_err(|e| anyhow::anyhow!("--policy {e}"))?;
+            PolicyStore::open(&state.root)?.store(&src, &p, false)?;
+            p.id()
+        }
+        None => [0; 32],
+    };
+    let req = MintRequest {
+        value_micros: parse_amount(&value).map_err(|e| anyhow::anyhow!("--value: {e}"))?,
+        data_size: parse_size(&size).map_err(|e| anyhow::anyhow!("--size: {e}"))?,
+        count,
+        out,
+        gateways,
+        ticket_slots: tickets,
+        inactive,
+        policy_id,
+    };
+    if req.value_micros < 0 {
+        anyhow::bail!("--value must not be negative");
+    }
+    let admin = Admin::connect(&state, &state.config.currency)?;
+    if policy.is_some() {
+        // A running gateway learns the policy before any pad bound to it exists.
+        admin.call(AdminOp::ReloadPolicies)?;
+    }
+    for p in mint_pads(&state, &req)? {
+        let serial = p
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_string();
+        admin
+            .call(AdminOp::Issue {
+                serial,
+                value: req.value_micros,
+            })
+            .with_context(|| format!("crediting {}", p.display()))?;
+        println!("{}", p.display());
+    }
+    Ok(())
+}

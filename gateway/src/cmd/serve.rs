@@ -1,0 +1,188 @@
+//! `padnet-gateway serve`: open the store, build the services, listen for
+//! tunnels and the admin endpoint, drain and flush on SIGTERM / Ctrl-C.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::admin::{open_ledger, serve_admin, socket_path, AdminApi};
+use crate::context::Services;
+use crate::fetch::{Fetch, FetchConfig};
+use crate::guard::UpstreamGuard;
+use crate::policies::PolicyStore;
+use crate::registry::Registry;
+use crate::serve::Server;
+use crate::state_dir::StateDir;
+use crate::tariff::Tariff;
+
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    #[arg(long)]
+    pub state: PathBuf,
+    /// Listen address (default: the one given at init). Port 0 picks a free port.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Allow upstream addresses in loopback, private and link-local ranges.
+    #[arg(long)]
+    pub allow_private_upstreams: bool,
+    /// A PEM file of extra trust anchors for https origins.
+    #[arg(long, value_name = "PEM")]
+    pub extra_root_ca: Vec<PathBuf>,
+    /// Ports CONNECT may reach (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "80,443")]
+    pub connect_ports: Vec<u16>,
+    /// Milliseconds a connection without a valid hello is held before closing.
+    #[arg(long, default_value_t = 10_000)]
+    pub probe_hold_ms: u64,
+    /// Prices (TOML: currency, per_mib, per_request). Default: the sample data/tariff.toml.
+    #[arg(long, value_name = "FILE")]
+    pub tariff: Option<PathBuf>,
+    /// Append every lease and ticket slot used to FILE (pad offsets only; for audits and tests).
+    #[arg(long, value_name = "FILE", hide = true)]
+    pub lease_journal: Option<PathBuf>,
+    /// Threads serving tunnels (a tunnel stays on one). Default: one per core.
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+}
+
+pub fn run(a: ServeArgs) -> anyhow::Result<()> {
+    let ServeArgs {
+        state,
+        listen,
+        allow_private_upstreams,
+        extra_root_ca,
+        connect_ports,
+        probe_hold_ms,
+        lease_journal,
+        tariff,
+        threads,
+    } = a;
+    let state = StateDir::open(&state)?;
+    let _lock = state.lock_for_serve()?;
+    let tariff = match &tariff {
+        Some(p) => Tariff::load(p).map_err(anyhow::Error::msg)?,
+        None => Tariff::default_tariff(),
+    };
+    if tariff.currency != state.config.currency {
+        anyhow::bail!(
+            "--tariff: currency {} differs from the ledger's {} (gateway.toml)",
+            tariff.currency,
+            state.config.currency
+        );
+    }
+    let (ledger, released) = open_ledger(&state)?;
+    let policies = PolicyStore::open(&state.root)?;
+    if released > 0 {
+        tracing::info!("released {released} reservation(s) left open by a crash");
+    }
+    let mut extra_roots = Vec::new();
+    for path in &extra_root_ca {
+        use rustls_pki_types::pem::PemObject;
+        let certs: Vec<_> = rustls_pki_types::CertificateDer::pem_file_iter(path)
+            .with_context(|| format!("--extra-root-ca {}", path.display()))?
+            .collect::<Result<_, _>>()
+            .with_context(|| {
+                format!(
+                    "--extra-root-ca {}: not a PEM certificate file",
+                    path.display()
+                )
+            })?;
+        if certs.is_empty() {
+            anyhow::bail!(
+                "--extra-root-ca {}: no certificate in the file",
+                path.display()
+            );
+        }
+        extra_roots.extend(certs);
+    }
+    let fetch_cfg = FetchConfig {
+        guard: UpstreamGuard {
+            allow_private: allow_private_upstreams,
+        },
+        connect_ports,
+        extra_roots,
+    };
+    let registry = Arc::new(Registry::new(
+        state.pads_dir(),
+        state.max_lease,
+        lease_journal,
+    ));
+    let n = registry
+        .scan()
+        .with_context(|| format!("reading {}", state.pads_dir().display()))?;
+    let addr = listen.unwrap_or_else(|| state.config.listen.clone());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let fetch = Fetch::new(fetch_cfg, rt.handle().clone())?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&addr)
+            .await
+            .with_context(|| format!("binding {addr}"))?;
+        let local: SocketAddr = listener.local_addr()?;
+        tracing::info!(
+            "{n} pad(s) loaded; private upstreams {}",
+            if allow_private_upstreams {
+                "ALLOWED"
+            } else {
+                "refused"
+            }
+        );
+        println!("padnet-gateway listening on {local}");
+        use std::io::Write;
+        std::io::stdout().flush()?;
+        tracing::info!("tariff: {}", tariff.describe());
+        let services = Arc::new(Services {
+            ledger: ledger.clone(),
+            tariff,
+            policies: policies.clone(),
+            limiters: Default::default(),
+            floats: Default::default(),
+        });
+        let reload = policies.clone();
+        let api = Arc::new(AdminApi {
+            state: state.clone(),
+            ledger: ledger.clone(),
+            registry: Some(registry.clone()),
+            floats: Some(services.floats.clone()),
+            on_reload: Some(Box::new(move || {
+                reload.reload().map_err(|e| format!("{e:#}"))
+            })),
+            currency: state.config.currency.clone(),
+        });
+        tokio::spawn(async move {
+            if let Err(e) = serve_admin(api).await {
+                tracing::error!("admin endpoint: {e:#}");
+            }
+        });
+        let server = Arc::new(Server {
+            services,
+            registry,
+            fetch,
+            probe_hold: Duration::from_millis(probe_hold_ms),
+        });
+        let threads =
+            threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+        server.run(listener, threads, shutdown_signal()).await?;
+        tracing::info!("shutting down");
+        // Let finished requests' charges become final, then flush.
+        tokio::time::sleep(crate::metering_rules::SETTLE_DELAY + Duration::from_millis(100)).await;
+        ledger.flush_now()?;
+        let _ = std::fs::remove_file(socket_path(&state.root));
+        anyhow::Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
