@@ -17,6 +17,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
+use tokio_util::task::AbortOnDropHandle;
+
 use crate::error::GatewayError;
 use crate::guard::{GuardedResolver, UpstreamGuard};
 use crate::headers;
@@ -32,15 +34,6 @@ pub struct FetchConfig {
     pub connect_ports: Vec<u16>,
     /// Extra trust anchors for https origins (tests, private CAs).
     pub extra_roots: Vec<rustls_pki_types::CertificateDer<'static>>,
-}
-
-/// Aborts a spawned task when dropped (a no-op once it has finished).
-struct AbortOnDrop(tokio::task::AbortHandle);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 type HttpsClient = Client<HttpsConnector<HttpConnector<GuardedResolver>>, Body>;
@@ -119,9 +112,9 @@ impl Fetch {
         req.headers_mut().insert(http::header::HOST, hv);
         // The tunnel speaks h2; origins are reached over HTTP/1.1 (ALPN may not offer h2).
         *req.version_mut() = http::Version::HTTP_11;
-        let sent = self.origin_rt.spawn(self.client.request(req));
-        // A request the user gives up on is given up at the origin too.
-        let _cancel = AbortOnDrop(sent.abort_handle());
+        // A request the user gives up on is given up at the origin too:
+        // dropping the handle aborts the task.
+        let sent = AbortOnDropHandle::new(self.origin_rt.spawn(self.client.request(req)));
         let mut resp = sent
             .await
             .map_err(|e| GatewayError::Unreachable {
