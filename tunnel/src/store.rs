@@ -516,7 +516,12 @@ impl FollowingPad {
     /// The gateway answered the hello on slot `i` (authentically) without
     /// opening a tunnel: the slot is done with, and the streak ends.
     pub fn slot_answered(&self, i: u32) -> io::Result<()> {
-        let mut st = self.lock();
+        self.answered(self.lock(), i)
+    }
+
+    /// Slot `i` got an authentic reply: it is no longer pending and the
+    /// streak ends (durably), then its keys are erased.
+    fn answered(&self, mut st: std::sync::MutexGuard<'_, AgentState>, i: u32) -> io::Result<()> {
         if st.pending.is_some_and(|p| p.slot == i) {
             st.pending = None;
         }
@@ -553,13 +558,7 @@ impl FollowingPad {
         }
         self.pad.erase_data(floor, up.offset.min(down.offset))?;
         st.floor = up.end().max(down.end());
-        if st.pending.is_some_and(|p| p.slot == i) {
-            st.pending = None;
-        }
-        st.streak = 0;
-        st.store()?;
-        drop(st);
-        self.pad.erase_slots(i, i + 1)
+        self.answered(st, i)
     }
 
     /// Flush erasures to disk (at the end of a tunnel).
