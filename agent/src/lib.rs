@@ -6,7 +6,7 @@
 //! - [`hello`]: the resend rule (which ticket slot the next hello uses).
 //! - [`dial`]: the agent side of the handshake.
 //! - [`link`]: the one h2-over-OtpStream connection, kept up with backoff.
-//! - [`proxy`]: the browser-facing proxy (CONNECT, absolute-form, own pages).
+//! - [`proxy`]: the browser-facing proxy: dispatch, `forward` (absolute-form), `connect`.
 //! - [`pages`]: the agent's own pages and error pages.
 #![forbid(unsafe_code)]
 

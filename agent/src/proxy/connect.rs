@@ -1,0 +1,63 @@
+//! `CONNECT`: an h2 CONNECT stream through the tunnel, spliced to the
+//! browser's upgraded connection once the gateway answers 2xx; any other
+//! answer (the gateway's 403 or 502 page) goes to the browser as it is.
+
+use http::{Method, Request, Response, StatusCode, Version};
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+
+use crate::link::Link;
+use crate::pages;
+use crate::Body;
+
+pub(super) async fn connect(link: &Link, mut req: Request<Incoming>) -> Response<Body> {
+    let mut sender = match link.sender().await {
+        Ok(s) => s,
+        Err(state) => return pages::link_error(&state, link),
+    };
+    let Some(authority) = req.uri().authority().cloned() else {
+        return pages::simple(
+            StatusCode::BAD_REQUEST,
+            "Bad request",
+            &proto::page::Html::text("CONNECT needs host:port."),
+        );
+    };
+    let mut h2req = Request::new(Empty::new().map_err(|never| match never {}).boxed());
+    *h2req.method_mut() = Method::CONNECT;
+    *h2req.version_mut() = Version::HTTP_2;
+    match http::Uri::builder().authority(authority).build() {
+        Ok(uri) => *h2req.uri_mut() = uri,
+        Err(e) => {
+            return pages::simple(
+                StatusCode::BAD_REQUEST,
+                "Bad request",
+                &proto::page::Html::text(&e.to_string()),
+            )
+        }
+    }
+    let mut resp = match sender.send_request(h2req).await {
+        Ok(r) => r,
+        Err(e) => return pages::tunnel_failed(&e.to_string()),
+    };
+    if !resp.status().is_success() {
+        // The gateway's page (403, 502...) goes to the browser as it is.
+        let (parts, body) = resp.into_parts();
+        return Response::from_parts(parts, body.map_err(Into::into).boxed());
+    }
+    let upstream = hyper::upgrade::on(&mut resp);
+    let browser = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        match tokio::try_join!(browser, upstream) {
+            Ok((b, u)) => {
+                let mut b = TokioIo::new(b);
+                let mut u = TokioIo::new(u);
+                let _ =
+                    tokio::io::copy_bidirectional_with_sizes(&mut b, &mut u, 64 * 1024, 64 * 1024)
+                        .await;
+            }
+            Err(e) => tracing::debug!("CONNECT upgrade failed: {e}"),
+        }
+    });
+    Response::new(Empty::new().map_err(|never| match never {}).boxed())
+}
