@@ -20,10 +20,10 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tunnel::pad::Serial;
 use tunnel::store::{AllocatingPad, PadStatus};
 
-use crate::float::Floats;
+use crate::conn::registry::Registry;
 use crate::ledger::sled_store::SledStore;
 use crate::ledger::{Account, Ledger};
-use crate::registry::Registry;
+use crate::metering::float::Floats;
 use crate::state_dir::{lease_len_for, StateDir};
 use crate::units::format_amount;
 

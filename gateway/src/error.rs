@@ -8,7 +8,6 @@ use bytes::Bytes;
 use http::{Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 
-use crate::guard::PrivateUpstream;
 use crate::units::format_amount;
 use crate::Body;
 
@@ -17,6 +16,14 @@ use crate::Body;
 pub type BoxFuture = std::pin::Pin<
     Box<dyn std::future::Future<Output = Result<http::Response<Body>, GatewayError>> + Send>,
 >;
+
+/// Refusal to reach a non-public address (raised by the upstream guard, in
+/// the resolver, and found again here by walking an error's sources).
+#[derive(Debug, thiserror::Error)]
+#[error("upstream {host} resolves only to non-public addresses, which this gateway does not reach")]
+pub struct PrivateUpstream {
+    pub host: String,
+}
 
 /// Why a request could not be served.
 #[derive(Debug, thiserror::Error)]

@@ -3,51 +3,37 @@
 //!
 //! # Layout
 //!
+//! Imports point down this list (checked by `scripts/check-cycles.py`):
+//!
 //! - [`cmd`]: one file per subcommand of `padnet-gateway` (main.rs dispatches).
 //! - [`admin`]: operator commands, through the running gateway or directly.
-//! - [`state_dir`]: the state directory, its config and the serve lock.
-//! - [`mint`]: minting pads (twin + user copy).
-//! - [`registry`]: the pads being served and their ticket index.
-//! - [`accept`]: the gateway side of the handshake (with probe hold).
-//! - [`serve`]: the listener and the HTTP/2 server per tunnel.
-//! - [`stack`]: the per-request tower stack, in request order.
-//! - [`context`]: services shared by tunnels, and each tunnel's pad.
-//! - [`admit`]: policy, rate and daily limits per request; [`limits`]: the
-//!   policy checks running streams repeat; [`rate_limit`]: per-pad limiters.
-//! - [`destination`]: host and port of a request; [`clock`]: now and today.
-//! - [`policies`]: the policy store (by id, current per name).
-//! - [`float`]: a tunnel's durable reservation its requests draw from.
-//! - [`meter`]: reserve, meter and settle each request; [`metering_rules`]:
-//!   its sizes and delays.
-//! - [`fetch`]: upstream fetch and CONNECT splice; [`guard`]: address guard.
-//! - [`headers`]: request/response normalisation; [`error`]: status pages.
+//! - [`conn`]: the listener and tunnel threads, the handshake (with probe
+//!   hold), the registry of pads and their ticket index.
+//! - [`request`]: the per-request tower stack in request order: admission
+//!   (policy, rate, daily limits), the guarded fetch and CONNECT splice,
+//!   request normalisation.
+//! - [`metering`]: the services shared by tunnels and each tunnel's pad
+//!   (`context`); reserve, meter and settle each request; a tunnel's float;
+//!   the checks running streams repeat; rate limiters; sizes; the clock.
+//! - [`destination`]: host and port of a request; [`error`]: failures and
+//!   the page each becomes.
 //! - [`ledger`]: value accounts, reservations, group commit (sled).
-//! - [`tariff`]: prices and the pricing arithmetic.
-//! - [`units`]: money and sizes as people write them.
+//! - [`mint`]: minting pads (twin + user copy); [`policies`]: the policy
+//!   store (by id, current per name); [`tariff`]: prices and their
+//!   arithmetic; [`state_dir`]: the state directory, its config and the serve
+//!   lock; [`units`]: money and sizes as people write them.
 #![forbid(unsafe_code)]
 
-pub mod accept;
 pub mod admin;
-pub mod admit;
-pub mod clock;
 pub mod cmd;
-pub mod context;
+pub mod conn;
 pub mod destination;
 pub mod error;
-pub mod fetch;
-pub mod float;
-pub mod guard;
-pub mod headers;
 pub mod ledger;
-pub mod limits;
-pub mod meter;
-pub mod metering_rules;
+pub mod metering;
 pub mod mint;
 pub mod policies;
-pub mod rate_limit;
-pub mod registry;
-pub mod serve;
-pub mod stack;
+pub mod request;
 pub mod state_dir;
 pub mod tariff;
 pub mod units;

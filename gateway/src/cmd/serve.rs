@@ -9,12 +9,12 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::admin::{open_ledger, serve_admin, socket_path, AdminApi};
-use crate::context::Services;
-use crate::fetch::{Fetch, FetchConfig};
-use crate::guard::UpstreamGuard;
+use crate::conn::registry::Registry;
+use crate::conn::serve::Server;
+use crate::metering::context::Services;
 use crate::policies::PolicyStore;
-use crate::registry::Registry;
-use crate::serve::Server;
+use crate::request::fetch::{Fetch, FetchConfig};
+use crate::request::guard::UpstreamGuard;
 use crate::state_dir::StateDir;
 use crate::tariff::Tariff;
 
@@ -169,7 +169,7 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
         server.run(listener, threads, shutdown_signal()).await?;
         tracing::info!("shutting down");
         // Let finished requests' charges become final, then flush.
-        tokio::time::sleep(crate::metering_rules::SETTLE_DELAY + Duration::from_millis(100)).await;
+        tokio::time::sleep(crate::metering::rules::SETTLE_DELAY + Duration::from_millis(100)).await;
         ledger.flush_now()?;
         let _ = std::fs::remove_file(socket_path(&state.root));
         anyhow::Ok(())

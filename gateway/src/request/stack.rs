@@ -7,11 +7,11 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use tower::{Service, ServiceExt};
 
-use crate::admit::Admit;
-use crate::context::PadContext;
 use crate::error::GatewayError;
-use crate::fetch::Fetch;
-use crate::meter::Charge;
+use crate::metering::context::PadContext;
+use crate::metering::meter::Charge;
+use crate::request::admit::Admit;
+use crate::request::fetch::Fetch;
 use crate::Body;
 
 /// Build the stack for one tunnel.

@@ -8,10 +8,10 @@ use tunnel::store::AllocatingPad;
 use tunnel::stream::Notifier;
 
 use crate::error::GatewayError;
-use crate::float::{Float, Floats};
 use crate::ledger::{Ledger, Micros};
+use crate::metering::float::{Float, Floats};
+use crate::metering::rate_limit::RateLimiters;
 use crate::policies::PolicyStore;
-use crate::rate_limit::RateLimiters;
 use crate::tariff::Tariff;
 
 /// Shared by every tunnel.
@@ -29,7 +29,7 @@ impl Services {
     /// few full extensions, so most requests never wait for a flush.
     pub fn float_refill(&self) -> Micros {
         let t = &self.tariff;
-        8 * (t.per_request + t.bytes_cost(crate::metering_rules::CHUNK)) + 64 * t.per_request
+        8 * (t.per_request + t.bytes_cost(crate::metering::rules::CHUNK)) + 64 * t.per_request
     }
 }
 

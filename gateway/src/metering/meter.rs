@@ -18,13 +18,13 @@ use http_body::{Body as HttpBody, Frame};
 use hyper::body::Incoming;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::clock::today;
-use crate::context::PadContext;
 use crate::error::GatewayError;
 use crate::ledger::{LedgerError, Micros};
+use crate::metering::clock::today;
+use crate::metering::context::PadContext;
 use crate::{Body, BoxError};
 
-pub use crate::metering_rules::{CAPTURE_LAG, CHUNK, FIRST_CHUNK, SETTLE_DELAY};
+pub use crate::metering::rules::{CAPTURE_LAG, CHUNK, FIRST_CHUNK, SETTLE_DELAY};
 
 /// Which way bytes flow, for wakers.
 #[derive(Debug, Clone, Copy)]
@@ -152,7 +152,7 @@ impl Meter {
                     .services
                     .policies
                     .effective(&id)
-                    .is_some_and(|p| crate::limits::still_allowed(&p, host, *port));
+                    .is_some_and(|p| crate::metering::limits::still_allowed(&p, host, *port));
                 if !allowed {
                     s.stopped = Some(StopReason::PolicyDenied);
                     return Poll::Ready(Err(Stopped(StopReason::PolicyDenied)));
@@ -378,7 +378,7 @@ where
                     Err(mut frame) => {
                         // Only the gateway speaks x-padnet-*: an origin's trailers of that name are dropped.
                         if let Some(t) = frame.trailers_mut() {
-                            crate::headers::strip_padnet(t);
+                            proto::headers::strip_padnet(t);
                         }
                         return Poll::Ready(Some(Ok(frame)));
                     }

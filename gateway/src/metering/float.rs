@@ -7,7 +7,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use crate::metering_rules::SETTLE_DELAY;
+use crate::metering::rules::SETTLE_DELAY;
 
 use crate::ledger::{Ledger, LedgerError, Micros};
 
@@ -212,7 +212,7 @@ impl Float {
             }
             (sum.0, sum.1, left)
         };
-        if let Err(e) = self.charge(amount, bytes, crate::clock::today()) {
+        if let Err(e) = self.charge(amount, bytes, crate::metering::clock::today()) {
             tracing::error!("charging finished requests: {e}");
         }
         left
@@ -236,7 +236,7 @@ impl Drop for Float {
         self.capture_due(true);
         let hold = self.lock().hold.take();
         if let Some(h) = hold {
-            if let Err(e) = self.ledger.settle(h, 0, 0, crate::clock::today()) {
+            if let Err(e) = self.ledger.settle(h, 0, 0, crate::metering::clock::today()) {
                 tracing::error!("returning a tunnel's float: {e}");
             }
         }

@@ -52,12 +52,7 @@ fn v4_non_public(ip: Ipv4Addr) -> bool {
         || o[0] >= 240 // reserved
 }
 
-/// Refusal to reach a non-public address.
-#[derive(Debug, thiserror::Error)]
-#[error("upstream {host} resolves only to non-public addresses, which this gateway does not reach")]
-pub struct PrivateUpstream {
-    pub host: String,
-}
+pub use crate::error::PrivateUpstream;
 
 /// What the gateway may dial.
 #[derive(Debug, Clone, Copy)]

@@ -3,7 +3,7 @@
 
 use policy::{NoCategories, Policy, RequestFacts};
 
-use crate::clock::now_unix;
+use crate::metering::clock::now_unix;
 
 /// Whether a policy still allows a destination now.
 pub fn still_allowed(policy: &Policy, host: &str, port: u16) -> bool {

@@ -12,12 +12,12 @@ use governor::clock::{Clock, DefaultClock};
 use http::{Method, Request, Response};
 use policy::{Decision, NoCategories, Policy, RequestFacts};
 
-use crate::clock::{now_unix, today};
-use crate::context::PadContext;
 use crate::destination::destination;
 use crate::error::{BoxFuture, GatewayError};
 use crate::ledger::{DayUsage, Micros};
-use crate::rate_limit::RateLimiters;
+use crate::metering::clock::{now_unix, today};
+use crate::metering::context::PadContext;
+use crate::metering::rate_limit::RateLimiters;
 use crate::Body;
 
 /// What admission needs to know of the pad a request is for.

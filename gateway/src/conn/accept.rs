@@ -16,8 +16,8 @@ use tunnel::record::LeaseKeys;
 use tunnel::store::{blocking, AllocatingPad, PadStatus, SlotClaim};
 use tunnel::stream::{KeySource, OtpStream, Role};
 
+use crate::conn::registry::Registry;
 use crate::ledger::Ledger;
-use crate::registry::Registry;
 
 /// Why a connection did not become a tunnel (for counters, never for the peer).
 #[derive(Debug, thiserror::Error)]

@@ -9,12 +9,12 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
-use crate::accept::{accept, Refused};
-use crate::context::{PadContext, Services};
-use crate::fetch::Fetch;
-use crate::float::Float;
-use crate::registry::Registry;
-use crate::stack;
+use crate::conn::accept::{accept, Refused};
+use crate::conn::registry::Registry;
+use crate::metering::context::{PadContext, Services};
+use crate::metering::float::Float;
+use crate::request::fetch::Fetch;
+use crate::request::stack;
 
 /// An accepted connection on its way to a tunnel thread.
 type Accepted = (std::net::TcpStream, SocketAddr);

@@ -20,9 +20,9 @@ use tokio::net::TcpStream;
 use tokio_util::task::AbortOnDropHandle;
 
 use crate::error::GatewayError;
-use crate::guard::{GuardedResolver, UpstreamGuard};
-use crate::headers;
-use crate::meter::{Meter, MeteredIo};
+use crate::metering::meter::{Meter, MeteredIo};
+use crate::request::guard::{GuardedResolver, UpstreamGuard};
+use crate::request::headers;
 use crate::Body;
 use tokio_util::either::Either;
 
@@ -97,7 +97,7 @@ impl Fetch {
         // IP literals are not resolved by the connector: check them here.
         if let Ok(ip) = host.trim_start_matches('[').trim_end_matches(']').parse() {
             if !self.cfg.guard.allows(ip) {
-                return Err(crate::guard::PrivateUpstream { host }.into());
+                return Err(crate::request::guard::PrivateUpstream { host }.into());
             }
         }
         headers::for_origin(req.headers_mut());
