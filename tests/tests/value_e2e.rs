@@ -416,3 +416,56 @@ fn a_long_download_pays_as_it_goes_so_a_crash_forgives_only_its_tail() {
     let (ok, report) = audit(&w.state);
     assert!(ok, "{report}");
 }
+
+/// A graceful stop (SIGTERM) stops taking tunnels but lets a download in
+/// flight finish: the browser gets every byte, the pad pays exactly for
+/// them (the charge made final before the process ends, not forgiven), and
+/// the ledger conserves value.
+#[test]
+fn a_graceful_stop_finishes_the_download_in_flight_and_charges_it_exactly() {
+    let mut w = World::new();
+    let pad = &w.pads("5.00", "64MiB", 1)[0];
+    let serial = serial_of(pad);
+    let agent = start_agent(pad, w.gateway.addr, &[], w.dir.path());
+    // Large enough that the gateway is still sending when the stop comes
+    // (h2 windows and socket buffers hold about 10 MB), slow enough to take
+    // a few seconds, short of the gateway's 10 s drain limit.
+    let n: u64 = 24_000_000;
+    let out = w.dir.path().join("slow.bin");
+    let child = Command::new("curl")
+        .args(["-sS", "--limit-rate", "4M", "-x"])
+        .arg(format!("http://{}", agent.addr))
+        .arg("-o")
+        .arg(&out)
+        .args(["-w", "%{http_code} %{size_download}"])
+        .arg(w.bytes_url(n))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0) < 1 << 20 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the download never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    w.gateway.proc.terminate(); // returns when the gateway has exited
+    let done = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&done.stdout).to_string();
+    assert!(done.status.success(), "curl: {text}");
+    assert_eq!(
+        text.trim(),
+        format!("200 {n}"),
+        "the download finished whole"
+    );
+    let v = pad_show(&w.state, &serial);
+    let charged = micros("5.00") - micros(v["balance"].as_str().unwrap());
+    assert_eq!(
+        charged,
+        expected_charge(n, PER_MIB, PER_REQUEST),
+        "the download in flight is charged exactly: {v}"
+    );
+    let (ok, report) = audit(&w.state);
+    assert!(ok, "{report}");
+}

@@ -141,6 +141,7 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
             policies: policies.clone(),
             limiters: Default::default(),
             floats: Default::default(),
+            tasks: Default::default(),
         });
         let reload = policies.clone();
         let api = Arc::new(AdminApi {
@@ -163,13 +164,19 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
             registry,
             fetch,
             probe_hold: Duration::from_millis(probe_hold_ms),
+            stopping: Default::default(),
+            tunnels: Default::default(),
         });
         let threads =
             threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+        let tasks = server.services.tasks.clone();
+        // Returns once every tunnel has finished its open streams.
         server.run(listener, threads, shutdown_signal()).await?;
         tracing::info!("shutting down");
-        // Let finished requests' charges become final, then flush.
-        tokio::time::sleep(crate::metering::rules::SETTLE_DELAY + Duration::from_millis(100)).await;
+        // Finished requests' charges become final (SETTLE_DELAY after their
+        // last byte) and floats go back to their pads; then the last flush.
+        tasks.close();
+        tasks.wait().await;
         ledger.flush_now()?;
         let _ = std::fs::remove_file(socket_path(&state.root));
         anyhow::Ok(())

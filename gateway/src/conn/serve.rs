@@ -8,6 +8,8 @@ use std::time::Duration;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::conn::accept::{accept, Refused};
 use crate::conn::registry::Registry;
@@ -26,7 +28,15 @@ pub struct Server {
     pub fetch: Fetch,
     /// How long a connection without a valid hello is held before closing.
     pub probe_hold: Duration,
+    /// Cancelled at shutdown: every tunnel finishes its open streams (h2
+    /// GOAWAY) and ends.
+    pub stopping: CancellationToken,
+    /// The tunnels being served, waited for at shutdown.
+    pub tunnels: TaskTracker,
 }
+
+/// How long a shutdown waits for open streams to finish.
+pub const DRAIN_LIMIT: Duration = Duration::from_secs(10);
 
 impl Server {
     /// Accept tunnels until `shutdown` resolves. Each tunnel lives on one of
@@ -63,6 +73,18 @@ impl Server {
                 _ = &mut shutdown => break,
             }
         }
+        // Stop taking tunnels; let each finish its open streams, then end.
+        self.stopping.cancel();
+        self.tunnels.close();
+        if tokio::time::timeout(DRAIN_LIMIT, self.tunnels.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "{} tunnel(s) still open after {DRAIN_LIMIT:?}; stopping anyway",
+                self.tunnels.len()
+            );
+        }
         Ok(())
     }
 
@@ -84,8 +106,8 @@ impl Server {
                         while let Some((tcp, peer)) = rx.recv().await {
                             match tokio::net::TcpStream::from_std(tcp) {
                                 Ok(tcp) => {
-                                    let me = me.clone();
-                                    tokio::spawn(async move { me.tunnel(tcp, peer).await });
+                                    let m = me.clone();
+                                    me.tunnels.spawn(async move { m.tunnel(tcp, peer).await });
                                 }
                                 Err(e) => tracing::warn!("taking a connection: {e}"),
                             }
@@ -132,6 +154,7 @@ impl Server {
             self.services.ledger.clone(),
             serial.clone(),
             self.services.float_refill(),
+            self.services.tasks.clone(),
         );
         self.services.floats.register(&float);
         let ctx = Arc::new(PadContext {
@@ -150,10 +173,17 @@ impl Server {
         }
         let service = TowerToHyperService::new(stack::build(self.fetch.clone(), ctx));
         let h2 = proto::h2::server(TokioExecutor::new());
-        if let Err(e) = h2
-            .serve_connection(TokioIo::new(accepted.stream), service)
-            .await
-        {
+        let conn = h2.serve_connection(TokioIo::new(accepted.stream), service);
+        tokio::pin!(conn);
+        let ended = tokio::select! {
+            r = conn.as_mut() => r,
+            _ = self.stopping.cancelled() => {
+                // GOAWAY: streams already open finish, no new ones start.
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+        };
+        if let Err(e) = ended {
             tracing::debug!("tunnel ended: {e}");
         }
         let pad = accepted.pad;

@@ -22,6 +22,9 @@ pub struct Services {
     pub limiters: RateLimiters,
     /// Live tunnels' floats, for `pad show`.
     pub floats: Arc<Floats>,
+    /// Background work that moves value (float refills, captures): a
+    /// shutdown closes it and waits for it before the ledger's last flush.
+    pub tasks: tokio_util::task::TaskTracker,
 }
 
 impl Services {

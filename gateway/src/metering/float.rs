@@ -7,6 +7,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use tokio_util::task::TaskTracker;
+
 use crate::metering::rules::SETTLE_DELAY;
 
 use crate::ledger::{Ledger, LedgerError, Micros};
@@ -34,16 +36,25 @@ pub struct Float {
     state: Mutex<State>,
     /// One refill at a time; others wait for it.
     refill_lock: tokio::sync::Mutex<()>,
+    /// Where background work that moves value runs (refills, captures), so
+    /// a shutdown waits for it rather than for a guessed delay.
+    tasks: TaskTracker,
 }
 
 impl Float {
-    pub fn new(ledger: Arc<Ledger>, serial: String, refill: Micros) -> Arc<Float> {
+    pub fn new(
+        ledger: Arc<Ledger>,
+        serial: String,
+        refill: Micros,
+        tasks: TaskTracker,
+    ) -> Arc<Float> {
         Arc::new(Float {
             ledger,
             serial,
             refill: refill.max(1),
             state: Mutex::default(),
             refill_lock: tokio::sync::Mutex::new(()),
+            tasks,
         })
     }
 
@@ -81,7 +92,8 @@ impl Float {
             // flush must not leave a written reservation unrecorded.
             let me = self.clone();
             let want = (max - have).max(self.refill);
-            tokio::spawn(async move { me.refill_now(want).await })
+            self.tasks
+                .spawn(async move { me.refill_now(want).await })
                 .await
                 .map_err(|e| LedgerError::Store(e.to_string()))??;
             if self.lock().available < min {
@@ -125,7 +137,7 @@ impl Float {
             s.refilling = true;
         }
         let me = self.clone();
-        tokio::spawn(async move {
+        self.tasks.spawn(async move {
             {
                 let _one = me.refill_lock.lock().await;
                 if me.lock().available < me.refill / 4 {
@@ -177,15 +189,19 @@ impl Float {
             return;
         }
         let me = self.clone();
+        let tasks = self.tasks.clone();
         let spawned = tokio::runtime::Handle::try_current().map(|rt| {
-            rt.spawn(async move {
-                loop {
-                    tokio::time::sleep(SETTLE_DELAY / 2).await;
-                    if !me.capture_due(false) {
-                        return;
+            tasks.spawn_on(
+                async move {
+                    loop {
+                        tokio::time::sleep(SETTLE_DELAY / 2).await;
+                        if !me.capture_due(false) {
+                            return;
+                        }
                     }
-                }
-            })
+                },
+                &rt,
+            )
         });
         if spawned.is_err() {
             self.capture_due(true);
