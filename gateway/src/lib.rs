@@ -10,8 +10,8 @@
 //! - [`conn`]: the listener and tunnel threads, the handshake (with probe
 //!   hold), the registry of pads and their ticket index.
 //! - [`request`]: the per-request tower stack in request order: admission
-//!   (policy, rate, daily limits), the guarded fetch and CONNECT splice,
-//!   request normalisation.
+//!   (policy, rate, daily limits), charging, the guarded fetch and CONNECT
+//!   splice, request normalisation.
 //! - [`metering`]: the services shared by tunnels and each tunnel's pad
 //!   (`context`); reserve, meter and settle each request; a tunnel's float;
 //!   the checks running streams repeat; rate limiters; sizes; the clock.

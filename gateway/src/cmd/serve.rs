@@ -37,6 +37,9 @@ pub struct ServeArgs {
     /// Milliseconds a connection without a valid hello is held before closing.
     #[arg(long, default_value_t = 10_000)]
     pub probe_hold_ms: u64,
+    /// Milliseconds a graceful stop (SIGTERM) waits for open streams to finish.
+    #[arg(long, default_value_t = 10_000)]
+    pub drain_ms: u64,
     /// Prices (TOML: currency, per_mib, per_request). Default: the sample data/tariff.toml.
     #[arg(long, value_name = "FILE")]
     pub tariff: Option<PathBuf>,
@@ -56,6 +59,7 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
         extra_root_ca,
         connect_ports,
         probe_hold_ms,
+        drain_ms,
         lease_journal,
         tariff,
         threads,
@@ -166,6 +170,7 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
             probe_hold: Duration::from_millis(probe_hold_ms),
             stopping: Default::default(),
             tunnels: Default::default(),
+            drain_limit: Duration::from_millis(drain_ms),
         });
         let threads =
             threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));

@@ -33,10 +33,9 @@ pub struct Server {
     pub stopping: CancellationToken,
     /// The tunnels being served, waited for at shutdown.
     pub tunnels: TaskTracker,
+    /// How long a shutdown waits for open streams to finish.
+    pub drain_limit: Duration,
 }
-
-/// How long a shutdown waits for open streams to finish.
-pub const DRAIN_LIMIT: Duration = Duration::from_secs(10);
 
 impl Server {
     /// Accept tunnels until `shutdown` resolves. Each tunnel lives on one of
@@ -76,13 +75,14 @@ impl Server {
         // Stop taking tunnels; let each finish its open streams, then end.
         self.stopping.cancel();
         self.tunnels.close();
-        if tokio::time::timeout(DRAIN_LIMIT, self.tunnels.wait())
+        if tokio::time::timeout(self.drain_limit, self.tunnels.wait())
             .await
             .is_err()
         {
             tracing::warn!(
-                "{} tunnel(s) still open after {DRAIN_LIMIT:?}; stopping anyway",
-                self.tunnels.len()
+                "{} tunnel(s) still open after {:?}; stopping anyway",
+                self.tunnels.len(),
+                self.drain_limit
             );
         }
         Ok(())

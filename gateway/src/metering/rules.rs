@@ -16,3 +16,6 @@ pub const CAPTURE_LAG: u64 = proto::h2::STREAM_WINDOW as u64 + CHUNK;
 /// was handed on, when it has surely left the gateway's buffers: a crash in
 /// between forgives it rather than charging for bytes that died in a buffer.
 pub const SETTLE_DELAY: std::time::Duration = std::time::Duration::from_millis(250);
+/// How often a running stream of a restricted pad asks its policy again
+/// (hours end and policies are updated while bytes flow).
+pub const POLICY_RECHECK: std::time::Duration = std::time::Duration::from_secs(1);

@@ -20,7 +20,8 @@ use tokio::net::TcpStream;
 use tokio_util::task::AbortOnDropHandle;
 
 use crate::error::GatewayError;
-use crate::metering::meter::{Meter, MeteredIo};
+use crate::metering::meter::Meter;
+use crate::metering::metered::MeteredIo;
 use crate::request::guard::{GuardedResolver, UpstreamGuard};
 use crate::request::headers;
 use crate::Body;

@@ -1,8 +1,9 @@
 //! The request path of one h2 stream: the tower stack built in one place
-//! (`stack`), admission (policy, rate, daily limits), the guarded upstream
+//! (`stack`), admission (policy, rate, daily limits), charging, the guarded upstream
 //! fetch and CONNECT splice, and request normalisation.
 
 pub mod admit;
+pub mod charge;
 pub mod fetch;
 pub mod guard;
 pub mod headers;

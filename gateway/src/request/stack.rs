@@ -9,8 +9,8 @@ use tower::{Service, ServiceExt};
 
 use crate::error::GatewayError;
 use crate::metering::context::PadContext;
-use crate::metering::meter::Charge;
 use crate::request::admit::Admit;
+use crate::request::charge::Charge;
 use crate::request::fetch::Fetch;
 use crate::Body;
 
