@@ -9,7 +9,8 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use tunnel::pad::{mint, Mode, PadHeader, Serial, PAGE};
+use tunnel::mint::mint;
+use tunnel::pad::{Mode, PadHeader, Serial, PAGE};
 use tunnel::store::{AllocatingPad, PadStatus};
 
 use crate::state_dir::StateDir;

@@ -3,7 +3,8 @@
 //!
 //! # Layout
 //!
-//! - [`pad`]: pad files (header, ticket slots, data region), minting, erasure.
+//! - [`pad`]: pad files (header, ticket slots, data region), erasure.
+//! - [`mint`]: new pads from the OS CSPRNG, written whole or not at all.
 //! - [`state`]: crash-safe small state files (A/B copies, one fsync per update).
 //! - [`lease`]: ranges of the data region and the allocation rule.
 //! - [`record`]: pure record sealing/opening (the wire table lives there).
@@ -16,6 +17,7 @@
 
 pub mod handshake;
 pub mod lease;
+pub mod mint;
 pub mod pad;
 pub mod record;
 pub mod secret;

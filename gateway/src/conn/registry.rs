@@ -212,7 +212,8 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tunnel::pad::{mint, Mode, PadHeader, PAGE};
+    use tunnel::mint::mint;
+    use tunnel::pad::{Mode, PadHeader, PAGE};
     use tunnel::store::PadStatus;
 
     fn mint_twin(path: &Path, serial: Serial) {

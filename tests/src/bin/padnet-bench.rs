@@ -577,7 +577,8 @@ fn metering_cost(
 /// 2 MiB leases, against punching alone.
 fn erasure_cost(dir: &std::path::Path) -> anyhow::Result<()> {
     use tunnel::lease::Lease;
-    use tunnel::pad::{erase, mint, Mode, PadFile, PadHeader, Serial};
+    use tunnel::mint::mint;
+    use tunnel::pad::{erase, Mode, PadFile, PadHeader, Serial};
     const LEASE: u64 = 2 << 20;
     const HALF: u64 = 256 << 20;
     let path = dir.join("erase-bench.pad");
