@@ -40,13 +40,6 @@ pub enum DialError {
     Waiting(Duration),
 }
 
-impl DialError {
-    /// Errors no retry can fix.
-    pub fn is_final(&self) -> bool {
-        matches!(self, DialError::Refused(_))
-    }
-}
-
 /// Open a tunnel to `addr`. The hello is the pending one when the resend
 /// rule says so (see [`crate::hello`]), else one on a newly claimed slot.
 pub async fn dial(

@@ -3,17 +3,17 @@
 //!
 //! # Layout
 //!
-//! - [`hello`]: the resend rule (which ticket slot the next hello uses).
-//! - [`dial`]: the agent side of the handshake.
+//! - `hello`: the resend rule (which ticket slot the next hello uses).
+//! - `dial`: the agent side of the handshake.
 //! - [`link`]: the one h2-over-OtpStream connection, kept up with backoff.
 //! - [`proxy`]: the browser-facing proxy: dispatch, `forward` (absolute-form), `connect`.
-//! - [`pages`]: the agent's own pages and error pages.
+//! - `pages`: the agent's own pages and error pages.
 #![forbid(unsafe_code)]
 
-pub mod dial;
-pub mod hello;
+mod dial;
+mod hello;
 pub mod link;
-pub mod pages;
+mod pages;
 pub mod proxy;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

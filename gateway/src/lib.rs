@@ -3,40 +3,41 @@
 //!
 //! # Layout
 //!
-//! Imports point down this list (checked by `scripts/check-cycles.py`):
+//! Imports point down this list (checked by `scripts/check-cycles.py`).
+//! Only `cmd` (for the binary) and `ledger` (for its benchmark) are public.
 //!
 //! - [`cmd`]: one file per subcommand of `padnet-gateway` (main.rs dispatches).
-//! - [`admin`]: operator commands, through the running gateway or directly.
-//! - [`conn`]: the listener and tunnel threads, the handshake (with probe
+//! - `admin`: operator commands, through the running gateway or directly.
+//! - `conn`: the listener and tunnel threads, the handshake (with probe
 //!   hold), the registry of pads and their ticket index.
-//! - [`request`]: the per-request tower stack in request order: admission
+//! - `request`: the per-request tower stack in request order: admission
 //!   (policy, rate, daily limits), charging, the guarded fetch and CONNECT
 //!   splice, request normalisation.
-//! - [`metering`]: the services shared by tunnels and each tunnel's pad
+//! - `metering`: the services shared by tunnels and each tunnel's pad
 //!   (`context`); reserve, meter and settle each request; a tunnel's float;
 //!   the checks running streams repeat; rate limiters; sizes; the clock.
-//! - [`destination`]: host and port of a request; [`error`]: failures and
+//! - `destination`: host and port of a request; `error`: failures and
 //!   the page each becomes.
 //! - [`ledger`]: value accounts, reservations, group commit (sled).
-//! - [`mint`]: minting pads (twin + user copy); [`policies`]: the policy
-//!   store (by id, current per name); [`tariff`]: prices and their
-//!   arithmetic; [`state_dir`]: the state directory, its config and the serve
-//!   lock; [`units`]: money and sizes as people write them.
+//! - `mint`: minting pads (twin + user copy); `policies`: the policy
+//!   store (by id, current per name); `tariff`: prices and their
+//!   arithmetic; `state_dir`: the state directory, its config and the serve
+//!   lock; `units`: money and sizes as people write them.
 #![forbid(unsafe_code)]
 
-pub mod admin;
+mod admin;
 pub mod cmd;
-pub mod conn;
-pub mod destination;
-pub mod error;
+mod conn;
+mod destination;
+mod error;
 pub mod ledger;
-pub mod metering;
-pub mod mint;
-pub mod policies;
-pub mod request;
-pub mod state_dir;
-pub mod tariff;
-pub mod units;
+mod metering;
+mod mint;
+mod policies;
+mod request;
+mod state_dir;
+mod tariff;
+mod units;
 
 /// Error type of response bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

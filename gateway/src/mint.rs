@@ -4,7 +4,7 @@
 //! only after its state file, by rename, and serve picks it up on rescan.
 
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
@@ -100,8 +100,4 @@ pub fn mint_pads(state: &StateDir, req: &MintRequest) -> anyhow::Result<Vec<Path
         total as f64 / secs.max(1e-9) / 1e6
     );
     Ok(paths)
-}
-
-pub fn default_out() -> &'static Path {
-    Path::new(".")
 }

@@ -21,7 +21,7 @@ pub mod mint;
 pub mod pad;
 pub mod record;
 pub mod secret;
-pub mod state;
+mod state;
 pub mod store;
 pub mod stream;
 

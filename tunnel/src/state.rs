@@ -5,7 +5,7 @@
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 const COPY: usize = 128;
 /// Bytes of payload a state file holds.
@@ -14,7 +14,6 @@ pub const PAYLOAD: usize = COPY - 8 - 4;
 /// One durable state file.
 #[derive(Debug)]
 pub struct DurableCell {
-    path: PathBuf,
     file: File,
     seq: u64,
 }
@@ -30,11 +29,7 @@ impl DurableCell {
             .mode(0o600)
             .open(path)?;
         file.set_len(2 * COPY as u64)?;
-        let mut cell = DurableCell {
-            path: path.to_path_buf(),
-            file,
-            seq: 0,
-        };
+        let mut cell = DurableCell { file, seq: 0 };
         cell.store(payload)?;
         cell.store(payload)?;
         crate::pad::sync_parent(path)?;
@@ -65,14 +60,7 @@ impl DurableCell {
                 format!("{}: both copies of the state are damaged", path.display()),
             )
         })?;
-        Ok((
-            DurableCell {
-                path: path.to_path_buf(),
-                file,
-                seq,
-            },
-            payload,
-        ))
+        Ok((DurableCell { file, seq }, payload))
     }
 
     /// Durably replace the payload: when this returns Ok, a crash at any
@@ -94,10 +82,6 @@ impl DurableCell {
         self.file.sync_data()?;
         self.seq = seq;
         Ok(())
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 }
 

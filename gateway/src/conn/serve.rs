@@ -149,7 +149,8 @@ impl Server {
                 }
             };
         tracing::debug!("tunnel open");
-        let serial = accepted.pad.header().serial.to_string();
+        let header = accepted.pad.header();
+        let serial = header.serial.to_string();
         let float = Float::new(
             self.services.ledger.clone(),
             serial.clone(),
@@ -157,17 +158,22 @@ impl Server {
             self.services.tasks.clone(),
         );
         self.services.floats.register(&float);
+        let notifier = accepted.stream.notifier();
         let ctx = Arc::new(PadContext {
             serial,
-            pad: accepted.pad.clone(),
-            notifier: accepted.stream.notifier(),
+            policy_id: header.policy_id,
+            issued: header.value_micros,
+            tell_agent: {
+                let (notifier, pad) = (notifier.clone(), accepted.pad.clone());
+                Box::new(move |balance| notifier.post(balance, pad.key_left()))
+            },
             services: self.services.clone(),
             float,
             balance_dirty: false.into(),
         });
         PadContext::spawn_notices(&ctx);
         // Tell the agent its balance and currency at once.
-        ctx.notifier.set_currency(&self.services.tariff.currency);
+        notifier.set_currency(&self.services.tariff.currency);
         if let Some(balance) = self.services.ledger.pad_balance(&ctx.serial) {
             ctx.notify_balance(balance);
         }

@@ -11,6 +11,8 @@
 //! reservation open, and it is released at the next start.
 
 pub mod book;
+#[cfg(test)]
+pub mod memory_store;
 pub mod sled_store;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

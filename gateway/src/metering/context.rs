@@ -4,9 +4,6 @@
 
 use std::sync::Arc;
 
-use tunnel::store::AllocatingPad;
-use tunnel::stream::Notifier;
-
 use crate::error::GatewayError;
 use crate::ledger::{Ledger, Micros};
 use crate::metering::float::{Float, Floats};
@@ -36,11 +33,19 @@ impl Services {
     }
 }
 
-/// One tunnel's pad.
+/// How a tunnel tells its agent the pad's balance (a NOTICE record).
+pub type TellAgent = Box<dyn Fn(Micros) + Send + Sync>;
+
+/// One tunnel's pad, as the request path sees it: facts from its header,
+/// its float, and a way to tell the agent its balance. No pad file is
+/// needed to build one, so the layers are tested in memory.
 pub struct PadContext {
     pub serial: String,
-    pub pad: Arc<AllocatingPad>,
-    pub notifier: Notifier,
+    /// The policy id the pad was minted with (all zero: unrestricted).
+    pub policy_id: [u8; 32],
+    /// The value the pad was issued with.
+    pub issued: Micros,
+    pub tell_agent: TellAgent,
     pub services: Arc<Services>,
     /// The tunnel's durable reservation its requests draw from.
     pub float: Arc<Float>,
@@ -56,26 +61,32 @@ pub const NOTICE_INTERVAL: std::time::Duration = std::time::Duration::from_milli
 impl PadContext {
     /// The 402 for a pad whose value cannot cover a request.
     pub fn value_exhausted(&self, balance: Micros) -> GatewayError {
-        let issued = self.pad.header().value_micros;
         GatewayError::ValueExhausted {
             balance,
-            spent: (issued - balance).max(0),
+            spent: (self.issued - balance).max(0),
             currency: self.services.tariff.currency.clone(),
         }
     }
 
     /// The daily limits of the pad's current policy, if it has one.
     pub fn limits(&self) -> Option<policy::Limits> {
-        let id = self.pad.header().policy_id;
-        if id == [0; 32] {
+        if !self.restricted() {
             return None;
         }
-        self.services.policies.effective(&id).map(|p| *p.limits())
+        self.services
+            .policies
+            .effective(&self.policy_id)
+            .map(|p| *p.limits())
+    }
+
+    /// Whether the pad is bound to an employer policy.
+    pub fn restricted(&self) -> bool {
+        self.policy_id != [0; 32]
     }
 
     /// Tell the agent the pad's balance (a NOTICE record).
     pub fn notify_balance(&self, balance: Micros) {
-        self.notifier.post(balance, self.pad.key_left());
+        (self.tell_agent)(balance);
     }
 
     /// The balance changed: the agent hears within [`NOTICE_INTERVAL`].

@@ -16,7 +16,7 @@ use crate::ledger::{LedgerError, Micros};
 use crate::metering::clock::today;
 use crate::metering::context::PadContext;
 
-pub use crate::metering::rules::{CAPTURE_LAG, CHUNK, FIRST_CHUNK, POLICY_RECHECK, SETTLE_DELAY};
+use crate::metering::rules::{CAPTURE_LAG, CHUNK, FIRST_CHUNK, POLICY_RECHECK};
 
 /// Which way bytes flow, for wakers.
 #[derive(Debug, Clone, Copy)]
@@ -120,11 +120,6 @@ impl Meter {
             .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// Bytes counted so far.
-    pub fn used(&self) -> u64 {
-        self.lock().used
-    }
-
     /// Ask to carry `want` bytes; returns how many may go now (≥ 1 when
     /// `want` ≥ 1), waits while an extension is on its way, fails when value
     /// is used up.
@@ -138,12 +133,11 @@ impl Meter {
         if let Some((host, port, at)) = &mut s.recheck {
             if at.elapsed() >= POLICY_RECHECK {
                 *at = std::time::Instant::now();
-                let id = self.ctx.pad.header().policy_id;
                 let allowed = self
                     .ctx
                     .services
                     .policies
-                    .effective(&id)
+                    .effective(&self.ctx.policy_id)
                     .is_some_and(|p| crate::metering::limits::still_allowed(&p, host, *port));
                 if !allowed {
                     s.stopped = Some(StopReason::PolicyDenied);
@@ -263,7 +257,7 @@ impl Meter {
 impl Drop for Meter {
     /// The request is over: give back what it did not use at once (the
     /// balance is right for the next request), and make the charge final
-    /// after [`SETTLE_DELAY`].
+    /// after [`SETTLE_DELAY`](crate::metering::rules::SETTLE_DELAY).
     fn drop(&mut self) {
         let s = self.lock();
         let served = self.served.load(std::sync::atomic::Ordering::Relaxed);

@@ -11,3 +11,5 @@ pub mod meter;
 pub mod metered;
 pub mod rate_limit;
 pub mod rules;
+#[cfg(test)]
+pub mod test_pad;

@@ -43,7 +43,7 @@ impl PadView for PadContext {
         &self.serial
     }
     fn policy_id(&self) -> [u8; 32] {
-        self.pad.header().policy_id
+        self.policy_id
     }
     fn policy(&self, id: &[u8; 32]) -> Option<Policy> {
         self.services.policies.effective(id)

@@ -15,7 +15,6 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 
 use tokio_util::task::AbortOnDropHandle;
 
@@ -43,6 +42,8 @@ type HttpsClient = Client<HttpsConnector<HttpConnector<GuardedResolver>>, Body>;
 #[derive(Clone)]
 pub struct Fetch {
     client: HttpsClient,
+    /// The guarded TCP connector under `client`, also what CONNECT dials with.
+    connector: HttpConnector<GuardedResolver>,
     cfg: Arc<FetchConfig>,
     /// Where origin requests and their connections run: the main
     /// (multi-threaded) runtime, so reading from origins proceeds in parallel
@@ -65,23 +66,36 @@ impl Fetch {
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)
         .with_no_client_auth();
-        let mut http = HttpConnector::new_with_resolver(GuardedResolver(cfg.guard));
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(Duration::from_secs(10)));
+        let mut connector = HttpConnector::new_with_resolver(GuardedResolver(cfg.guard));
+        connector.enforce_http(false);
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(10)));
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()
             .enable_http1()
-            .wrap_connector(http);
+            .wrap_connector(connector.clone());
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .build(https);
         Ok(Fetch {
             client,
+            connector,
             cfg: Arc::new(cfg),
             origin_rt,
         })
+    }
+
+    /// IP literals are not resolved, so the resolver's guard never sees
+    /// them: check them here.
+    fn check_ip_literal(&self, host: &str) -> Result<(), GatewayError> {
+        match host.trim_start_matches('[').trim_end_matches(']').parse() {
+            Ok(ip) if !self.cfg.guard.allows(ip) => Err(crate::request::guard::PrivateUpstream {
+                host: host.to_string(),
+            }
+            .into()),
+            _ => Ok(()),
+        }
     }
 
     async fn plain(self, mut req: Request<Body>) -> Result<Response<Body>, GatewayError> {
@@ -95,12 +109,7 @@ impl Fetch {
                 "unsupported scheme in {uri}"
             )));
         }
-        // IP literals are not resolved by the connector: check them here.
-        if let Ok(ip) = host.trim_start_matches('[').trim_end_matches(']').parse() {
-            if !self.cfg.guard.allows(ip) {
-                return Err(crate::request::guard::PrivateUpstream { host }.into());
-            }
-        }
+        self.check_ip_literal(&host)?;
         headers::for_origin(req.headers_mut());
         // The origin is told the host the policy checked, never another:
         // a Host header naming a different site would bypass the policy.
@@ -149,29 +158,20 @@ impl Fetch {
             return Err(GatewayError::PortNotAllowed(port, allowed));
         }
         let host = auth.host().to_string();
-        let addrs = self
-            .cfg
-            .guard
-            .resolve(&host, port)
+        self.check_ip_literal(&host)?;
+        // The same guarded connector as plain requests: it resolves through
+        // the guard, tries each allowed address in turn (with a timeout) and
+        // sets TCP_NODELAY.
+        let target = http::Uri::builder()
+            .scheme("http")
+            .authority(auth)
+            .path_and_query("/")
+            .build()
+            .map_err(|e| GatewayError::BadRequest(format!("CONNECT target: {e}")))?;
+        let upstream = tower::ServiceExt::oneshot(self.connector.clone(), target)
             .await
-            .map_err(|e| GatewayError::from_client(&host, &e))?;
-        let mut last = None;
-        let mut upstream = None;
-        for a in addrs {
-            match tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(a)).await {
-                Ok(Ok(s)) => {
-                    upstream = Some(s);
-                    break;
-                }
-                Ok(Err(e)) => last = Some(e.to_string()),
-                Err(_) => last = Some("connect timed out".into()),
-            }
-        }
-        let upstream = upstream.ok_or_else(|| GatewayError::Unreachable {
-            host: host.clone(),
-            reason: last.unwrap_or_default(),
-        })?;
-        let _ = upstream.set_nodelay(true);
+            .map_err(|e| GatewayError::from_client(&host, &e))?
+            .into_inner();
         let meter = req.extensions().get::<Arc<Meter>>().cloned();
         tokio::spawn(async move {
             match hyper::upgrade::on(req).await {

@@ -34,14 +34,14 @@ pub fn build(
 > + Clone
        + Send
        + 'static {
-    Admit {
+    let admit: Admit<Charge<Fetch>> = Admit {
         inner: Charge {
             inner: fetch,
             ctx: ctx.clone(),
         },
         ctx,
-    }
-    .map_result(|r: Result<Response<Body>, GatewayError>| {
+    };
+    ServiceExt::<Request<Incoming>>::map_result(admit, |r: Result<Response<Body>, GatewayError>| {
         Ok(r.unwrap_or_else(GatewayError::into_response))
     })
 }

@@ -1,0 +1,89 @@
+//! A pad for the request path's unit tests, all in memory: a ledger with
+//! the pad's value issued, a tariff, an empty policy store, and a float as a
+//! tunnel has one. `finish` ends the tunnel and returns what the pad kept.
+
+use std::sync::{Arc, Weak};
+
+use crate::ledger::memory_store::MemoryStore;
+use crate::ledger::{Ledger, Micros};
+use crate::metering::context::{PadContext, Services};
+use crate::metering::float::Float;
+use crate::policies::PolicyStore;
+use crate::tariff::Tariff;
+
+pub const SERIAL: &str = "PN-TEST-0001";
+
+pub struct TestPad {
+    pub ctx: Arc<PadContext>,
+    pub services: Arc<Services>,
+    _policies: tempfile::TempDir,
+}
+
+impl TestPad {
+    /// An unrestricted pad holding `value`, priced `per_mib` and
+    /// `per_request` (decimal strings, EUR).
+    pub fn new(value: Micros, per_mib: &str, per_request: &str) -> TestPad {
+        let src = format!(
+            "currency = \"EUR\"\nper_mib = \"{per_mib}\"\nper_request = \"{per_request}\"\n"
+        );
+        let tariff = Tariff::parse(&src, "test tariff").expect("tariff");
+        let (ledger, _) = Ledger::open(Box::<MemoryStore>::default()).expect("ledger");
+        ledger.issue(SERIAL, value).expect("issue");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let services = Arc::new(Services {
+            ledger: Arc::new(ledger),
+            tariff,
+            policies: PolicyStore::open(dir.path()).expect("policies"),
+            limiters: Default::default(),
+            floats: Default::default(),
+            tasks: tokio_util::task::TaskTracker::new(),
+        });
+        let float = Float::new(
+            services.ledger.clone(),
+            SERIAL.into(),
+            services.float_refill(),
+            services.tasks.clone(),
+        );
+        let ctx = Arc::new(PadContext {
+            serial: SERIAL.into(),
+            policy_id: [0; 32],
+            issued: value,
+            tell_agent: Box::new(|_balance| {}),
+            services: services.clone(),
+            float,
+            balance_dirty: false.into(),
+        });
+        TestPad {
+            ctx,
+            services,
+            _policies: dir,
+        }
+    }
+
+    pub fn tariff(&self) -> &Tariff {
+        &self.services.tariff
+    }
+
+    /// End the tunnel: wait until every request's meter and the float are
+    /// gone (charges captured, the float's hold settled), then return the
+    /// pad's balance, having checked that the ledger conserves value.
+    pub async fn finish(self) -> Micros {
+        let float: Weak<Float> = Arc::downgrade(&self.ctx.float);
+        drop(self.ctx);
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while float.strong_count() > 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "a meter or the float outlived the tunnel"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        self.services.tasks.close();
+        self.services.tasks.wait().await;
+        let ledger = &self.services.ledger;
+        let audit = ledger.read(|b| b.audit());
+        assert!(audit.problems.is_empty(), "{:?}", audit.problems);
+        assert_eq!(audit.open_holds, 0, "a hold is left open");
+        ledger.pad_balance(SERIAL).expect("the pad's account")
+    }
+}
