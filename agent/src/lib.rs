@@ -7,12 +7,14 @@
 //! - `dial`: the agent side of the handshake.
 //! - [`link`]: the one h2-over-OtpStream connection, kept up with backoff.
 //! - [`proxy`]: the browser-facing proxy: dispatch, `forward` (absolute-form), `connect`.
-//! - `pages`: the agent's own pages and error pages.
+//! - `pages`: the agent's own pages and error pages; `own_origin`: which
+//!   requests may read them (Host and Origin naming the agent).
 #![forbid(unsafe_code)]
 
 mod dial;
 mod hello;
 pub mod link;
+mod own_origin;
 mod pages;
 pub mod proxy;
 

@@ -5,11 +5,12 @@
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
-use http::{header, HeaderValue, Request, Response, StatusCode};
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 
 use crate::link::{Finished, Link, LinkState};
+use crate::own_origin::Foreign;
 use crate::Body;
 pub use policy::units::format_amount;
 use proto::page::{self, escape, Html};
@@ -91,6 +92,22 @@ pub fn link_error(state: &LinkState, link: &Link) -> Response<Body> {
     }
 }
 
+/// The page for a request whose headers the tunnel does not carry: it is
+/// never sent (a header block that large would close the tunnel).
+pub fn headers_too_large(size: usize) -> Response<Body> {
+    let mut r = simple(
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        "Request headers too large",
+        &Html::text(&format!(
+            "This request's headers come to {size} bytes; the tunnel carries at most {} per request. \
+             It was not sent, and nothing was charged. Clearing this site's cookies usually helps.",
+            proto::h2::MAX_HEADER_LIST
+        )),
+    );
+    error_code(&mut r, "request-headers-too-large");
+    r
+}
+
 /// The page for a request the tunnel dropped.
 pub fn tunnel_failed(err: &str) -> Response<Body> {
     let mut r = simple(
@@ -104,8 +121,33 @@ pub fn tunnel_failed(err: &str) -> Response<Body> {
     r
 }
 
-/// Requests to the agent itself.
+/// Requests to the agent itself. Only the agent's own origin may read them
+/// (see `own_origin`), and only with GET or HEAD: none of them changes
+/// anything.
 pub fn own(link: &Link, listen: std::net::SocketAddr, req: Request<Incoming>) -> Response<Body> {
+    if let Err(foreign) = crate::own_origin::check(req.headers(), listen) {
+        let what = match foreign {
+            Foreign::Host(h) => format!("Host {h:?}"),
+            Foreign::Origin(o) => format!("Origin {o:?}"),
+        };
+        let mut r = simple(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            &Html::text(&format!(
+                "The agent's pages answer only at http://{listen}/ (or http://localhost:{}/); this request came with {what}.",
+                listen.port()
+            )),
+        );
+        error_code(&mut r, "foreign-origin");
+        return r;
+    }
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return simple(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Method not allowed",
+            &Html::text("The agent's pages are read-only: GET or HEAD."),
+        );
+    }
     match req.uri().path() {
         "/status" => {
             let mut r = Response::new(body(status_json(link).to_string() + "\n"));

@@ -64,6 +64,13 @@ pub enum GatewayError {
     /// The ledger could not record the reservation (nothing was served).
     #[error("the gateway cannot record payments right now ({0}); nothing was charged, try again shortly")]
     Ledger(String),
+    /// The origin's response headers are more than the tunnel carries.
+    #[error("{host} answered with {size} bytes of headers; the tunnel carries at most {limit}")]
+    OriginHeadersTooLarge {
+        host: String,
+        size: usize,
+        limit: usize,
+    },
     /// The origin could not be reached.
     #[error("cannot reach {host}: {reason}")]
     Unreachable { host: String, reason: String },
@@ -83,6 +90,9 @@ impl GatewayError {
             GatewayError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate-limited"),
             GatewayError::DailyLimit { .. } => (StatusCode::PAYMENT_REQUIRED, "daily-limit"),
             GatewayError::Ledger(_) => (StatusCode::SERVICE_UNAVAILABLE, "ledger-unavailable"),
+            GatewayError::OriginHeadersTooLarge { .. } => {
+                (StatusCode::BAD_GATEWAY, "origin-headers-too-large")
+            }
         }
     }
 

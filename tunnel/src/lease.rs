@@ -46,6 +46,10 @@ impl fmt::Display for Lease {
 
 /// The smallest lease worth handing out: one full record plus control room.
 pub const MIN_LEASE: u64 = 64 * 1024;
+/// A new tunnel's first lease each way. Later leases double (see the
+/// stream's lease scheduling) up to the pad's lease length, so a tunnel cut
+/// right after it opened abandons at most two of these.
+pub const FIRST_LEASE: u64 = MIN_LEASE;
 
 /// Bump allocator over the data region. Every byte below `hwm` has been handed
 /// out (or wasted) and is never handed out again.

@@ -36,6 +36,10 @@ pub(super) async fn connect(link: &Link, mut req: Request<Incoming>) -> Response
             )
         }
     }
+    let size = proto::h2::request_header_list_size(h2req.method(), h2req.uri(), h2req.headers());
+    if size >= proto::h2::MAX_HEADER_LIST as usize {
+        return pages::headers_too_large(size);
+    }
     let mut resp = match sender.send_request(h2req).await {
         Ok(r) => r,
         Err(e) => return pages::tunnel_failed(&e.to_string()),

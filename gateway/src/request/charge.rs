@@ -57,6 +57,7 @@ where
             };
             let meter = Meter::start(ctx, dest).await?;
             let is_connect = req.method() == http::Method::CONNECT;
+            let is_head = req.method() == http::Method::HEAD;
             let mut req: Request<Body> = req.map(|b| metered(b, meter.clone(), Dir::Up));
             if is_connect {
                 req.extensions_mut().insert(meter.clone());
@@ -67,8 +68,16 @@ where
             // `MeteredBody`); h2 would turn a short body under Content-Length
             // into a stream error that discards bytes already paid for. The
             // length travels beside it and the agent restores it.
+            // Only a length the body really has travels: a wrong one would
+            // make the agent cut the body short, or wait for bytes never sent.
             if let Some(len) = resp.headers_mut().remove(http::header::CONTENT_LENGTH) {
-                resp.headers_mut().insert(LENGTH_HEADER, len);
+                let declared = len.to_str().ok().and_then(|l| l.parse::<u64>().ok());
+                let exact = http_body::Body::size_hint(resp.body()).exact();
+                // (HEAD and 304 answers declare a length their empty body lacks.)
+                let bodiless = is_head || resp.status() == http::StatusCode::NOT_MODIFIED;
+                if declared.is_some() && (declared == exact || bodiless) {
+                    resp.headers_mut().insert(LENGTH_HEADER, len);
+                }
             }
             Ok(resp.map(|b| metered(b, meter, Dir::Down)))
         })
@@ -109,11 +118,16 @@ mod tests {
     /// An origin that answers every request with `size` bytes, and
     /// `Content-Length` when `with_length`.
     fn origin(size: usize, with_length: bool) -> Origin {
+        origin_declaring(size, with_length.then_some(size))
+    }
+
+    /// An origin that answers with `size` bytes and declares `length`.
+    fn origin_declaring(size: usize, length: Option<usize>) -> Origin {
         boxed(move |_req: Request<Body>| async move {
             let mut r = Response::new(body(Full::new(Bytes::from(vec![7u8; size]))));
-            if with_length {
+            if let Some(length) = length {
                 r.headers_mut()
-                    .insert(http::header::CONTENT_LENGTH, size.into());
+                    .insert(http::header::CONTENT_LENGTH, length.into());
             }
             Ok::<_, GatewayError>(r)
         })
@@ -319,5 +333,22 @@ mod tests {
         let charged: Micros = pad.tariff().charge(1234);
         drop(svc);
         assert_eq!(pad.finish().await, 1_000_000 - charged);
+    }
+
+    #[tokio::test]
+    async fn a_length_the_body_does_not_have_never_travels() {
+        let pad = TestPad::new(1_000_000, "0.01", "0.0001");
+        let mut svc = Charge {
+            inner: origin_declaring(10, Some(3)),
+            ctx: pad.ctx.clone(),
+        };
+        let resp = send(&mut svc, get()).await.unwrap();
+        assert!(
+            resp.headers().get(proto::headers::CONTENT_LENGTH).is_none(),
+            "a declared 3 for a 10-byte body would cut it short at the agent"
+        );
+        assert_eq!(download(resp).await, (10, None));
+        drop(svc);
+        pad.finish().await;
     }
 }

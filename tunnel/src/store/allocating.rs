@@ -9,7 +9,7 @@ use std::sync::Mutex;
 
 use super::{state_path, LeaseJournal, OpenError, PadStatus};
 use crate::handshake::{open_hello, Slot, Ticket, HELLO_LEN};
-use crate::lease::{Lease, LeaseAllocator};
+use crate::lease::{Lease, LeaseAllocator, FIRST_LEASE};
 use crate::pad::{PadFile, PadHeader};
 use crate::secret::KeyBytes;
 use crate::state::{field_u64, DurableCell, Fields};
@@ -185,8 +185,8 @@ impl AllocatingPad {
         if genuine && status == PadStatus::Active {
             let mut alloc = st.alloc;
             if let (Some(up), Some(down)) = (
-                alloc.allocate(self.lease_len),
-                alloc.allocate(self.lease_len),
+                alloc.allocate(FIRST_LEASE.min(self.lease_len)),
+                alloc.allocate(FIRST_LEASE.min(self.lease_len)),
             ) {
                 st.alloc = alloc;
                 leases = Some((up, down));
@@ -230,10 +230,10 @@ impl KeySource for AllocatingPad {
         self.pad.take(lease)
     }
 
-    fn allocate(&self) -> io::Result<Option<Lease>> {
+    fn allocate(&self, want: u64) -> io::Result<Option<Lease>> {
         let mut st = self.lock();
         let mut alloc = st.alloc;
-        let Some(lease) = alloc.allocate(self.lease_len) else {
+        let Some(lease) = alloc.allocate(want.min(self.lease_len)) else {
             return Ok(None);
         };
         let before = st.alloc;

@@ -270,7 +270,7 @@ impl KeySource for FollowingPad {
         self.pad.take(lease)
     }
 
-    fn allocate(&self) -> io::Result<Option<Lease>> {
+    fn allocate(&self, _want: u64) -> io::Result<Option<Lease>> {
         Err(io::Error::new(
             io::ErrorKind::Unsupported,
             "the agent never allocates leases",

@@ -52,7 +52,7 @@ fn gateway_state_survives_reopen_and_never_reallocates() {
     let pad = AllocatingPad::open(&g, 64 * 1024, None).unwrap();
     let (_, leases) = claimed(pad.claim_slot(2, &hello2).unwrap());
     let (up, down) = leases.unwrap();
-    let third = pad.allocate().unwrap().unwrap();
+    let third = pad.allocate(u64::MAX).unwrap().unwrap();
     assert!(!up.overlaps(&down) && !down.overlaps(&third));
     drop(pad); // a crash: nothing but the durable state remains
     let pad = AllocatingPad::open(&g, 64 * 1024, None).unwrap();
@@ -64,7 +64,7 @@ fn gateway_state_survives_reopen_and_never_reallocates() {
         ),
         "a burned slot opens nothing"
     );
-    let fourth = pad.allocate().unwrap().unwrap();
+    let fourth = pad.allocate(u64::MAX).unwrap().unwrap();
     assert!(fourth.offset >= third.end());
 }
 

@@ -57,9 +57,13 @@ impl Loading {
 
 pub(super) type Allocation = JoinHandle<io::Result<Option<LeaseKeys>>>;
 
-pub(super) fn start_allocation(source: &Arc<dyn KeySource>) -> Allocation {
+/// Start allocating the lease to follow `current`: twice its length, so a
+/// tunnel starts on small leases (a reconnect abandons little) and reaches
+/// the pad's largest lease after a few switches.
+pub(super) fn start_allocation(source: &Arc<dyn KeySource>, current: Lease) -> Allocation {
     let s = source.clone();
-    tokio::task::spawn_blocking(move || match s.allocate()? {
+    let want = current.len.saturating_mul(2);
+    tokio::task::spawn_blocking(move || match s.allocate(want)? {
         None => Ok(None),
         Some(lease) => Ok(Some(LeaseKeys::new(lease, s.take(lease)?))),
     })
@@ -93,14 +97,14 @@ impl<T: AsyncRead + AsyncWrite + Unpin> OtpStream<T> {
                 && !self.control.iter().any(|c| c.kind == RecordType::LeaseNext)
                 && self.send.used() * 2 >= self.send.lease().len as usize
             {
-                self.next_send_alloc = Some(start_allocation(&self.source));
+                self.next_send_alloc = Some(start_allocation(&self.source, self.send.lease()));
             }
             // The peer's next upstream lease, once half of its current one is used.
             if self.recv_next.is_empty()
                 && self.grant_alloc.is_none()
                 && self.recv.used() * 2 >= self.recv.lease().len as usize
             {
-                self.grant_alloc = Some(start_allocation(&self.source));
+                self.grant_alloc = Some(start_allocation(&self.source, self.recv.lease()));
             }
         }
         if let Some(h) = &mut self.next_send_alloc {

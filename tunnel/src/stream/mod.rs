@@ -60,9 +60,10 @@ const PLAIN_IN_CAP: usize = 1024 * 1024;
 pub trait KeySource: Send + Sync + 'static {
     /// Read a lease's key bytes into memory and erase them on disk.
     fn take(&self, lease: Lease) -> io::Result<KeyBytes>;
-    /// Allocate a fresh lease, durably, before returning it (allocating side
-    /// only). `Ok(None)`: the key material is used up.
-    fn allocate(&self) -> io::Result<Option<Lease>>;
+    /// Allocate a fresh lease of up to `want` bytes (the source caps it at
+    /// its own largest lease), durably, before returning it (allocating
+    /// side only). `Ok(None)`: the key material is used up.
+    fn allocate(&self, want: u64) -> io::Result<Option<Lease>>;
     /// Called for every lease this side starts using (for audits and tests).
     fn note_use(&self, _lease: Lease) {}
 }
@@ -132,6 +133,30 @@ pub struct OtpStream<T> {
     failed: Option<String>,
     wakers: Arc<BothWakers>,
     both: Waker,
+}
+
+impl<T> Drop for OtpStream<T> {
+    /// The tunnel is gone: what is left of its current leases, and every
+    /// lease announced for later, will never carry a byte (a new tunnel gets
+    /// new leases). Count it as wasted, so `pad_bytes_wasted` is the truth.
+    fn drop(&mut self) {
+        let pending = |q: &VecDeque<Loading>| -> u64 {
+            q.iter()
+                .map(|l| match l {
+                    Loading::Ready(keys) => keys.remaining() as u64,
+                    Loading::Pending(lease, _) => lease.len,
+                    Loading::Failed(..) => 0,
+                })
+                .sum()
+        };
+        let abandoned = self.send.remaining() as u64
+            + self.recv.remaining() as u64
+            + pending(&self.send_next)
+            + pending(&self.recv_next);
+        self.stats
+            .pad_wasted
+            .fetch_add(abandoned, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl<T> std::fmt::Debug for OtpStream<T> {

@@ -210,7 +210,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> OtpStream<T> {
         {
             // Nothing in flight: start one now.
             if !self.closing() {
-                self.next_send_alloc = Some(start_allocation(&self.source));
+                self.next_send_alloc = Some(start_allocation(&self.source, self.send.lease()));
                 self.maintain(cx)?;
                 if !self.send_next.is_empty() {
                     return Poll::Ready(Ok(()));

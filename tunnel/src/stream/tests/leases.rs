@@ -21,7 +21,7 @@ async fn grants_leave_room_for_the_lease_next() {
         "the third grant waits for the next lease"
     );
     // The allocation ends: LEASE_NEXT jumps the queue, the grant follows.
-    let next = gw.source.allocate().unwrap().unwrap();
+    let next = gw.source.allocate(u64::MAX).unwrap().unwrap();
     let keys = LeaseKeys::new(next, gw.source.take(next).unwrap());
     gw.control.push_back(Control::lease_next(keys));
     gw.seal_controls().unwrap();

@@ -37,8 +37,12 @@ impl KeySource for MemPad {
             .to_vec()
             .into())
     }
-    fn allocate(&self) -> io::Result<Option<Lease>> {
-        Ok(self.alloc.lock().unwrap().allocate(self.lease_len))
+    fn allocate(&self, want: u64) -> io::Result<Option<Lease>> {
+        Ok(self
+            .alloc
+            .lock()
+            .unwrap()
+            .allocate(want.min(self.lease_len)))
     }
     fn note_use(&self, l: Lease) {
         self.used.lock().unwrap().push(l);
@@ -67,8 +71,8 @@ fn pair(
     };
     let gw: Arc<dyn KeySource> = Arc::new(mk(0));
     // The handshake's first two leases.
-    let up = gw.allocate().unwrap().unwrap();
-    let down = gw.allocate().unwrap().unwrap();
+    let up = gw.allocate(u64::MAX).unwrap().unwrap();
+    let down = gw.allocate(u64::MAX).unwrap().unwrap();
     let ag: Arc<dyn KeySource> = Arc::new(mk(0));
     let (a, b) = tokio::io::duplex(256 * 1024);
     let gws = OtpStream::new(
@@ -123,7 +127,7 @@ fn fill_to_reserve(gw: &mut OtpStream<tokio::io::DuplexStream>) -> usize {
 /// Queue `n` LEASE_GRANTs, with real leases, on the gateway.
 fn queue_grants(gw: &mut OtpStream<tokio::io::DuplexStream>, n: usize) {
     for _ in 0..n {
-        let lease = gw.source.allocate().unwrap().unwrap();
+        let lease = gw.source.allocate(u64::MAX).unwrap().unwrap();
         let keys = LeaseKeys::new(lease, gw.source.take(lease).unwrap());
         gw.control.push_back(Control::grant(lease));
         gw.recv_next.push_back(Loading::Ready(keys));
