@@ -3,6 +3,7 @@
 //!
 //! # Layout
 //!
+//! - [`access`]: who may use the agent (`--proxy-auth`).
 //! - `hello`: the resend rule (which ticket slot the next hello uses).
 //! - `dial`: the agent side of the handshake.
 //! - [`link`]: the one h2-over-OtpStream connection, kept up with backoff.
@@ -11,6 +12,7 @@
 //!   requests may read them (Host and Origin naming the agent).
 #![forbid(unsafe_code)]
 
+pub mod access;
 mod dial;
 mod hello;
 pub mod link;

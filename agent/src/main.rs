@@ -35,6 +35,11 @@ struct Cli {
     /// Seconds to wait for a gateway to connect and answer.
     #[arg(long, default_value_t = 10)]
     timeout: u64,
+    /// Require the `user:password` in FILE (mode 0600) from every browser
+    /// request (for machines with several users: otherwise any local user
+    /// can spend the pad through the agent).
+    #[arg(long, value_name = "FILE")]
+    proxy_auth: Option<PathBuf>,
     /// Append every lease and ticket slot used to FILE (pad offsets only; for audits and tests).
     #[arg(long, value_name = "FILE", hide = true)]
     lease_journal: Option<PathBuf>,
@@ -48,6 +53,8 @@ fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
+    // Every file the agent creates (the pad's .state) is the user's alone.
+    tunnel::secret::private_files();
     // Pads are key material: none of it may end up in a core file.
     if let Err(e) = tunnel::secret::keep_out_of_core_dumps() {
         tracing::warn!("cannot keep key material out of core dumps: {e}");
@@ -71,7 +78,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .map(LeaseJournal::open)
         .transpose()
         .context("--lease-journal")?;
+    let auth = cli
+        .proxy_auth
+        .as_deref()
+        .map(padnet_agent::access::ProxyAuth::load)
+        .transpose()?
+        .map(Arc::new);
     let pad = Arc::new(FollowingPad::open(&cli.pad, journal)?);
+    warn_if_others_can_read(&cli.pad);
     let addrs = if cli.gateways.is_empty() {
         pad.header().gateways.clone()
     } else {
@@ -116,9 +130,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let _ = tcp.set_nodelay(true);
             let link = link.clone();
+            let auth = auth.clone();
             tokio::spawn(async move {
-                let svc =
-                    service_fn(move |req| padnet_agent::proxy::handle(link.clone(), local, req));
+                let svc = service_fn(move |req| {
+                    padnet_agent::proxy::handle(link.clone(), local, auth.clone(), req)
+                });
                 let conn = hyper::server::conn::http1::Builder::new()
                     .keep_alive(true)
                     .serve_connection(TokioIo::new(tcp), svc)
@@ -130,4 +146,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         anyhow::Ok(())
     })
+}
+
+/// A pad (or its state) that other users can read is a pad they can copy
+/// and spend: say so, with the fix.
+fn warn_if_others_can_read(pad: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let state = tunnel::store::state_path(pad);
+    for p in [pad, state.as_path()] {
+        if let Ok(m) = std::fs::metadata(p) {
+            let mode = m.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    "{}: other users can read this file (mode {mode:o}) and spend the pad; run: chmod 600 {}",
+                    p.display(),
+                    p.display()
+                );
+            }
+        }
+    }
 }

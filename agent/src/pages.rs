@@ -108,6 +108,30 @@ pub fn headers_too_large(size: usize) -> Response<Body> {
     r
 }
 
+/// The answer to a request without the agent's credentials (`--proxy-auth`):
+/// 407 for proxied requests, 401 for the agent's own pages.
+pub fn credentials_required(proxied: bool) -> Response<Body> {
+    let (status, challenge) = if proxied {
+        (
+            StatusCode::PROXY_AUTHENTICATION_REQUIRED,
+            header::PROXY_AUTHENTICATE,
+        )
+    } else {
+        (StatusCode::UNAUTHORIZED, header::WWW_AUTHENTICATE)
+    };
+    let mut r = simple(
+        status,
+        "Credentials required",
+        &Html::text("This agent was started with --proxy-auth: give the user name and password from its file."),
+    );
+    r.headers_mut().insert(
+        challenge,
+        HeaderValue::from_static("Basic realm=\"padnet agent\", charset=\"UTF-8\""),
+    );
+    error_code(&mut r, "credentials-required");
+    r
+}
+
 /// The page for a request the tunnel dropped.
 pub fn tunnel_failed(err: &str) -> Response<Body> {
     let mut r = simple(

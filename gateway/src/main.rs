@@ -47,6 +47,9 @@ fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
+    // Every file the gateway creates (pads, state, the ledger) is the
+    // operator's alone.
+    tunnel::secret::private_files();
     // Pads are key material: none of it may end up in a core file.
     if let Err(e) = tunnel::secret::keep_out_of_core_dumps() {
         tracing::warn!("cannot keep key material out of core dumps: {e}");

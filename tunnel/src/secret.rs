@@ -30,6 +30,13 @@ pub fn keep_out_of_core_dumps() -> std::io::Result<()> {
     Ok(())
 }
 
+/// Create every file of this process readable by its user only (umask
+/// 077): pads, their state, ledgers and journals hold keys or money, and
+/// a umask of 022 would make them readable by every local user.
+pub fn private_files() {
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+}
+
 /// Owned key bytes, wiped on drop. The bytes may sit at an offset inside
 /// their allocation (page-aligned for direct I/O). Bytes already wiped as
 /// they were used ([`KeyBytes::wipe_through`]) are not wiped a second time,

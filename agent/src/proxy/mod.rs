@@ -12,18 +12,31 @@ use std::sync::Arc;
 use http::{Method, Request, Response};
 use hyper::body::Incoming;
 
+use crate::access::ProxyAuth;
 use crate::link::Link;
 use crate::pages;
 use crate::Body;
 
 pub use proto::headers::strip_hop_by_hop;
 
-/// Dispatch one browser request.
+/// Dispatch one browser request (after its credentials, with `auth`).
 pub async fn handle(
     link: Arc<Link>,
     listen: std::net::SocketAddr,
+    auth: Option<Arc<ProxyAuth>>,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
+    let proxied = req.method() == Method::CONNECT || req.uri().scheme().is_some();
+    if let Some(auth) = auth {
+        let given = if proxied {
+            req.headers().get(http::header::PROXY_AUTHORIZATION)
+        } else {
+            req.headers().get(http::header::AUTHORIZATION)
+        };
+        if !auth.allows(given) {
+            return Ok(pages::credentials_required(proxied));
+        }
+    }
     Ok(if req.method() == Method::CONNECT {
         connect::connect(&link, req).await
     } else if req.uri().scheme().is_some() {
