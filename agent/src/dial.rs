@@ -24,7 +24,7 @@ pub enum DialError {
     #[error("connect timed out")]
     ConnectTimeout,
     #[error(
-        "no reply to the hello (the gateway does not know this pad, or is not a padnet gateway)"
+        "no reply to the hello in time (the gateway may be overloaded, may not know this pad, or may not be a padnet gateway)"
     )]
     NoReply,
     #[error("the reply failed authentication: not our gateway")]

@@ -55,6 +55,10 @@ fn main() {
         .init();
     // Every file the agent creates (the pad's .state) is the user's alone.
     tunnel::secret::private_files();
+    // Every browser connection holds a descriptor.
+    if let Err(e) = tunnel::process::raise_open_file_limit() {
+        tracing::warn!("cannot raise the open-file limit: {e}");
+    }
     // Pads are key material: none of it may end up in a core file.
     if let Err(e) = tunnel::secret::keep_out_of_core_dumps() {
         tracing::warn!("cannot keep key material out of core dumps: {e}");

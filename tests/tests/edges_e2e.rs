@@ -358,3 +358,50 @@ fn a_rebound_name_or_a_foreign_origin_cannot_read_the_agents_pages() {
     let out = curl(&["-X", "POST", "-w", "\n%{http_code}", &url]);
     assert!(String::from_utf8_lossy(&out.stdout).ends_with("\n405"));
 }
+
+#[test]
+fn idle_connections_never_starve_tunnels_or_their_origins_of_descriptors() {
+    let stage = stage("<html><body>fds</body></html>\n");
+    let user = stage.dir.path().join("user");
+    let pad_a = mint(&stage.state, "5.00", "4MiB", &user);
+    let pad_b = mint(&stage.state, "5.00", "4MiB", &user);
+    // A gateway allowed 256 descriptors in all (soft and hard).
+    let mut cmd = std::process::Command::new("sh");
+    cmd.arg("-c")
+        .arg("ulimit -n 256 && exec \"$@\"")
+        .arg("sh")
+        .arg(bin("padnet-gateway"))
+        .args(["serve", "--state"])
+        .arg(&stage.state)
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--allow-private-upstreams",
+            "--probe-hold-ms",
+            "20000",
+        ]);
+    let (_gw, addr) = Proc::start(
+        cmd,
+        "gateway",
+        stage.dir.path(),
+        "padnet-gateway listening on ",
+    );
+    let gw: SocketAddr = addr.trim().parse().unwrap();
+    let a = start_agent(&pad_a, gw, &[], stage.dir.path());
+    let page = format!("http://{}/", stage.origin.http);
+    assert_eq!(fetch(a.addr, &page, &[]).0, 200, "tunnel A is up");
+    // 300 connections that never send a hello, held open.
+    let idle: Vec<TcpStream> = (0..300)
+        .filter_map(|_| TcpStream::connect(gw).ok())
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        fetch(a.addr, &page, &[]).0,
+        200,
+        "the open tunnel still reaches its origin"
+    );
+    let b = start_agent(&pad_b, gw, &[], stage.dir.path());
+    let (code, body, _) = fetch(b.addr, &page, &[]);
+    assert_eq!(code, 200, "a new tunnel opens: {}", String::from_utf8_lossy(&body));
+    drop(idle);
+}

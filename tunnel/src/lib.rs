@@ -5,13 +5,14 @@
 //!
 //! - [`pad`]: pad files (header, ticket slots, data region), erasure.
 //! - [`mint`]: new pads from the OS CSPRNG, written whole or not at all.
-//! - [`state`]: crash-safe small state files (A/B copies, one fsync per update).
+//! - `state`: crash-safe small state files (A/B copies, one fsync per update).
 //! - [`lease`]: ranges of the data region and the allocation rule.
 //! - [`record`]: pure record sealing/opening (the wire table lives there).
 //! - [`handshake`]: pure hello/reply messages sealed with a ticket slot.
 //! - [`stream`]: `OtpStream`, the async record stream with the lease protocol
 //!   (split by job: send, receive, lease scheduling, control records, stats).
-//! - [`secret`]: key bytes in memory, wiped on drop.
+//! - [`secret`]: key bytes in memory, wiped on drop; no core dumps; private files.
+//! - [`process`]: the open-file limit raised at start.
 //! - [`store`]: the two sides' per-pad key sources (allocating and following).
 #![forbid(unsafe_code)]
 
@@ -19,6 +20,7 @@ pub mod handshake;
 pub mod lease;
 pub mod mint;
 pub mod pad;
+pub mod process;
 pub mod record;
 pub mod secret;
 mod state;

@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use tunnel::handshake::{seal_reply, Reply, ReplyStatus, Slot, HELLO_LEN, TICKET_LEN};
 use tunnel::lease::Lease;
 use tunnel::record::LeaseKeys;
@@ -49,17 +50,22 @@ pub async fn accept(
     registry: &Arc<Registry>,
     ledger: &Ledger,
     hold: Duration,
+    evicted: &CancellationToken,
 ) -> Result<Accepted, Refused> {
     let deadline = Instant::now() + hold;
     let mut hello = [0u8; HELLO_LEN];
-    let outcome = match tokio::time::timeout_at(deadline, tcp.read_exact(&mut hello)).await {
-        Ok(Ok(_)) => claim(&hello, registry).await,
-        _ => Err(Refused::NoHello),
+    let read = tokio::select! {
+        r = tokio::time::timeout_at(deadline, tcp.read_exact(&mut hello)) => matches!(r, Ok(Ok(_))),
+        _ = evicted.cancelled() => false,
+    };
+    let outcome = match read {
+        true => claim(&hello, registry).await,
+        false => Err(Refused::NoHello),
     };
     let (pad, slot, status, leases) = match outcome {
         Ok(claimed) => claimed,
         Err(e) => {
-            hold_then_close(tcp, deadline).await;
+            hold_then_close(tcp, deadline, evicted).await;
             return Err(e);
         }
     };
@@ -135,19 +141,26 @@ async fn claim(hello: &[u8; HELLO_LEN], registry: &Arc<Registry>) -> Result<Clai
         _ => Err(Refused::UnknownTicket),
     }
 }
-/// Read and discard until the deadline, then close: the same for every prober.
-async fn hold_then_close(mut tcp: TcpStream, deadline: Instant) {
-    let mut sink = [0u8; 4096];
-    loop {
-        match tokio::time::timeout_at(deadline, tcp.read(&mut sink)).await {
-            Ok(Ok(n)) if n > 0 => continue,
-            Ok(_) => {
-                // Peer closed or errored: still wait out the deadline.
-                tokio::time::sleep_until(deadline).await;
-                break;
+/// Read and discard until the deadline, then close: the same for every
+/// prober (sooner only when evicted to make room, see `pending`).
+async fn hold_then_close(mut tcp: TcpStream, deadline: Instant, evicted: &CancellationToken) {
+    let hold = async {
+        let mut sink = [0u8; 4096];
+        loop {
+            match tokio::time::timeout_at(deadline, tcp.read(&mut sink)).await {
+                Ok(Ok(n)) if n > 0 => continue,
+                Ok(_) => {
+                    // Peer closed or errored: still wait out the deadline.
+                    tokio::time::sleep_until(deadline).await;
+                    break;
+                }
+                Err(_) => break,
             }
-            Err(_) => break,
         }
+    };
+    tokio::select! {
+        _ = hold => {}
+        _ = evicted.cancelled() => {}
     }
     let _ = tcp.shutdown().await;
 }

@@ -2,5 +2,6 @@
 //! side of the handshake, and the registry of pads being served.
 
 pub mod accept;
+pub mod pending;
 pub mod registry;
 pub mod serve;

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::conn::accept::{accept, Refused};
+use crate::conn::pending::Pending;
 use crate::conn::registry::Registry;
 use crate::metering::context::{PadContext, Services};
 use crate::metering::float::Float;
@@ -20,9 +21,14 @@ use crate::request::stack;
 
 /// An accepted connection on its way to a tunnel thread.
 type Accepted = (std::net::TcpStream, SocketAddr);
-type Handoff = tokio::sync::mpsc::UnboundedSender<Accepted>;
+type Handoff = tokio::sync::mpsc::Sender<Accepted>;
+/// Connections queued for one tunnel thread: beyond this the listener
+/// stops accepting and the kernel's backlog holds the rest.
+const HANDOFF_QUEUE: usize = 256;
 
 pub struct Server {
+    /// Connections still waiting for their hello (capped).
+    pub pending: Arc<Pending>,
     pub registry: Arc<Registry>,
     pub services: Arc<Services>,
     pub fetch: Fetch,
@@ -60,7 +66,7 @@ impl Server {
                 accepted = listener.accept() => match accepted.and_then(|(tcp, peer)| Ok((tcp.into_std()?, peer))) {
                     Ok(conn) => {
                         next = (next + 1) % workers.len();
-                        if workers[next].send(conn).is_err() {
+                        if workers[next].send(conn).await.is_err() {
                             anyhow::bail!("tunnel thread {next} has stopped");
                         }
                     }
@@ -94,7 +100,7 @@ impl Server {
     fn start_workers(self: &Arc<Self>, threads: usize) -> anyhow::Result<Vec<Handoff>> {
         let mut senders = Vec::with_capacity(threads);
         for i in 0..threads {
-            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Accepted>();
+            let (tx, mut rx) = tokio::sync::mpsc::channel::<Accepted>(HANDOFF_QUEUE);
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
@@ -136,18 +142,27 @@ impl Server {
     async fn tunnel(&self, tcp: tokio::net::TcpStream, _peer: SocketAddr) {
         // The peer address is never logged with anything that names a pad.
         let _ = tcp.set_nodelay(true);
-        let accepted =
-            match accept(tcp, &self.registry, &self.services.ledger, self.probe_hold).await {
-                Ok(a) => a,
-                Err(Refused::Io(e)) => {
-                    tracing::debug!("handshake i/o: {e}");
-                    return;
-                }
-                Err(e) => {
-                    tracing::debug!("connection refused: {e}");
-                    return;
-                }
-            };
+        let waiting = self.pending.enter();
+        let accepted = accept(
+            tcp,
+            &self.registry,
+            &self.services.ledger,
+            self.probe_hold,
+            &waiting.evicted,
+        )
+        .await;
+        drop(waiting);
+        let accepted = match accepted {
+            Ok(a) => a,
+            Err(Refused::Io(e)) => {
+                tracing::debug!("handshake i/o: {e}");
+                return;
+            }
+            Err(e) => {
+                tracing::debug!("connection refused: {e}");
+                return;
+            }
+        };
         tracing::debug!("tunnel open");
         let header = accepted.pad.header();
         let serial = header.serial.to_string();
