@@ -249,6 +249,23 @@ pub fn start_agent(pad: &Path, gateway: SocketAddr, extra: &[&str], work: &Path)
     }
 }
 
+/// Run `cmd` with its soft and hard `resource` limits set to `value`.
+pub fn with_rlimit(cmd: &mut Command, resource: rustix::process::Resource, value: u64) {
+    use std::os::unix::process::CommandExt;
+    let limit = rustix::process::Rlimit {
+        current: Some(value),
+        maximum: Some(value),
+    };
+    // SAFETY: the closure runs in the child between fork and exec; it makes
+    // one system call (setrlimit, async-signal-safe), allocates nothing and
+    // takes no lock.
+    unsafe {
+        cmd.pre_exec(move || {
+            rustix::process::setrlimit(resource, limit).map_err(std::io::Error::from)
+        });
+    }
+}
+
 /// Run curl with `args`.
 pub fn curl(args: &[&str]) -> Output {
     Command::new("curl")
