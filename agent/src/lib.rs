@@ -6,6 +6,7 @@
 //! - `hello`: the resend rule (which ticket slot the next hello uses).
 //! - `dial`: the agent side of the handshake.
 //! - [`link`]: the one h2-over-OtpStream connection, kept up with backoff.
+//! - [`listen`]: the browsers' listener, backing off when accept fails.
 //! - [`proxy`]: the browser-facing proxy: dispatch, `forward` (absolute-form), `connect`.
 //! - `pages`: the agent's own pages and error pages.
 #![forbid(unsafe_code)]
@@ -13,6 +14,7 @@
 mod dial;
 mod hello;
 pub mod link;
+pub mod listen;
 mod pages;
 pub mod proxy;
 
