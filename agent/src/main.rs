@@ -8,8 +8,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use padnet_agent::link::Link;
 use tunnel::store::{FollowingPad, LeaseJournal};
 
@@ -124,30 +122,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         println!("padnet-agent listening on {local}");
         use std::io::Write;
         std::io::stdout().flush()?;
-        loop {
-            let (tcp, _) = tokio::select! {
-                a = listener.accept() => match a {
-                    Ok(x) => x,
-                    Err(e) => { tracing::warn!("accept: {e}"); continue; }
-                },
-                _ = tokio::signal::ctrl_c() => break,
-            };
-            let _ = tcp.set_nodelay(true);
-            let link = link.clone();
-            let auth = auth.clone();
-            tokio::spawn(async move {
-                let svc = service_fn(move |req| {
-                    padnet_agent::proxy::handle(link.clone(), local, auth.clone(), req)
-                });
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .keep_alive(true)
-                    .serve_connection(TokioIo::new(tcp), svc)
-                    .with_upgrades();
-                if let Err(e) = conn.await {
-                    tracing::debug!("browser connection: {e}");
-                }
-            });
-        }
+        let ctrl_c = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        padnet_agent::listen::serve(listener, link, auth, ctrl_c).await?;
         anyhow::Ok(())
     })
 }

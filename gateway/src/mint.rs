@@ -4,13 +4,13 @@
 //! only after its state file, by rename, and serve picks it up on rescan.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use tunnel::mint::mint;
-use tunnel::pad::{Mode, PadHeader, Serial, PAGE};
+use tunnel::pad::{Mode, PadHeader, Serial, HEADER_LEN, PAGE};
 use tunnel::store::{AllocatingPad, PadStatus};
 
 use crate::state_dir::StateDir;
@@ -27,20 +27,184 @@ pub struct MintRequest {
     pub policy_id: [u8; 32],
 }
 
-/// Mint `count` pads; returns the user copies' paths in order.
-pub fn mint_pads(state: &StateDir, req: &MintRequest) -> anyhow::Result<Vec<PathBuf>> {
-    let data_size = req.data_size.div_ceil(PAGE) * PAGE;
+/// Most ticket slots a pad may have (each one tunnel opened): 1,048,576,
+/// 256 MiB of each copy. gateway.toml's default is 4096.
+pub const MAX_TICKET_SLOTS: u32 = 1 << 20;
+
+/// What a mint will write, worked out and checked before anything is written.
+#[derive(Debug)]
+pub struct MintPlan {
+    data_size: u64,
+    slots: u32,
+    gateways: Vec<String>,
+    /// Bytes of each copy of each pad.
+    file_len: u64,
+}
+
+/// Check a request and work out what it writes: `count` at least 1, ticket
+/// slots within [`MAX_TICKET_SLOTS`], sizes that fit in a u64, and room for
+/// both copies of every pad (the twin in the state directory's `pads/`, the
+/// user's copy in `--out`) on their file systems.
+pub fn plan(state: &StateDir, req: &MintRequest) -> anyhow::Result<MintPlan> {
+    if req.count == 0 {
+        anyhow::bail!("--count 0: nothing to mint; give --count 1 or more");
+    }
+    let slots = req.ticket_slots.unwrap_or(state.config.ticket_slots);
+    check_slots(slots, req.ticket_slots.is_some())?;
+    let too_large = || {
+        anyhow::anyhow!(
+            "--size {} bytes is too large: a pad file cannot hold it",
+            req.data_size
+        )
+    };
+    let data_size = req
+        .data_size
+        .checked_next_multiple_of(PAGE)
+        .ok_or_else(too_large)?;
     if data_size < 4 * tunnel::lease::MIN_LEASE {
         anyhow::bail!("--size must be at least 256KiB");
     }
-    std::fs::create_dir_all(&req.out).with_context(|| format!("creating {}", req.out.display()))?;
     let gateways = if req.gateways.is_empty() {
         vec![state.config.listen.clone()]
     } else {
         req.gateways.clone()
     };
-    let slots = req.ticket_slots.unwrap_or(state.config.ticket_slots);
-    let per_pad = data_size + u64::from(slots) * tunnel::pad::SLOT_SIZE as u64;
+    let mut plan = MintPlan {
+        data_size,
+        slots,
+        gateways,
+        file_len: 0,
+    };
+    plan.file_len = plan
+        .header(Serial([0; 8]))
+        .data_offset()
+        .checked_add(data_size)
+        .ok_or_else(too_large)?;
+    check_free_space(state, req, plan.file_len)?;
+    Ok(plan)
+}
+
+impl MintPlan {
+    fn header(&self, serial: Serial) -> PadHeader {
+        PadHeader {
+            mode: Mode::Otp,
+            serial,
+            ticket_slots: self.slots,
+            data_size: self.data_size,
+            created_unix: 0,
+            value_micros: 0,
+            policy_id: [0; 32],
+            gateways: self.gateways.clone(),
+        }
+    }
+}
+
+fn check_slots(slots: u32, from_flag: bool) -> anyhow::Result<()> {
+    if (1..=MAX_TICKET_SLOTS).contains(&slots) {
+        return Ok(());
+    }
+    let source = if from_flag {
+        format!("--tickets {slots}")
+    } else {
+        format!("ticket_slots = {slots} in gateway.toml")
+    };
+    anyhow::bail!(
+        "{source}: a pad has 1 to {MAX_TICKET_SLOTS} ticket slots (one per tunnel opened)"
+    )
+}
+
+/// Refuse, with the figures, a mint whose copies do not fit where they go.
+/// Both copies are counted against one file system when they share it.
+fn check_free_space(state: &StateDir, req: &MintRequest, file_len: u64) -> anyhow::Result<()> {
+    let per_copy = file_len.checked_mul(u64::from(req.count)).ok_or_else(|| {
+        anyhow::anyhow!(
+            "--count {} of --size {} bytes is too large: more than 16 EiB",
+            req.count,
+            req.data_size
+        )
+    })?;
+    let twins = state.pads_dir();
+    let users = existing_ancestor(&req.out)?;
+    let same_fs = device(&twins)? == device(&users)?;
+    let places: Vec<(&Path, u64, &str)> = if same_fs {
+        vec![(
+            users.as_path(),
+            per_copy.saturating_mul(2),
+            "the gateway's twins and the user's copies",
+        )]
+    } else {
+        vec![
+            (twins.as_path(), per_copy, "the gateway's twins"),
+            (users.as_path(), per_copy, "the user's copies"),
+        ]
+    };
+    for (dir, needed, what) in places {
+        let free = free_bytes(dir)?;
+        if needed > free {
+            anyhow::bail!(
+                "not enough free space for --count {} of --size {}: {what} need {} ({needed} bytes) on the file system of {}, which has {} ({free} bytes) free",
+                req.count,
+                human(req.data_size),
+                human(needed),
+                dir.display(),
+                human(free),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `p` if it exists, else its nearest existing ancestor (where `--out`
+/// will be created).
+fn existing_ancestor(p: &Path) -> anyhow::Result<PathBuf> {
+    let abs = std::path::absolute(p).with_context(|| format!("--out {}", p.display()))?;
+    abs.ancestors()
+        .find(|a| a.exists())
+        .map(Path::to_path_buf)
+        .with_context(|| format!("--out {}: no existing directory above it", p.display()))
+}
+
+fn device(p: &Path) -> anyhow::Result<u64> {
+    use std::os::unix::fs::MetadataExt;
+    Ok(std::fs::metadata(p)
+        .with_context(|| format!("reading {}", p.display()))?
+        .dev())
+}
+
+/// Bytes an unprivileged writer may still use on `dir`'s file system.
+fn free_bytes(dir: &Path) -> anyhow::Result<u64> {
+    let st = rustix::fs::statvfs(dir)
+        .with_context(|| format!("reading the free space of {}", dir.display()))?;
+    Ok(st.f_bavail.saturating_mul(st.f_frsize))
+}
+
+/// A size for people: "1.50 GiB".
+fn human(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = bytes as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.2} {}", UNITS[unit])
+    }
+}
+
+/// Mint the pads `plan` (from [`plan`]) worked out for `req`; returns the
+/// user copies' paths in order.
+pub fn mint_pads(
+    state: &StateDir,
+    req: &MintRequest,
+    plan: &MintPlan,
+) -> anyhow::Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(&req.out).with_context(|| format!("creating {}", req.out.display()))?;
+    // Key bytes written per pad and copy, as `mint` reports progress. No
+    // overflow: `plan` checked that `count` whole files fit in a u64.
+    let per_pad = plan.file_len - HEADER_LEN;
     let total = per_pad * u64::from(req.count);
     let bar = if std::io::stderr().is_terminal() {
         ProgressBar::new(total)
@@ -57,17 +221,13 @@ pub fn mint_pads(state: &StateDir, req: &MintRequest) -> anyhow::Result<Vec<Path
     let mut paths = Vec::new();
     for i in 0..req.count {
         let header = PadHeader {
-            mode: Mode::Otp,
-            serial: Serial::random(),
-            ticket_slots: slots,
-            data_size,
             created_unix: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_secs())
                 .unwrap_or(0),
             value_micros: req.value_micros,
             policy_id: req.policy_id,
-            gateways: gateways.clone(),
+            ..plan.header(Serial::random())
         };
         let name = format!("{}.pad", header.serial);
         let twin = state.pads_dir().join(&name);

@@ -236,17 +236,56 @@ pub struct Agent {
 }
 
 pub fn start_agent(pad: &Path, gateway: SocketAddr, extra: &[&str], work: &Path) -> Agent {
+    start_agent_cmd(agent_command(pad, gateway, extra), work)
+}
+
+/// The command [`start_agent`] runs, to adjust before starting it.
+pub fn agent_command(pad: &Path, gateway: SocketAddr, extra: &[&str]) -> Command {
     let mut cmd = Command::new(bin("padnet-agent"));
     cmd.arg("--pad")
         .arg(pad)
         .args(["--listen", "127.0.0.1:0", "--gateway"])
         .arg(gateway.to_string())
         .args(extra);
+    cmd
+}
+
+/// Start an agent command (from [`agent_command`]) and wait until it listens.
+pub fn start_agent_cmd(cmd: Command, work: &Path) -> Agent {
     let (proc, a) = Proc::start(cmd, "agent", work, "padnet-agent listening on ");
     Agent {
         proc,
         addr: addr(&a),
     }
+}
+
+/// Run `cmd` with its soft and hard `resource` limits set to `value`.
+pub fn with_rlimit(cmd: &mut Command, resource: rustix::process::Resource, value: u64) {
+    use std::os::unix::process::CommandExt;
+    let limit = rustix::process::Rlimit {
+        current: Some(value),
+        maximum: Some(value),
+    };
+    // SAFETY: the closure runs in the child between fork and exec; it makes
+    // one system call (setrlimit, async-signal-safe), allocates nothing and
+    // takes no lock.
+    unsafe {
+        cmd.pre_exec(move || {
+            rustix::process::setrlimit(resource, limit).map_err(std::io::Error::from)
+        });
+    }
+}
+
+/// CPU time (user + system) a process has used so far, from /proc.
+pub fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/PID/stat");
+    // Fields after the command name (which may hold spaces) start after ")".
+    let after = &stat[stat.rfind(')').expect("a command name") + 2..];
+    let f: Vec<&str> = after.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of stat(5): 12 and 13 here.
+    let ticks: u64 = f[11].parse::<u64>().expect("utime") + f[12].parse::<u64>().expect("stime");
+    let hz = rustix::param::clock_ticks_per_second();
+    Duration::from_millis(ticks * 1000 / hz)
 }
 
 /// Run curl with `args`.

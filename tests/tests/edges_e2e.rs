@@ -402,6 +402,11 @@ fn idle_connections_never_starve_tunnels_or_their_origins_of_descriptors() {
     );
     let b = start_agent(&pad_b, gw, &[], stage.dir.path());
     let (code, body, _) = fetch(b.addr, &page, &[]);
-    assert_eq!(code, 200, "a new tunnel opens: {}", String::from_utf8_lossy(&body));
+    assert_eq!(
+        code,
+        200,
+        "a new tunnel opens: {}",
+        String::from_utf8_lossy(&body)
+    );
     drop(idle);
 }

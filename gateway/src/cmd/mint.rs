@@ -7,7 +7,7 @@ use anyhow::Context;
 use policy::Policy;
 
 use crate::admin::{Admin, AdminOp};
-use crate::mint::{mint_pads, MintRequest};
+use crate::mint::{mint_pads, plan, MintRequest};
 use crate::policies::PolicyStore;
 use crate::state_dir::StateDir;
 use crate::units::{parse_amount, parse_size};
@@ -22,6 +22,7 @@ pub struct MintArgs {
     /// Key material per pad ("64MiB", "1GiB").
     #[arg(long)]
     pub size: String,
+    /// Number of pads (at least 1).
     #[arg(long, default_value_t = 1)]
     pub count: u32,
     /// Directory for the user's copies.
@@ -30,7 +31,7 @@ pub struct MintArgs {
     /// Gateway addresses written into the pads, tried in order (default: the init address).
     #[arg(long = "gateway", value_name = "ADDR")]
     pub gateways: Vec<String>,
-    /// Ticket slots per pad (tunnels it can open; default from gateway.toml).
+    /// Ticket slots per pad (tunnels it can open; 1 to 1048576; default from gateway.toml).
     #[arg(long)]
     pub tickets: Option<u32>,
     /// Mint inactive: the pad serves only after `activate`.
@@ -54,17 +55,18 @@ pub fn run(a: MintArgs) -> anyhow::Result<()> {
         policy,
     } = a;
     let state = StateDir::open(&state)?;
-    let policy_id = match &policy {
+    // Everything is checked before anything is written: the policy file,
+    // the amounts and sizes, the free space.
+    let policy = match &policy {
         Some(path) => {
             // Read once: the id is the hash of exactly what is stored.
             let src = std::fs::read_to_string(path)
                 .with_context(|| format!("--policy {}", path.display()))?;
             let p = Policy::parse(&src, &path.display().to_string())
                 .map_err(|e| anyhow::anyhow!("--policy {e}"))?;
-            PolicyStore::open(&state.root)?.store(&src, &p, false)?;
-            p.id()
+            Some((src, p))
         }
-        None => [0; 32],
+        None => None,
     };
     let req = MintRequest {
         value_micros: parse_amount(&value).map_err(|e| anyhow::anyhow!("--value: {e}"))?,
@@ -74,17 +76,21 @@ pub fn run(a: MintArgs) -> anyhow::Result<()> {
         gateways,
         ticket_slots: tickets,
         inactive,
-        policy_id,
+        policy_id: policy.as_ref().map_or([0; 32], |(_, p)| p.id()),
     };
     if req.value_micros < 0 {
         anyhow::bail!("--value must not be negative");
+    }
+    let plan = plan(&state, &req)?;
+    if let Some((src, p)) = &policy {
+        PolicyStore::open(&state.root)?.store(src, p, false)?;
     }
     let admin = Admin::connect(&state, &state.config.currency)?;
     if policy.is_some() {
         // A running gateway learns the policy before any pad bound to it exists.
         admin.call(AdminOp::ReloadPolicies)?;
     }
-    for p in mint_pads(&state, &req)? {
+    for p in mint_pads(&state, &req, &plan)? {
         let serial = p
             .file_stem()
             .and_then(|s| s.to_str())

@@ -3,10 +3,11 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::service::TowerToHyperService;
+use proto::accept::AcceptBackoff;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -61,18 +62,23 @@ impl Server {
         let me = self.clone();
         tokio::spawn(async move { me.rescan_forever().await });
         let mut next = 0usize;
+        let mut backoff = AcceptBackoff::default();
         loop {
             tokio::select! {
                 accepted = listener.accept() => match accepted.and_then(|(tcp, peer)| Ok((tcp.into_std()?, peer))) {
                     Ok(conn) => {
+                        backoff.succeeded();
                         next = (next + 1) % workers.len();
                         if workers[next].send(conn).await.is_err() {
                             anyhow::bail!("tunnel thread {next} has stopped");
                         }
                     }
                     Err(e) => {
-                        tracing::warn!("accept failed: {e}");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        let failure = backoff.failed(Instant::now());
+                        if let Some(line) = failure.line(&e) {
+                            tracing::warn!("{line}");
+                        }
+                        tokio::time::sleep(failure.wait).await;
                     }
                 },
                 _ = &mut shutdown => break,
