@@ -7,7 +7,7 @@
 //! - `hello`: the resend rule (which ticket slot the next hello uses).
 //! - `dial`: the agent side of the handshake.
 //! - [`link`]: the one h2-over-OtpStream connection, kept up with backoff.
-//! - [`listen`]: the browsers' listener, backing off when accept fails.
+//! - [`listen`]: the browsers' listener: connection cap, header deadline, accept backoff.
 //! - [`proxy`]: the browser-facing proxy: dispatch, `forward` (absolute-form), `connect`.
 //! - `pages`: the agent's own pages and error pages; `own_origin`: which
 //!   requests may read them (Host and Origin naming the agent).

@@ -1,31 +1,78 @@
-//! The browsers' listener: accepts connections, serves each as HTTP/1.1,
-//! and backs off when accept fails (out of file descriptors) instead of
-//! spinning.
+//! The browsers' listener: accepts connections, at most `max_connections`
+//! open at once (the rest wait in the kernel's backlog), serves each as
+//! HTTP/1.1 with a deadline for its request headers (so idle and slowloris
+//! connections are closed), and backs off when accept fails (out of file
+//! descriptors) instead of spinning.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use proto::accept::AcceptBackoff;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::access::ProxyAuth;
 use crate::link::Link;
+
+/// Connections open at once when RLIMIT_NOFILE does not ask for fewer.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// File descriptors left for everything but browser connections (the
+/// tunnel, the pad and its state, the runtime, stdio).
+const RESERVED_FDS: u64 = 64;
+
+/// How the listener limits browsers.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Browser connections open at once (CONNECT tunnels included).
+    pub max_connections: usize,
+    /// How long a connection may take to send a request's headers, from
+    /// when the agent starts waiting for them (also between keep-alive requests).
+    pub header_timeout: Duration,
+}
+
+/// A connection's place under [`Limits::max_connections`], given back when
+/// the connection ends; a CONNECT tunnel keeps it past the upgrade.
+pub type Permit = Arc<OwnedSemaphorePermit>;
+
+/// The default for `--max-connections`: [`DEFAULT_MAX_CONNECTIONS`], or
+/// fewer when the soft RLIMIT_NOFILE leaves no room for that many.
+pub fn default_max_connections() -> usize {
+    let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
+    match soft {
+        None => DEFAULT_MAX_CONNECTIONS,
+        Some(n) => usize::try_from(n.saturating_sub(RESERVED_FDS))
+            .unwrap_or(usize::MAX)
+            .clamp(1, DEFAULT_MAX_CONNECTIONS),
+    }
+}
 
 /// Serve browsers on `listener` until `shutdown` resolves.
 pub async fn serve(
     listener: TcpListener,
     link: Arc<Link>,
     auth: Option<Arc<ProxyAuth>>,
+    limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let local = listener.local_addr()?;
+    let places = Arc::new(Semaphore::new(
+        limits.max_connections.clamp(1, Semaphore::MAX_PERMITS),
+    ));
     let mut backoff = AcceptBackoff::default();
     tokio::pin!(shutdown);
     loop {
+        // Take a place first: beyond the cap, connections wait in the backlog.
+        let permit = tokio::select! {
+            p = places.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return Ok(()), // closed: nothing closes it
+            },
+            _ = &mut shutdown => return Ok(()),
+        };
         let accepted = tokio::select! {
             a = listener.accept() => a,
             _ = &mut shutdown => return Ok(()),
@@ -33,9 +80,17 @@ pub async fn serve(
         match accepted {
             Ok((tcp, _)) => {
                 backoff.succeeded();
-                tokio::spawn(serve_one(tcp, link.clone(), local, auth.clone()));
+                tokio::spawn(serve_one(
+                    tcp,
+                    link.clone(),
+                    local,
+                    auth.clone(),
+                    limits.header_timeout,
+                    Arc::new(permit),
+                ));
             }
             Err(e) => {
+                drop(permit);
                 let failure = backoff.failed(Instant::now());
                 if let Some(line) = failure.line(&e) {
                     tracing::warn!("{line}");
@@ -54,11 +109,17 @@ async fn serve_one(
     link: Arc<Link>,
     local: SocketAddr,
     auth: Option<Arc<ProxyAuth>>,
+    header_timeout: Duration,
+    permit: Permit,
 ) {
     let _ = tcp.set_nodelay(true);
-    let svc = service_fn(move |req| crate::proxy::handle(link.clone(), local, auth.clone(), req));
+    let svc = service_fn(move |req| {
+        crate::proxy::handle(link.clone(), local, auth.clone(), permit.clone(), req)
+    });
     let conn = hyper::server::conn::http1::Builder::new()
         .keep_alive(true)
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
         .serve_connection(TokioIo::new(tcp), svc)
         .with_upgrades();
     if let Err(e) = conn.await {

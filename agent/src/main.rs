@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use padnet_agent::link::Link;
+use padnet_agent::listen::{default_max_connections, Limits};
 use tunnel::store::{FollowingPad, LeaseJournal};
 
 #[derive(Parser)]
@@ -38,6 +39,14 @@ struct Cli {
     /// can spend the pad through the agent).
     #[arg(long, value_name = "FILE")]
     proxy_auth: Option<PathBuf>,
+    /// Milliseconds a browser connection may take to send a request's headers
+    /// (also how long an idle keep-alive connection stays open).
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    header_timeout_ms: u64,
+    /// Browser connections open at once, CONNECT tunnels included; more wait
+    /// to be accepted (default: 1024, or fewer if the open-files limit is lower).
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    max_connections: Option<usize>,
     /// Append every lease and ticket slot used to FILE (pad offsets only; for audits and tests).
     #[arg(long, value_name = "FILE", hide = true)]
     lease_journal: Option<PathBuf>,
@@ -122,10 +131,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         println!("padnet-agent listening on {local}");
         use std::io::Write;
         std::io::stdout().flush()?;
+        let limits = Limits {
+            max_connections: cli.max_connections.unwrap_or_else(default_max_connections),
+            header_timeout: Duration::from_millis(cli.header_timeout_ms),
+        };
         let ctrl_c = async {
             let _ = tokio::signal::ctrl_c().await;
         };
-        padnet_agent::listen::serve(listener, link, auth, ctrl_c).await?;
+        padnet_agent::listen::serve(listener, link, auth, limits, ctrl_c).await?;
         anyhow::Ok(())
     })
 }

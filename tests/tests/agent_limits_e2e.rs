@@ -1,7 +1,9 @@
 //! End-to-end: the agent under pressure from its browser side. It backs off
-//! when it runs out of file descriptors (quietly, without spinning), then
-//! serves normally again.
+//! when it runs out of file descriptors (quietly, without spinning), closes
+//! connections that do not send their request headers in time, and serves at
+//! most `--max-connections` at once; then it serves normally again.
 
+use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -69,7 +71,8 @@ fn gateway_and_pad(work: &Path) -> (Gateway, std::path::PathBuf) {
 fn out_of_file_descriptors_the_agent_backs_off_quietly_and_recovers() {
     let dir = tempfile::tempdir().unwrap();
     let (gateway, pad) = gateway_and_pad(dir.path());
-    let mut cmd = agent_command(&pad, gateway.addr, &[]);
+    // 64 descriptors, and a connection cap that does not stop it using them up.
+    let mut cmd = agent_command(&pad, gateway.addr, &["--max-connections", "1024"]);
     with_rlimit(&mut cmd, Resource::Nofile, 64);
     let agent = start_agent_cmd(cmd, dir.path());
     wait_for_log(&agent.proc, "tunnel up", Duration::from_secs(20));
@@ -104,6 +107,84 @@ fn out_of_file_descriptors_the_agent_backs_off_quietly_and_recovers() {
     assert!(
         serves_within(agent.addr, Duration::from_secs(10)),
         "the agent does not serve again once descriptors are free:\n{}",
+        agent.proc.log_tail()
+    );
+}
+
+/// Feed `s` one byte every 100 ms (when `trickle`) of a request whose
+/// headers never end, until the agent closes it; how long that took.
+fn open_for(mut s: TcpStream, trickle: bool, limit: Duration) -> Duration {
+    s.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let head = b"GET /status HTTP/1.1\r\nHost: agent\r\nX-Slow: ";
+    let started = Instant::now();
+    let mut sent = 0usize;
+    loop {
+        assert!(
+            started.elapsed() < limit,
+            "still open after {limit:?} (trickle: {trickle}, {sent} bytes sent)"
+        );
+        if trickle {
+            let byte = head.get(sent).copied().unwrap_or(b'a');
+            if s.write_all(&[byte]).is_err() {
+                return started.elapsed();
+            }
+            sent += 1;
+        }
+        let mut buf = [0u8; 1024];
+        match s.read(&mut buf) {
+            Ok(0) => return started.elapsed(),
+            Ok(_) => {} // a 408 may come before the close
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(_) => return started.elapsed(),
+        }
+    }
+}
+
+#[test]
+fn connections_that_do_not_finish_their_headers_in_time_are_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (gateway, pad) = gateway_and_pad(dir.path());
+    let agent = start_agent(
+        &pad,
+        gateway.addr,
+        &["--header-timeout-ms", "300"],
+        dir.path(),
+    );
+    for trickle in [true, false] {
+        let s = TcpStream::connect(agent.addr).unwrap();
+        let open = open_for(s, trickle, Duration::from_secs(4));
+        assert!(
+            open <= Duration::from_secs(2),
+            "trickle {trickle}: closed after {open:?}"
+        );
+        assert!(
+            open >= Duration::from_millis(250),
+            "trickle {trickle}: closed after {open:?}, before the timeout"
+        );
+    }
+    assert_eq!(status_code(agent.addr, Duration::from_secs(5)), 200);
+}
+
+#[test]
+fn beyond_max_connections_a_browser_waits_for_a_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let (gateway, pad) = gateway_and_pad(dir.path());
+    let agent = start_agent(&pad, gateway.addr, &["--max-connections", "2"], dir.path());
+    let idle: Vec<TcpStream> = (0..2)
+        .map(|_| TcpStream::connect(agent.addr).unwrap())
+        .collect();
+    // Both places are taken (accepted, waiting for headers): a third waits.
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        status_code(agent.addr, Duration::from_secs(1)),
+        0,
+        "a third connection was served"
+    );
+    drop(idle);
+    assert!(
+        serves_within(agent.addr, Duration::from_secs(5)),
+        "no place given back:\n{}",
         agent.proc.log_tail()
     );
 }

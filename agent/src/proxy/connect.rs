@@ -8,10 +8,15 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
 use crate::link::Link;
+use crate::listen::Permit;
 use crate::pages;
 use crate::Body;
 
-pub(super) async fn connect(link: &Link, mut req: Request<Incoming>) -> Response<Body> {
+pub(super) async fn connect(
+    link: &Link,
+    mut req: Request<Incoming>,
+    permit: Permit,
+) -> Response<Body> {
     let mut sender = match link.sender().await {
         Ok(s) => s,
         Err(state) => return pages::link_error(&state, link),
@@ -52,6 +57,8 @@ pub(super) async fn connect(link: &Link, mut req: Request<Incoming>) -> Response
     let upstream = hyper::upgrade::on(&mut resp);
     let browser = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
+        // The browser's connection stays open, and counted, until the splice ends.
+        let _permit = permit;
         match tokio::try_join!(browser, upstream) {
             Ok((b, u)) => {
                 let mut b = TokioIo::new(b);

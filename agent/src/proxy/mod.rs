@@ -14,16 +14,20 @@ use hyper::body::Incoming;
 
 use crate::access::ProxyAuth;
 use crate::link::Link;
+use crate::listen::Permit;
 use crate::pages;
 use crate::Body;
 
 pub use proto::headers::strip_hop_by_hop;
 
-/// Dispatch one browser request (after its credentials, with `auth`).
+/// Dispatch one browser request (after its credentials, with `auth`);
+/// `permit` is its connection's place under the connection cap, which a
+/// CONNECT tunnel keeps until it ends.
 pub async fn handle(
     link: Arc<Link>,
     listen: std::net::SocketAddr,
     auth: Option<Arc<ProxyAuth>>,
+    permit: Permit,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     let proxied = req.method() == Method::CONNECT || req.uri().scheme().is_some();
@@ -38,7 +42,7 @@ pub async fn handle(
         }
     }
     Ok(if req.method() == Method::CONNECT {
-        connect::connect(&link, req).await
+        connect::connect(&link, req, permit).await
     } else if req.uri().scheme().is_some() {
         forward::forward(&link, req).await
     } else {
