@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tunnel::handshake::{
-    open_reply, seal_hello, Hello, Reply, ReplyStatus, PROTOCOL_VERSION, REPLY_LEN,
+    open_reply, seal_hello, Hello, Reply, ReplyStatus, HELLO_LEN, PROTOCOL_VERSION, REPLY_LEN,
 };
 use tunnel::record::LeaseKeys;
 use tunnel::store::{blocking, FollowingPad};
@@ -77,13 +77,19 @@ pub async fn dial(
             version: PROTOCOL_VERSION,
         },
     );
-    tcp.write_all(&hello).await.map_err(DialError::Connect)?;
+    // The hello, then padding of the slot's length: one write.
+    let mut opening = hello.to_vec();
+    opening.resize(HELLO_LEN + slot.hello_padding(), 0);
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut opening[HELLO_LEN..]);
+    tcp.write_all(&opening).await.map_err(DialError::Connect)?;
     lock(plan).sent(index, Instant::now());
-    let mut wire = [0u8; REPLY_LEN];
-    match tokio::time::timeout(timeout, tcp.read_exact(&mut wire)).await {
+    let mut answer = vec![0u8; REPLY_LEN + slot.reply_padding()];
+    match tokio::time::timeout(timeout, tcp.read_exact(&mut answer)).await {
         Ok(Ok(_)) => {}
         _ => return Err(DialError::NoReply),
     }
+    let mut wire = [0u8; REPLY_LEN];
+    wire.copy_from_slice(&answer[..REPLY_LEN]);
     let p = pad.clone();
     let Ok(reply) = open_reply(&slot, &wire) else {
         // One try per one-time key: this slot's hello is never sent again.

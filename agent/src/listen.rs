@@ -13,10 +13,11 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use proto::accept::AcceptBackoff;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 
 use crate::access::ProxyAuth;
 use crate::link::Link;
+use crate::proxy::Permit;
 
 /// Connections open at once when RLIMIT_NOFILE does not ask for fewer.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
@@ -33,10 +34,6 @@ pub struct Limits {
     /// when the agent starts waiting for them (also between keep-alive requests).
     pub header_timeout: Duration,
 }
-
-/// A connection's place under [`Limits::max_connections`], given back when
-/// the connection ends; a CONNECT tunnel keeps it past the upgrade.
-pub type Permit = Arc<OwnedSemaphorePermit>;
 
 /// The default for `--max-connections`: [`DEFAULT_MAX_CONNECTIONS`], or
 /// fewer when the soft RLIMIT_NOFILE leaves no room for that many.

@@ -209,10 +209,13 @@ fn a_content_length_beside_chunked_never_cuts_the_body_short() {
     );
 }
 
-/// A TCP relay in front of the gateway whose connections the test can cut.
+/// A TCP relay in front of the gateway whose connections the test can cut,
+/// and which notes, per connection, how many bytes the agent sent before
+/// the gateway's first byte came back: the hello's size on the wire.
 struct Relay {
     addr: SocketAddr,
     open: Arc<Mutex<Vec<TcpStream>>>,
+    hellos: Arc<Mutex<Vec<usize>>>,
 }
 
 impl Relay {
@@ -221,6 +224,8 @@ impl Relay {
         let addr = l.local_addr().unwrap();
         let open: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
         let keep = open.clone();
+        let hellos: Arc<Mutex<Vec<usize>>> = Arc::default();
+        let sizes = hellos.clone();
         std::thread::spawn(move || {
             for conn in l.incoming() {
                 let Ok(a) = conn else { return };
@@ -230,12 +235,28 @@ impl Relay {
                 let mut list = keep.lock().unwrap();
                 list.push(a.try_clone().unwrap());
                 list.push(b.try_clone().unwrap());
-                for (mut from, mut into) in
-                    [(a.try_clone().unwrap(), b.try_clone().unwrap()), (b, a)]
-                {
+                drop(list);
+                // Bytes up before the first byte down; None once answered.
+                let before = Arc::new(Mutex::new(Some(0usize)));
+                for (up, mut from, mut into) in [
+                    (true, a.try_clone().unwrap(), b.try_clone().unwrap()),
+                    (false, b, a),
+                ] {
+                    let (before, sizes) = (before.clone(), sizes.clone());
                     std::thread::spawn(move || {
                         let mut buf = vec![0u8; 64 << 10];
                         while let Ok(n) = from.read(&mut buf) {
+                            if n > 0 {
+                                let mut b = before.lock().unwrap();
+                                match (up, *b) {
+                                    (true, Some(sent)) => *b = Some(sent + n),
+                                    (false, Some(sent)) => {
+                                        sizes.lock().unwrap().push(sent);
+                                        *b = None;
+                                    }
+                                    _ => {}
+                                }
+                            }
                             if n == 0 || into.write_all(&buf[..n]).is_err() {
                                 break;
                             }
@@ -246,7 +267,7 @@ impl Relay {
                 }
             }
         });
-        Relay { addr, open }
+        Relay { addr, open, hellos }
     }
 
     /// Cut every connection through the relay, as a network failure would.
@@ -309,6 +330,22 @@ fn a_hundred_reconnects_waste_at_most_128_kib_of_key_material_each() {
         used / RECONNECTS
     );
     assert!(wasted > 0, "the abandoned leases are counted as wasted");
+    // The opening's size is no fingerprint: hellos of many lengths.
+    let hellos = relay.hellos.lock().unwrap().clone();
+    let distinct: std::collections::BTreeSet<usize> = hellos.iter().copied().collect();
+    eprintln!(
+        "hello sizes on the wire: {} tunnels, {} distinct, {}..={} bytes",
+        hellos.len(),
+        distinct.len(),
+        distinct.first().unwrap(),
+        distinct.last().unwrap()
+    );
+    assert!(hellos.len() as u64 > RECONNECTS, "{hellos:?}");
+    assert!(
+        hellos.iter().all(|&h| (48..=1200).contains(&h)),
+        "{hellos:?}"
+    );
+    assert!(distinct.len() > 50, "hello sizes repeat: {hellos:?}");
     assert!(
         wasted + carried <= used && used - (wasted + carried) <= 192 << 10,
         "status accounts for the key material used: used {used}, wasted {wasted}, carried {carried}"

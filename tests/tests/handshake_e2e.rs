@@ -12,7 +12,27 @@ use std::time::Duration;
 
 use padnet_tests::*;
 
+/// The hello's fixed part; random padding of the slot's length follows.
 const HELLO_LEN: usize = 48;
+
+/// The agent's whole opening (the hello and its padding, sent in one
+/// write): at least the hello, then whatever follows until it pauses.
+fn read_opening(agent: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut hello = vec![0u8; HELLO_LEN];
+    agent.read_exact(&mut hello).ok()?;
+    agent
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .ok()?;
+    let mut buf = [0u8; 2048];
+    while let Ok(n) = agent.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        hello.extend_from_slice(&buf[..n]);
+    }
+    agent.set_read_timeout(None).ok()?;
+    Some(hello)
+}
 
 /// A gateway serving one fresh pad, and that pad's user copy.
 struct World {
@@ -96,12 +116,11 @@ fn duplicated_hello(copies: usize) {
         let Ok((mut agent, _)) = relay.accept() else {
             return;
         };
-        let mut hello = [0u8; HELLO_LEN];
-        agent.read_exact(&mut hello).unwrap();
+        let hello = Arc::new(read_opening(&mut agent).unwrap());
         let barrier = Arc::new(Barrier::new(copies));
         let handles: Vec<_> = (0..copies)
             .map(|_| {
-                let barrier = barrier.clone();
+                let (barrier, hello) = (barrier.clone(), hello.clone());
                 std::thread::spawn(move || {
                     let mut s = TcpStream::connect(gw).unwrap();
                     barrier.wait();
@@ -171,8 +190,7 @@ fn twenty_swallowed_hellos_do_not_lock_the_pad_out() {
         for conn in relay.incoming() {
             let Ok(mut agent) = conn else { continue };
             if s2.load(Ordering::SeqCst) < 20 {
-                let mut hello = [0u8; HELLO_LEN];
-                if agent.read_exact(&mut hello).is_ok() {
+                if let Some(hello) = read_opening(&mut agent) {
                     t2.lock().unwrap().insert(hello[..16].try_into().unwrap());
                     s2.fetch_add(1, Ordering::SeqCst);
                 }
@@ -261,16 +279,15 @@ fn a_replayed_hello_is_held_and_closed_with_nothing_said() {
     let relay = TcpListener::bind("127.0.0.1:0").unwrap();
     let relay_addr = relay.local_addr().unwrap();
     let gw: SocketAddr = w.gateway.addr;
-    let captured = Arc::new(Mutex::new(None::<[u8; HELLO_LEN]>));
+    let captured = Arc::new(Mutex::new(None::<Vec<u8>>));
     let c2 = captured.clone();
     std::thread::spawn(move || {
         for conn in relay.incoming() {
             let Ok(mut agent) = conn else { continue };
-            let mut hello = [0u8; HELLO_LEN];
-            if agent.read_exact(&mut hello).is_err() {
+            let Some(hello) = read_opening(&mut agent) else {
                 continue;
-            }
-            c2.lock().unwrap().get_or_insert(hello);
+            };
+            c2.lock().unwrap().get_or_insert(hello.clone());
             let mut g = TcpStream::connect(gw).unwrap();
             g.write_all(&hello).unwrap();
             splice(agent, g);
@@ -279,7 +296,7 @@ fn a_replayed_hello_is_held_and_closed_with_nothing_said() {
     let agent = start_agent(&w.pad, relay_addr, &[], w.stage.dir.path());
     let (code, _) = get_via(agent.addr, &w.page(), &[]);
     assert_eq!(code, 200);
-    let hello = captured.lock().unwrap().expect("a hello went by");
+    let hello = captured.lock().unwrap().clone().expect("a hello went by");
     let started = std::time::Instant::now();
     let mut s = TcpStream::connect(gw).unwrap();
     s.write_all(&hello).unwrap();

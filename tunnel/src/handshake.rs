@@ -11,10 +11,15 @@
 //! | 48..64  | XOR bytes for the hello body          |
 //! | 64..96  | one-time Poly1305 key for the reply   |
 //! | 96..144 | XOR bytes for the reply body          |
-//! | 144..256| reserved                              |
+//! | 144..146| length of the hello's padding (u16 LE, mod 1153) |
+//! | 146..148| length of the reply's padding (u16 LE, mod 1137) |
+//! | 148..256| reserved                              |
 //!
-//! Hello (48 bytes on the wire): `ticket ‖ E(body 16) ‖ tag(ticket ‖ E(body))`.
-//! Reply (64 bytes): `E(body 48) ‖ tag(E(body))`.
+//! Hello (48 bytes, then padding): `ticket ‖ E(body 16) ‖ tag(ticket ‖ E(body))`.
+//! Reply (64 bytes, then padding): `E(body 48) ‖ tag(E(body))`.
+//! The padding is random bytes whose length only the slot's holders know,
+//! so the opening messages are 48–1200 and 64–1200 bytes long, not always
+//! 48 and 64: their sizes no longer mark a tunnel's start.
 
 use poly1305::universal_hash::KeyInit;
 use poly1305::{Key, Poly1305};
@@ -29,8 +34,10 @@ pub const SLOT_SIZE: usize = 256;
 pub const TICKET_LEN: usize = 16;
 pub const HELLO_LEN: usize = 48;
 pub const REPLY_LEN: usize = 64;
-/// Protocol version carried in the hello.
-pub const PROTOCOL_VERSION: u8 = 1;
+/// Protocol version carried in the hello (2: padded opening messages).
+pub const PROTOCOL_VERSION: u8 = 2;
+/// The longest hello or reply, padding included.
+pub const MAX_OPENING: usize = 1200;
 
 /// A one-time ticket: the first 16 bytes of a slot.
 pub type Ticket = [u8; TICKET_LEN];
@@ -71,6 +78,16 @@ impl Slot {
 
     pub fn ticket(&self) -> Ticket {
         self.0[..TICKET_LEN].try_into().expect("16 bytes")
+    }
+
+    /// Bytes of random padding after the hello (0 to `MAX_OPENING - HELLO_LEN`).
+    pub fn hello_padding(&self) -> usize {
+        u16::from_le_bytes([self.0[144], self.0[145]]) as usize % (MAX_OPENING - HELLO_LEN + 1)
+    }
+
+    /// Bytes of random padding after the reply (0 to `MAX_OPENING - REPLY_LEN`).
+    pub fn reply_padding(&self) -> usize {
+        u16::from_le_bytes([self.0[146], self.0[147]]) as usize % (MAX_OPENING - REPLY_LEN + 1)
     }
 }
 
@@ -272,5 +289,37 @@ mod tests {
         }
         // Another slot's keys do not open it.
         assert_eq!(open_reply(&slot(3), &w), Err(HandshakeError::Tag));
+    }
+
+    #[test]
+    fn opening_lengths_come_from_the_slot_and_spread_over_the_range() {
+        let mut hellos = std::collections::BTreeSet::new();
+        let mut replies = std::collections::BTreeSet::new();
+        for i in 0..2000u32 {
+            let mut bytes = [0u8; SLOT_SIZE];
+            bytes[144..148].copy_from_slice(&i.wrapping_mul(2_654_435_761).to_le_bytes());
+            let slot = Slot::from_bytes(&bytes);
+            let (h, r) = (
+                HELLO_LEN + slot.hello_padding(),
+                REPLY_LEN + slot.reply_padding(),
+            );
+            assert!(
+                (HELLO_LEN..=MAX_OPENING).contains(&h) && (REPLY_LEN..=MAX_OPENING).contains(&r)
+            );
+            assert_eq!(
+                h,
+                HELLO_LEN + Slot::from_bytes(&bytes).hello_padding(),
+                "a slot's length is fixed"
+            );
+            hellos.insert(h);
+            replies.insert(r);
+        }
+        assert!(
+            hellos.len() > 800 && replies.len() > 800,
+            "{} {}",
+            hellos.len(),
+            replies.len()
+        );
+        assert!(*hellos.first().unwrap() < 100 && *hellos.last().unwrap() > 1100);
     }
 }

@@ -7,8 +7,8 @@ use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
+use super::Permit;
 use crate::link::Link;
-use crate::listen::Permit;
 use crate::pages;
 use crate::Body;
 

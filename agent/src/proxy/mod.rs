@@ -14,11 +14,14 @@ use hyper::body::Incoming;
 
 use crate::access::ProxyAuth;
 use crate::link::Link;
-use crate::listen::Permit;
 use crate::pages;
 use crate::Body;
 
 pub use proto::headers::strip_hop_by_hop;
+
+/// A connection's place under the connection cap (`--max-connections`), given back when
+/// the connection ends; a CONNECT tunnel keeps it past the upgrade.
+pub type Permit = Arc<tokio::sync::OwnedSemaphorePermit>;
 
 /// Dispatch one browser request (after its credentials, with `auth`);
 /// `permit` is its connection's place under the connection cap, which a

@@ -11,7 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tunnel::handshake::{seal_reply, Reply, ReplyStatus, Slot, HELLO_LEN, TICKET_LEN};
+use tunnel::handshake::{seal_reply, Reply, ReplyStatus, Slot, HELLO_LEN, REPLY_LEN, TICKET_LEN};
 use tunnel::lease::Lease;
 use tunnel::record::LeaseKeys;
 use tunnel::store::{blocking, AllocatingPad, PadStatus, SlotClaim};
@@ -69,6 +69,15 @@ pub async fn accept(
             return Err(e);
         }
     };
+    // The hello's padding: its length is the slot's, known only now.
+    let mut padding = vec![0u8; slot.hello_padding()];
+    match tokio::time::timeout_at(deadline, tcp.read_exact(&mut padding)).await {
+        Ok(Ok(_)) => {}
+        _ => {
+            hold_then_close(tcp, deadline, evicted).await;
+            return Err(Refused::NoHello);
+        }
+    }
     // This connection, and no other, claimed the slot: it alone replies.
     let status = match (status, leases) {
         (PadStatus::Active, Some(_)) => ReplyStatus::Ok,
@@ -93,7 +102,10 @@ pub async fn accept(
             .pad_balance(&pad.header().serial.to_string())
             .unwrap_or(0),
     };
-    tcp.write_all(&seal_reply(&slot, &reply)).await?;
+    let mut answer = seal_reply(&slot, &reply).to_vec();
+    answer.resize(REPLY_LEN + slot.reply_padding(), 0);
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut answer[REPLY_LEN..]);
+    tcp.write_all(&answer).await?;
     drop(slot);
     let Some((up_keys, down_keys)) = keys else {
         let _ = tcp.shutdown().await;
