@@ -38,8 +38,7 @@ pub struct Limits {
 /// The default for `--max-connections`: [`DEFAULT_MAX_CONNECTIONS`], or
 /// fewer when the soft RLIMIT_NOFILE leaves no room for that many.
 pub fn default_max_connections() -> usize {
-    let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
-    match soft {
+    match tunnel::process::open_file_limit() {
         None => DEFAULT_MAX_CONNECTIONS,
         Some(n) => usize::try_from(n.saturating_sub(RESERVED_FDS))
             .unwrap_or(usize::MAX)
@@ -55,7 +54,12 @@ pub async fn serve(
     limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let local = listener.local_addr()?;
+    let serving = Arc::new(Serving {
+        link,
+        local: listener.local_addr()?,
+        auth,
+        header_timeout: limits.header_timeout,
+    });
     let places = Arc::new(Semaphore::new(
         limits.max_connections.clamp(1, Semaphore::MAX_PERMITS),
     ));
@@ -77,14 +81,7 @@ pub async fn serve(
         match accepted {
             Ok((tcp, _)) => {
                 backoff.succeeded();
-                tokio::spawn(serve_one(
-                    tcp,
-                    link.clone(),
-                    local,
-                    auth.clone(),
-                    limits.header_timeout,
-                    Arc::new(permit),
-                ));
+                tokio::spawn(serve_one(tcp, serving.clone(), Arc::new(permit)));
             }
             Err(e) => {
                 drop(permit);
@@ -101,17 +98,21 @@ pub async fn serve(
     }
 }
 
-async fn serve_one(
-    tcp: TcpStream,
+/// What every browser connection is served with.
+struct Serving {
     link: Arc<Link>,
+    /// The listener's address (the agent's own pages answer only to it).
     local: SocketAddr,
     auth: Option<Arc<ProxyAuth>>,
     header_timeout: Duration,
-    permit: Permit,
-) {
+}
+
+async fn serve_one(tcp: TcpStream, serving: Arc<Serving>, permit: Permit) {
     let _ = tcp.set_nodelay(true);
+    let header_timeout = serving.header_timeout;
     let svc = service_fn(move |req| {
-        crate::proxy::handle(link.clone(), local, auth.clone(), permit.clone(), req)
+        let s = &serving;
+        crate::proxy::handle(s.link.clone(), s.local, s.auth.clone(), permit.clone(), req)
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .keep_alive(true)

@@ -60,15 +60,9 @@ fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
-    // Every file the agent creates (the pad's .state) is the user's alone.
-    tunnel::secret::private_files();
-    // Every browser connection holds a descriptor.
-    if let Err(e) = tunnel::process::raise_open_file_limit() {
-        tracing::warn!("cannot raise the open-file limit: {e}");
-    }
-    // Pads are key material: none of it may end up in a core file.
-    if let Err(e) = tunnel::secret::keep_out_of_core_dumps() {
-        tracing::warn!("cannot keep key material out of core dumps: {e}");
+    // Pads are key material: out of core dumps, in files only the user reads.
+    for failed in tunnel::process::harden() {
+        tracing::warn!("{failed}");
     }
     if let Err(e) = run(Cli::parse()) {
         eprintln!("padnet-agent: {e:#}");

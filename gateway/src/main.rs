@@ -47,12 +47,10 @@ fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
-    // Every file the gateway creates (pads, state, the ledger) is the
-    // operator's alone.
-    tunnel::secret::private_files();
-    // Pads are key material: none of it may end up in a core file.
-    if let Err(e) = tunnel::secret::keep_out_of_core_dumps() {
-        tracing::warn!("cannot keep key material out of core dumps: {e}");
+    // Pads and the ledger are keys and money: out of core dumps, in files
+    // only the operator reads.
+    for failed in tunnel::process::harden() {
+        tracing::warn!("{failed}");
     }
     let result = match Cli::parse().cmd {
         Cmd::Init(a) => cmd::init::run(a),

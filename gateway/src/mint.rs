@@ -14,6 +14,7 @@ use tunnel::pad::{Mode, PadHeader, Serial, HEADER_LEN, PAGE};
 use tunnel::store::{AllocatingPad, PadStatus};
 
 use crate::state_dir::StateDir;
+use crate::units::format_size;
 
 pub struct MintRequest {
     pub value_micros: i64,
@@ -144,10 +145,10 @@ fn check_free_space(state: &StateDir, req: &MintRequest, file_len: u64) -> anyho
             anyhow::bail!(
                 "not enough free space for --count {} of --size {}: {what} need {} ({needed} bytes) on the file system of {}, which has {} ({free} bytes) free",
                 req.count,
-                human(req.data_size),
-                human(needed),
+                format_size(req.data_size),
+                format_size(needed),
                 dir.display(),
-                human(free),
+                format_size(free),
             );
         }
     }
@@ -176,22 +177,6 @@ fn free_bytes(dir: &Path) -> anyhow::Result<u64> {
     let st = rustix::fs::statvfs(dir)
         .with_context(|| format!("reading the free space of {}", dir.display()))?;
     Ok(st.f_bavail.saturating_mul(st.f_frsize))
-}
-
-/// A size for people: "1.50 GiB".
-fn human(bytes: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut v = bytes as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit < UNITS.len() - 1 {
-        v /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{v:.2} {}", UNITS[unit])
-    }
 }
 
 /// Mint the pads `plan` (from [`plan`]) worked out for `req`; returns the

@@ -123,6 +123,21 @@ mod tests {
     }
 
     #[test]
+    fn strips_connection_specific_headers_for_h2() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, HeaderValue::from_static("close, x-hop"));
+        h.insert("x-hop", HeaderValue::from_static("1"));
+        h.insert("proxy-connection", HeaderValue::from_static("keep-alive"));
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        h.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+    }
+
+    #[test]
     fn only_the_gateway_speaks_x_padnet() {
         let mut h = HeaderMap::new();
         h.insert(CONTENT_LENGTH, "5".parse().unwrap());

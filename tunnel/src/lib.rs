@@ -11,8 +11,9 @@
 //! - [`handshake`]: pure hello/reply messages sealed with a ticket slot.
 //! - [`stream`]: `OtpStream`, the async record stream with the lease protocol
 //!   (split by job: send, receive, lease scheduling, control records, stats).
-//! - [`secret`]: key bytes in memory, wiped on drop; no core dumps; private files.
-//! - [`process`]: the open-file limit raised at start.
+//! - [`secret`]: key bytes in memory, wiped on drop.
+//! - [`process`]: what both binaries do to their process first (no core
+//!   dumps, private files, the open-file limit raised).
 //! - [`store`]: the two sides' per-pad key sources (allocating and following).
 #![forbid(unsafe_code)]
 

@@ -12,31 +12,6 @@ pub fn wipe(buf: &mut [u8]) {
     tail.zeroize();
 }
 
-/// Keep this process's memory, and the key material in it, out of core
-/// dumps and away from other processes of the same user: no core file
-/// (`RLIMIT_CORE` 0) and not dumpable (`PR_SET_DUMPABLE` 0, which also
-/// refuses ptrace and /proc/PID/mem to anyone but root). Both binaries
-/// call this first.
-pub fn keep_out_of_core_dumps() -> std::io::Result<()> {
-    use rustix::process::{set_dumpable_behavior, setrlimit, DumpableBehavior, Resource, Rlimit};
-    setrlimit(
-        Resource::Core,
-        Rlimit {
-            current: Some(0),
-            maximum: Some(0),
-        },
-    )?;
-    set_dumpable_behavior(DumpableBehavior::NotDumpable)?;
-    Ok(())
-}
-
-/// Create every file of this process readable by its user only (umask
-/// 077): pads, their state, ledgers and journals hold keys or money, and
-/// a umask of 022 would make them readable by every local user.
-pub fn private_files() {
-    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
-}
-
 /// Owned key bytes, wiped on drop. The bytes may sit at an offset inside
 /// their allocation (page-aligned for direct I/O). Bytes already wiped as
 /// they were used ([`KeyBytes::wipe_through`]) are not wiped a second time,

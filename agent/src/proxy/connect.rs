@@ -41,9 +41,10 @@ pub(super) async fn connect(
             )
         }
     }
-    let size = proto::h2::request_header_list_size(h2req.method(), h2req.uri(), h2req.headers());
-    if size >= proto::h2::MAX_HEADER_LIST as usize {
-        return pages::headers_too_large(size);
+    if let Some(refused) =
+        super::too_large_for_the_tunnel(h2req.method(), h2req.uri(), h2req.headers())
+    {
+        return refused;
     }
     let mut resp = match sender.send_request(h2req).await {
         Ok(r) => r,

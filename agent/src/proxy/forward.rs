@@ -23,9 +23,10 @@ pub(super) async fn forward(link: &Link, req: Request<Incoming>) -> Response<Bod
     // The authority travels as :authority; a Host header would only repeat it.
     parts.headers.remove(header::HOST);
     parts.version = Version::HTTP_2;
-    let size = proto::h2::request_header_list_size(&parts.method, &parts.uri, &parts.headers);
-    if size >= proto::h2::MAX_HEADER_LIST as usize {
-        return pages::headers_too_large(size);
+    if let Some(refused) =
+        super::too_large_for_the_tunnel(&parts.method, &parts.uri, &parts.headers)
+    {
+        return refused;
     }
     let req = Request::from_parts(parts, body.map_err(Into::into).boxed());
     match sender.send_request(req).await {

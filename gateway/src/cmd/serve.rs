@@ -163,11 +163,9 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
                 tracing::error!("admin endpoint: {e:#}");
             }
         });
-        // Every tunnel, origin connection and prober holds a descriptor.
-        let open_files = tunnel::process::raise_open_file_limit().unwrap_or_else(|e| {
-            tracing::warn!("cannot raise the open-file limit: {e}");
-            1024
-        });
+        // Every tunnel, origin connection and prober holds a descriptor
+        // (the limit was raised at start).
+        let open_files = tunnel::process::open_file_limit().unwrap_or(u64::MAX);
         let pending =
             crate::conn::pending::Pending::new(crate::conn::pending::Pending::cap_for(open_files));
         tracing::info!("{open_files} open files allowed; at most a quarter wait for a hello");

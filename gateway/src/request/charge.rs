@@ -70,6 +70,9 @@ where
             // length travels beside it and the agent restores it.
             // Only a length the body really has travels: a wrong one would
             // make the agent cut the body short, or wait for bytes never sent.
+            // (So a Content-Length beside Transfer-Encoding, invalid by RFC
+            // 9112 §6.3, never travels: hyper reads such a body as chunked,
+            // of no exact size.)
             if let Some(len) = resp.headers_mut().remove(http::header::CONTENT_LENGTH) {
                 let declared = len.to_str().ok().and_then(|l| l.parse::<u64>().ok());
                 let exact = http_body::Body::size_hint(resp.body()).exact();

@@ -132,11 +132,6 @@ impl Fetch {
                 reason: format!("the request was cancelled ({e})"),
             })?
             .map_err(|e| GatewayError::from_client(&host, &e))?;
-        // RFC 9112 §6.3: a message with Transfer-Encoding has no valid
-        // Content-Length; carrying it would cut the body short at the agent.
-        if resp.headers().contains_key(http::header::TRANSFER_ENCODING) {
-            resp.headers_mut().remove(http::header::CONTENT_LENGTH);
-        }
         headers::strip_hop_by_hop(resp.headers_mut());
         headers::strip_padnet(resp.headers_mut());
         // A header block the agent would refuse closes the whole tunnel:
