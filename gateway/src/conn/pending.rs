@@ -5,7 +5,7 @@
 //! closes idle connections: a prober learns nothing it would not learn of
 //! any busy server.
 
-use std::collections::VecDeque;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -13,7 +13,9 @@ use tokio_util::sync::CancellationToken;
 
 pub struct Pending {
     cap: usize,
-    queue: Mutex<VecDeque<(u64, CancellationToken)>>,
+    /// By arrival: the first entry is the oldest (O(log n) either end, so a
+    /// flood of connections costs little per connection even at a large cap).
+    queue: Mutex<BTreeMap<u64, CancellationToken>>,
     next: AtomicU64,
 }
 
@@ -41,7 +43,7 @@ impl Pending {
         (open_files / 4).clamp(16, 1 << 16) as usize
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<(u64, CancellationToken)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, CancellationToken>> {
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -52,11 +54,11 @@ impl Pending {
         let evicted = CancellationToken::new();
         let mut q = self.lock();
         while q.len() >= self.cap {
-            if let Some((_, oldest)) = q.pop_front() {
+            if let Some((_, oldest)) = q.pop_first() {
                 oldest.cancel();
             }
         }
-        q.push_back((id, evicted.clone()));
+        q.insert(id, evicted.clone());
         Waiting {
             owner: self.clone(),
             id,
@@ -72,10 +74,7 @@ impl Pending {
 
 impl Drop for Waiting {
     fn drop(&mut self) {
-        let mut q = self.owner.lock();
-        if let Some(i) = q.iter().position(|(id, _)| *id == self.id) {
-            q.remove(i);
-        }
+        self.owner.lock().remove(&self.id);
     }
 }
 
