@@ -1,3 +1,4 @@
-#![no_main]
-//! Untrusted bytes into the hello, reply and pad header parsers.
-libfuzzer_sys::fuzz_target!(|data: &[u8]| tunnel::fuzzing::parse_handshake_and_header(data));
+//! The hello and the reply: raw bytes, and sealed messages tampered.
+fn main() {
+    afl::fuzz!(|data: &[u8]| tunnel::fuzzing::open_handshake(data));
+}

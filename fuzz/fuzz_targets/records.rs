@@ -1,3 +1,4 @@
-#![no_main]
-//! Untrusted bytes into the record opener.
-libfuzzer_sys::fuzz_target!(|data: &[u8]| tunnel::fuzzing::open_records(data));
+//! The record opener: raw bytes, and sealed scripts tampered and delivered in pieces.
+fn main() {
+    afl::fuzz!(|data: &[u8]| tunnel::fuzzing::open_records(data));
+}

@@ -4,7 +4,8 @@
 //! # Layout
 //!
 //! Imports point down this list (checked by `scripts/check-cycles.py`).
-//! Only `cmd` (for the binary) and `ledger` (for its benchmark) are public.
+//! Only `cmd` (for the binary) and `ledger` (for its benchmark) are public,
+//! and `fuzzing`, hidden, for the fuzz targets.
 //!
 //! - [`cmd`]: one file per subcommand of `padnet-gateway` (main.rs dispatches).
 //! - `admin`: operator commands, through the running gateway or directly.
@@ -30,6 +31,8 @@ pub mod cmd;
 mod conn;
 mod destination;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod ledger;
 mod metering;
 mod mint;

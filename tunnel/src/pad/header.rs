@@ -175,6 +175,10 @@ impl PadHeader {
         if self.data_size == 0 || !self.data_size.is_multiple_of(PAGE) {
             return Err(bad("data_size", "must be a positive multiple of 4096"));
         }
+        // The file's length must be one a file can have (offsets are i64).
+        if self.data_size > i64::MAX as u64 - self.data_offset() {
+            return Err(bad("data_size", "larger than any file can be"));
+        }
         if self.gateways.len() > MAX_GATEWAYS {
             return Err(bad("gateways", "at most 16 addresses"));
         }

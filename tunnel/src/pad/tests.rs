@@ -37,6 +37,24 @@ fn header_damage_is_named() {
     ));
 }
 
+/// Found by fuzzing: a data size near 2^64 made the file's length
+/// overflow (a panic, or in a release build a wrapped length that let a
+/// short file pass the size check).
+#[test]
+fn a_data_size_no_file_can_have_is_refused() {
+    for size in [u64::MAX - PAGE + 1, i64::MAX as u64 + 1 - PAGE] {
+        let mut b = header().encode().unwrap();
+        b[28..36].copy_from_slice(&size.to_be_bytes());
+        let n = b.len();
+        let crc = crc32fast::hash(&b[..n - 4]);
+        b[n - 4..].copy_from_slice(&crc.to_be_bytes());
+        match PadHeader::decode(&b) {
+            Err(HeaderError::BadField { field, .. }) => assert_eq!(field, "data_size"),
+            other => panic!("data size {size}: {other:?}"),
+        }
+    }
+}
+
 #[test]
 fn serial_parses_with_and_without_dashes() {
     let s = Serial([0x3f, 0x9a, 0x71, 0xc2, 0x0b, 0x4e, 0xd8, 0x15]);

@@ -61,7 +61,7 @@ impl Control {
 
 /// A NOTICE as opened: the balance, and the currency (packed) if it named
 /// a valid one. `None` for a payload of the wrong length.
-pub(super) fn decode_notice(payload: &[u8]) -> Option<(i64, Option<u32>)> {
+pub(crate) fn decode_notice(payload: &[u8]) -> Option<(i64, Option<u32>)> {
     if payload.len() != 16 && payload.len() != 19 {
         return None;
     }

@@ -1,0 +1,92 @@
+#!/usr/bin/env python3
+"""Write the fuzz targets' starting inputs into fuzz/seeds/TARGET/.
+
+Each target's first input byte picks its mode (see tunnel/src/fuzzing.rs and
+gateway/src/fuzzing.rs): even = raw bytes into the parser, odd = a script
+that seals, tampers and delivers. Seeds cover both modes of each target and
+the project's own sample files. Run once; the fuzzer grows fuzz/corpus/.
+"""
+import os
+import struct
+import zlib
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+DATA = os.path.join(ROOT, "..", "data")
+
+
+def write(target, name, data):
+    d = os.path.join(ROOT, "seeds", target)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data)
+
+
+def record_script(records, tamper_at=0, tamper_with=0, pieces=()):
+    out = bytearray([1, len(records)])
+    for kind, payload in records:
+        out += bytes([kind]) + struct.pack(">H", len(payload)) + payload
+    out += struct.pack(">H", tamper_at) + bytes([tamper_with])
+    for p in pieces:
+        out += struct.pack(">H", p)
+    return bytes(out)
+
+
+# records
+write("records", "raw-zeros", bytes(64))
+write("records", "one-data", record_script([(0, b"GET / HTTP/1.1\r\n")]))
+write("records", "mixed", record_script(
+    [(0, b"x" * 300), (1, bytes(16)), (2, struct.pack(">QQ", 4096, 65536)),
+     (3, struct.pack(">qQ", 5_000_000, 1 << 20) + b"EUR"), (4, b"\x01")],
+    pieces=(1, 7, 19, 20, 21, 400)))
+write("records", "tampered", record_script([(0, b"abc"), (0, b"def")], 30, 0x80))
+write("records", "full-size", record_script([(0, bytes(16384))], pieces=(8192,)))
+
+# handshake
+slot = bytes((i * 29 + 3) % 256 for i in range(20))  # ticket, padding lengths
+write("handshake", "raw", bytes([0]) + slot + bytes(48 + 64))
+write("handshake", "sealed", bytes([1]) + slot + bytes([0, 0, 1, 0]) + bytes(40))
+write("handshake", "tampered-hello", bytes([1]) + slot + bytes([5, 0x10, 1, 0]) + bytes(40))
+write("handshake", "tampered-reply", bytes([1]) + slot + bytes([70, 0x01, 1, 0]) + bytes(40))
+write("handshake", "old-version", bytes([1]) + slot + bytes([0, 0, 0, 1]) + bytes(40))
+
+
+# pad header
+def header(slots, data_size, gateways):
+    h = bytearray(4096)
+    h[0:8] = b"PADNET\r\n"
+    h[8:10] = struct.pack(">H", 1)
+    h[12:20] = bytes(range(8))
+    h[20:24] = struct.pack(">I", slots)
+    h[24:26] = struct.pack(">H", 256)
+    h[28:36] = struct.pack(">Q", data_size)
+    h[36:44] = struct.pack(">Q", 1_790_000_000)
+    h[44:52] = struct.pack(">q", 5_000_000)
+    h[84] = len(gateways)
+    at = 85
+    for g in gateways:
+        g = g.encode()
+        h[at] = len(g)
+        h[at + 1:at + 1 + len(g)] = g
+        at += 1 + len(g)
+    h[4092:4096] = struct.pack(">I", zlib.crc32(bytes(h[:4092])))
+    return bytes(h)
+
+
+write("pad_header", "raw-demo", bytes([0]) + header(4096, 64 << 20, ["127.0.0.1:7000"]))
+write("pad_header", "fixed-two-gateways", bytes([1]) + header(1, 4096, ["a:1", "[::1]:7000"]))
+write("pad_header", "fixed-empty", bytes([1]))
+
+# policy: each sample policy, then a host
+for name in sorted(os.listdir(os.path.join(DATA, "policies"))):
+    with open(os.path.join(DATA, "policies", name), "rb") as f:
+        src = f.read()
+    write("policy", name, src + b"\0" + b"news.example.org")
+write("policy", "host-only", b"\0" + b"XN--BCHER-KVA.example.")
+
+# tariff: the sample, then amounts
+with open(os.path.join(DATA, "tariff.toml"), "rb") as f:
+    tariff = f.read()
+write("tariff", "sample", tariff + b"\0" + bytes(range(64)))
+write("tariff", "odd-prices", b'currency = "EUR"\nper_mib = "0.012345"\nper_request = "0.000321"\n'
+      + b"\0" + bytes(range(255, 191, -1)))
+write("tariff", "free", b'currency = "USD"\nper_mib = "0"\nper_request = "0"\n' + b"\0" + bytes(32))
