@@ -77,7 +77,7 @@ pub enum GatewayError {
 }
 
 impl GatewayError {
-    fn status_and_code(&self) -> (StatusCode, &'static str) {
+    pub(crate) fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             GatewayError::PrivateUpstream(_) => (StatusCode::FORBIDDEN, "private-upstream"),
             GatewayError::PortNotAllowed(..) => (StatusCode::FORBIDDEN, "port-not-allowed"),

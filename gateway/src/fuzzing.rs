@@ -22,21 +22,23 @@ pub fn parse_tariff(data: &[u8]) {
         assert!(price >= 0);
         assert_eq!(parse_amount(&format_amount(price)), Ok(price));
     }
-    let mut words = rest
-        .get(1..)
-        .unwrap_or_default()
-        .chunks(8)
-        .map(|c| {
-            let mut w = [0u8; 8];
-            w[..c.len()].copy_from_slice(c);
-            u64::from_be_bytes(w)
-        });
+    let mut words = rest.get(1..).unwrap_or_default().chunks(8).map(|c| {
+        let mut w = [0u8; 8];
+        w[..c.len()].copy_from_slice(c);
+        u64::from_be_bytes(w)
+    });
     while let (Some(a), Some(b)) = (words.next(), words.next()) {
         let value = (a >> 1) as i64;
         let n = t.bytes_for(value);
-        assert!(t.bytes_cost(n) <= value, "bytes_for({value}) = {n} costs more");
+        assert!(
+            t.bytes_cost(n) <= value,
+            "bytes_for({value}) = {n} costs more"
+        );
         if n < u64::MAX && !t.bytes_free() {
-            assert!(t.bytes_cost(n + 1) > value, "bytes_for({value}) = {n} is not the most");
+            assert!(
+                t.bytes_cost(n + 1) > value,
+                "bytes_for({value}) = {n} is not the most"
+            );
         }
         let (lo, hi) = (a.min(b), a.max(b));
         assert!(t.bytes_cost(lo) <= t.bytes_cost(hi));

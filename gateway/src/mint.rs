@@ -179,12 +179,16 @@ fn free_bytes(dir: &Path) -> anyhow::Result<u64> {
     Ok(st.f_bavail.saturating_mul(st.f_frsize))
 }
 
-/// Mint the pads `plan` (from [`plan`]) worked out for `req`; returns the
-/// user copies' paths in order.
+/// Mint the pads `plan` (from [`plan`]) worked out for `req`, one at a
+/// time: each pad's files, then `credit` with its user copy's path. A pad
+/// is whole or absent: if its files or its credit fail, its twin, state and
+/// user copy are removed and the error returned (pads before it stand,
+/// files and value both). Returns the user copies' paths in order.
 pub fn mint_pads(
     state: &StateDir,
     req: &MintRequest,
     plan: &MintPlan,
+    mut credit: impl FnMut(&Path) -> anyhow::Result<()>,
 ) -> anyhow::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(&req.out).with_context(|| format!("creating {}", req.out.display()))?;
     // Key bytes written per pad and copy, as `mint` reports progress. No
@@ -228,11 +232,21 @@ pub fn mint_pads(
         AllocatingPad::create_state(&twin, status)
             .with_context(|| format!("creating the state of {}", twin.display()))?;
         let base = per_pad * u64::from(i);
-        if let Err(e) = mint(&header, &[twin.clone(), user.clone()], |done| {
+        let minted = mint(&header, &[twin.clone(), user.clone()], |done| {
             bar.set_position(base + done)
-        }) {
-            let _ = std::fs::remove_file(tunnel::store::state_path(&twin));
-            return Err(e).with_context(|| format!("minting {}", user.display()));
+        })
+        .with_context(|| format!("minting {}", user.display()))
+        .and_then(|()| credit(&user).with_context(|| format!("crediting {}", user.display())));
+        if let Err(e) = minted {
+            bar.finish_and_clear();
+            for f in [tunnel::store::state_path(&twin), twin, user] {
+                match std::fs::remove_file(&f) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(re) => eprintln!("removing {}: {re}", f.display()),
+                }
+            }
+            return Err(e);
         }
         paths.push(user);
     }

@@ -14,6 +14,11 @@ pub const DEFAULT_TARIFF: &str = include_str!("../../data/tariff.toml");
 
 const MIB: u128 = 1 << 20;
 
+/// The highest price a tariff may set per MiB or per request: 1,000,000.00
+/// units. Far above any real price, and low enough that every sum the meter
+/// forms from prices stays far inside an i64.
+pub const MAX_PRICE: Micros = 1_000_000 * crate::units::MICROS;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tariff {
     pub currency: String,
@@ -68,6 +73,13 @@ impl Tariff {
             let v = parse_amount(s.get_ref()).map_err(|e| at(s, field, e))?;
             if v < 0 {
                 return Err(at(s, field, "a price must not be negative".into()));
+            }
+            if v > MAX_PRICE {
+                return Err(at(
+                    s,
+                    field,
+                    format!("a price must be at most {}", format_amount(MAX_PRICE)),
+                ));
             }
             Ok(v)
         };
@@ -172,6 +184,21 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("negative"), "{e}");
+        let e = Tariff::parse(
+            "currency = \"EUR\"\nper_mib = \"1\"\nper_request = \"9223372036854.775807\"\n",
+            "t.toml",
+        )
+        .unwrap_err();
+        assert!(
+            e.starts_with("t.toml:3:15: per_request:") && e.contains("at most 1000000.00"),
+            "{e}"
+        );
+        let max =
+            format!("currency = \"EUR\"\nper_mib = \"1000000\"\nper_request = \"1000000.00\"\n");
+        assert_eq!(
+            Tariff::parse(&max, "t.toml").unwrap().per_request,
+            MAX_PRICE
+        );
         let e = Tariff::parse("currency = \"EUR\"\n", "t.toml").unwrap_err();
         assert!(e.contains("per_mib"), "{e}");
     }

@@ -127,3 +127,47 @@ fn a_count_of_zero_is_refused() {
     let err = refused_mint(&["--size", "1MiB", "--count", "0"]);
     assert!(err.contains("--count 0"), "{err}");
 }
+
+/// A pad whose credit fails (here the ledger's issued total would pass
+/// what an i64 holds) leaves no file behind: not the user's copy, not the
+/// twin, not its state. The pad minted before it keeps its files and value.
+#[test]
+fn a_pad_whose_credit_fails_leaves_no_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    gateway_init(&state);
+    let first = mint(
+        &state,
+        "9223372036854.775807",
+        "1MiB",
+        &dir.path().join("earlier"),
+    );
+    let ledger_before = ledger(&state);
+    let state_before = tree(&state);
+    let out = dir.path().join("out");
+    let st = state.to_string_lossy().to_string();
+    let o = gateway_cmd(&[
+        "mint",
+        "--state",
+        &st,
+        "--value",
+        "1.00",
+        "--size",
+        "1MiB",
+        "--count",
+        "2",
+        "--out",
+        &out.to_string_lossy(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert_eq!(o.status.code(), Some(1), "the mint should fail: {err}");
+    assert!(
+        err.contains("crediting") && err.contains("overflow"),
+        "{err}"
+    );
+    assert!(o.stdout.is_empty(), "a pad with no value was printed");
+    assert!(tree(&out).is_empty(), "left {:?}", tree(&out));
+    assert_eq!(tree(&state), state_before, "the state directory changed");
+    assert_eq!(ledger(&state), ledger_before, "value moved");
+    assert!(first.exists(), "the earlier pad was removed");
+}

@@ -90,19 +90,20 @@ pub fn run(a: MintArgs) -> anyhow::Result<()> {
         // A running gateway learns the policy before any pad bound to it exists.
         admin.call(AdminOp::ReloadPolicies)?;
     }
-    for p in mint_pads(&state, &req, &plan)? {
+    // Each pad is credited as soon as its files are written and printed
+    // once credited: what is printed has its value; what failed is gone.
+    mint_pads(&state, &req, &plan, |p| {
         let serial = p
             .file_stem()
             .and_then(|s| s.to_str())
             .unwrap_or_default()
             .to_string();
-        admin
-            .call(AdminOp::Issue {
-                serial,
-                value: req.value_micros,
-            })
-            .with_context(|| format!("crediting {}", p.display()))?;
+        admin.call(AdminOp::Issue {
+            serial,
+            value: req.value_micros,
+        })?;
         println!("{}", p.display());
-    }
+        Ok(())
+    })?;
     Ok(())
 }

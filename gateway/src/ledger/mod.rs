@@ -198,9 +198,19 @@ impl Ledger {
 
     /// Extend a hold by between `min` and `max`; returns once durable.
     pub async fn extend(&self, hold: u64, min: Micros, max: Micros) -> Result<Micros, LedgerError> {
-        let (amount, seq) = self.apply(|b| b.extend(hold, min, max))?;
+        let (amount, seq) = self.extend_written(hold, min, max)?;
         self.durable(seq).await?;
         Ok(amount)
+    }
+
+    /// Extend, written but not yet durable (as [`Ledger::reserve_written`]).
+    pub fn extend_written(
+        &self,
+        hold: u64,
+        min: Micros,
+        max: Micros,
+    ) -> Result<(Micros, Seq), LedgerError> {
+        self.apply(|b| b.extend(hold, min, max))
     }
 
     /// Settle a hold (not awaited: see the module comment). Returns the

@@ -29,7 +29,12 @@ impl Services {
     /// few full extensions, so most requests never wait for a flush.
     pub fn float_refill(&self) -> Micros {
         let t = &self.tariff;
-        8 * (t.per_request + t.bytes_cost(crate::metering::rules::CHUNK)) + 64 * t.per_request
+        let per_extension = t
+            .per_request
+            .saturating_add(t.bytes_cost(crate::metering::rules::CHUNK));
+        per_extension
+            .saturating_mul(8)
+            .saturating_add(t.per_request.saturating_mul(64))
     }
 }
 

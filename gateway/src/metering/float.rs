@@ -11,7 +11,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::metering::rules::SETTLE_DELAY;
 
-use crate::ledger::{Ledger, LedgerError, Micros};
+use crate::ledger::{Ledger, LedgerError, Micros, Seq};
 
 #[derive(Default)]
 struct State {
@@ -19,6 +19,10 @@ struct State {
     hold: Option<u64>,
     /// Durably reserved, not handed to any request.
     available: Micros,
+    /// Written into the hold, its durability not yet confirmed (a flush
+    /// timed out): handed out once a flush confirms it, returned to the
+    /// pad with the hold otherwise. Never served against before that.
+    unconfirmed: Option<(Micros, Seq)>,
     /// Handed to requests and not yet charged or given back.
     assigned: Micros,
     refilling: bool,
@@ -26,7 +30,16 @@ struct State {
     /// made, captured together (one ledger write for many requests).
     pending: std::collections::VecDeque<(Instant, Micros, u64)>,
     capturing: bool,
+    /// Captures that failed in a row (the store refused the write). The
+    /// charges stay pending and are tried again; past
+    /// [`CAPTURE_FAILURES_TO_STOP`] the tunnel takes no new requests.
+    capture_failures: u32,
 }
+
+/// After this many failed captures in a row (about a second of retries)
+/// the tunnel stops taking requests (503 `ledger-unavailable`): serving on
+/// while charges cannot be recorded would serve for free.
+pub const CAPTURE_FAILURES_TO_STOP: u32 = 8;
 
 pub struct Float {
     ledger: Arc<Ledger>,
@@ -62,12 +75,17 @@ impl Float {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Hand out between `min` and `max` from what is available, if there is
+    /// `min`. A `max` below `min` asks for `min`; nothing negative is ever
+    /// handed out (that would add value to the float).
     fn try_take(&self, min: Micros, max: Micros) -> Option<Micros> {
+        let min = min.max(0);
+        let max = max.max(min);
         let mut s = self.lock();
-        if s.available >= min && s.available > 0 || (min == 0 && max == 0) {
+        if s.available >= min && s.available > 0 || max == 0 {
             let amount = s.available.min(max);
             s.available -= amount;
-            s.assigned += amount;
+            s.assigned = s.assigned.saturating_add(amount);
             Some(amount)
         } else {
             None
@@ -91,7 +109,7 @@ impl Float {
             // In its own task: a request cancelled while waiting for the
             // flush must not leave a written reservation unrecorded.
             let me = self.clone();
-            let want = (max - have).max(self.refill);
+            let want = max.saturating_sub(have).max(self.refill);
             self.tasks
                 .spawn(async move { me.refill_now(want).await })
                 .await
@@ -99,30 +117,46 @@ impl Float {
             if self.lock().available < min {
                 let balance = self.ledger.pad_balance(&self.serial).unwrap_or(0);
                 return Err(LedgerError::Insufficient {
-                    balance: balance + self.lock().available,
+                    balance: balance.saturating_add(self.lock().available),
                     needed: min,
                 });
             }
         }
     }
 
-    /// Reserve `want` more (as much as the pad has), durably.
+    /// Reserve `want` more (as much as the pad has), durably. Value an
+    /// earlier refill wrote but could not confirm is confirmed first.
     async fn refill_now(&self, want: Micros) -> Result<(), LedgerError> {
+        let unconfirmed = self.lock().unconfirmed;
+        if let Some((amount, seq)) = unconfirmed {
+            self.ledger.durable(seq).await?;
+            let mut s = self.lock();
+            s.unconfirmed = None;
+            s.available = s.available.saturating_add(amount);
+            if s.available >= want {
+                return Ok(());
+            }
+        }
         let hold = self.lock().hold;
-        let got = match hold {
+        let (got, seq) = match hold {
             None => {
                 let (id, amount, seq) = self.ledger.reserve_written(&self.serial, 0, want)?;
                 self.lock().hold = Some(id);
-                self.ledger.durable(seq).await?;
-                amount
+                (amount, seq)
             }
-            Some(id) => match self.ledger.extend(id, 1, want).await {
+            Some(id) => match self.ledger.extend_written(id, 1, want) {
                 Ok(a) => a,
-                Err(LedgerError::Insufficient { .. }) => 0,
+                Err(LedgerError::Insufficient { .. }) => return Ok(()),
                 Err(e) => return Err(e),
             },
         };
-        self.lock().available += got;
+        // Recorded before the wait: a flush that times out leaves the value
+        // in the hold, and the next refill confirms it rather than losing it.
+        self.lock().unconfirmed = Some((got, seq));
+        self.ledger.durable(seq).await?;
+        let mut s = self.lock();
+        s.unconfirmed = None;
+        s.available = s.available.saturating_add(got);
         Ok(())
     }
 
@@ -155,7 +189,7 @@ impl Float {
         let mut s = self.lock();
         let a = amount.clamp(0, s.assigned);
         s.assigned -= a;
-        s.available += a;
+        s.available = s.available.saturating_add(a);
     }
 
     /// Charge a request's `amount` (moves it from the float's hold to revenue).
@@ -188,13 +222,16 @@ impl Float {
         if !start {
             return;
         }
-        let me = self.clone();
+        // The loop holds the float weakly: when the tunnel's last request
+        // is gone, the float's drop settles whatever is still pending.
+        let weak = Arc::downgrade(self);
         let tasks = self.tasks.clone();
         let spawned = tokio::runtime::Handle::try_current().map(|rt| {
             tasks.spawn_on(
                 async move {
                     loop {
                         tokio::time::sleep(SETTLE_DELAY / 2).await;
+                        let Some(me) = weak.upgrade() else { return };
                         if !me.capture_due(false) {
                             return;
                         }
@@ -209,29 +246,57 @@ impl Float {
     }
 
     /// Capture pending charges older than [`SETTLE_DELAY`] (all with
-    /// `all`). Returns whether any remain.
+    /// `all`) in one ledger write. They leave the queue only once written:
+    /// a failed write keeps them for the next try. Returns whether any
+    /// remain.
     fn capture_due(&self, all: bool) -> bool {
-        let (amount, bytes, left) = {
+        let (count, amount, bytes) = self.due(all);
+        if count > 0 {
+            let r = self.charge(amount, bytes, crate::metering::clock::today());
             let mut s = self.lock();
-            let mut sum = (0, 0);
-            while let Some(&(at, a, b)) = s.pending.front() {
-                if !all && at.elapsed() < SETTLE_DELAY {
-                    break;
+            match r {
+                Ok(()) => {
+                    s.pending.drain(..count);
+                    s.capture_failures = 0;
                 }
-                s.pending.pop_front();
-                sum.0 += a;
-                sum.1 += b;
+                Err(e) => {
+                    s.capture_failures = s.capture_failures.saturating_add(1);
+                    if s.capture_failures == CAPTURE_FAILURES_TO_STOP {
+                        tracing::error!(
+                            "charging finished requests failed {} times in a row ({e}); \
+                             the tunnel takes no new requests until the ledger accepts them",
+                            s.capture_failures
+                        );
+                    } else {
+                        tracing::warn!("charging finished requests (will retry): {e}");
+                    }
+                }
             }
-            let left = !s.pending.is_empty();
-            if !left {
-                s.capturing = false;
-            }
-            (sum.0, sum.1, left)
-        };
-        if let Err(e) = self.charge(amount, bytes, crate::metering::clock::today()) {
-            tracing::error!("charging finished requests: {e}");
+        }
+        let mut s = self.lock();
+        let left = !s.pending.is_empty();
+        if !left {
+            s.capturing = false;
         }
         left
+    }
+
+    /// How many of the oldest pending charges are due, and their sums.
+    fn due(&self, all: bool) -> (usize, Micros, u64) {
+        let s = self.lock();
+        let mut due = (0, 0 as Micros, 0u64);
+        for &(at, a, b) in &s.pending {
+            if !all && at.elapsed() < SETTLE_DELAY {
+                break;
+            }
+            due = (due.0 + 1, due.1.saturating_add(a), due.2.saturating_add(b));
+        }
+        due
+    }
+
+    /// Whether captures keep failing: the tunnel must take no new requests.
+    pub fn failing(&self) -> bool {
+        self.lock().capture_failures >= CAPTURE_FAILURES_TO_STOP
     }
 
     /// Value handed to requests and not yet charged or given back (for
@@ -242,19 +307,29 @@ impl Float {
 
     /// Value the pad can still spend: its balance plus the float's unassigned part.
     pub fn spendable(&self) -> Micros {
-        self.ledger.pad_balance(&self.serial).unwrap_or(0) + self.lock().available
+        let balance = self.ledger.pad_balance(&self.serial).unwrap_or(0);
+        balance.saturating_add(self.lock().available)
     }
 }
 
 impl Drop for Float {
     /// The tunnel is gone: whatever the float still holds goes back to the pad.
+    /// Pending charges are made in the same write that closes the hold.
     fn drop(&mut self) {
-        self.capture_due(true);
+        let (_, amount, bytes) = self.due(true);
         let hold = self.lock().hold.take();
         if let Some(h) = hold {
-            if let Err(e) = self.ledger.settle(h, 0, 0, crate::metering::clock::today()) {
-                tracing::error!("returning a tunnel's float: {e}");
+            if let Err(e) = self
+                .ledger
+                .settle(h, amount, bytes, crate::metering::clock::today())
+            {
+                tracing::error!(
+                    "settling a tunnel's float (charging {amount} micro-units for {bytes} \
+                     bytes): {e}; the hold stays open and is released at the next start"
+                );
             }
+        } else if amount > 0 {
+            tracing::error!("charges of {amount} micro-units with no hold to take them from");
         }
     }
 }

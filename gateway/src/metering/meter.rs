@@ -69,9 +69,14 @@ impl Meter {
         ctx: Arc<PadContext>,
         dest: Option<(String, u16)>,
     ) -> Result<Arc<Meter>, GatewayError> {
+        if ctx.float.failing() {
+            return Err(GatewayError::Ledger(
+                "the ledger keeps refusing this tunnel's charges".into(),
+            ));
+        }
         let t = &ctx.services.tariff;
-        let min = t.per_request + Micros::from(!t.bytes_free());
-        let max = t.per_request + t.bytes_cost(FIRST_CHUNK);
+        let min = t.per_request.saturating_add(Micros::from(!t.bytes_free()));
+        let max = t.per_request.saturating_add(t.bytes_cost(FIRST_CHUNK));
         let held = match ctx.float.take(min, max).await {
             Ok(r) => r,
             Err(LedgerError::Insufficient { balance, .. }) => {
@@ -79,7 +84,10 @@ impl Meter {
             }
             Err(e) => return Err(GatewayError::Ledger(e.to_string())),
         };
-        let mut covered = ctx.services.tariff.bytes_for(held - t.per_request);
+        let mut covered = ctx
+            .services
+            .tariff
+            .bytes_for(held.saturating_sub(t.per_request));
         // A daily MiB limit caps what this request may carry.
         let byte_cap = ctx.limits().and_then(|l| l.mib_per_day).map(|mib| {
             let today = ctx
@@ -145,6 +153,11 @@ impl Meter {
                 }
             }
         }
+        // A policy stop ends both directions at once; bytes already paid
+        // for do not outlive it (a value or daily stop lets them go).
+        if s.stopped == Some(StopReason::PolicyDenied) {
+            return Poll::Ready(Err(Stopped(StopReason::PolicyDenied)));
+        }
         let avail = s.covered.saturating_sub(s.used);
         let free = self.ctx.services.tariff.bytes_free();
         let capped = s.byte_cap.is_some_and(|c| s.covered >= c);
@@ -187,7 +200,7 @@ impl Meter {
             let s = self.lock();
             let target = s.used.saturating_sub(CAPTURE_LAG);
             if self.served.load(std::sync::atomic::Ordering::Relaxed) && target > s.captured_bytes {
-                Some((target, t.charge(target) - s.captured_value))
+                Some((target, t.charge(target).saturating_sub(s.captured_value)))
             } else {
                 None
             }
@@ -197,7 +210,7 @@ impl Meter {
             let bytes = target - s.captured_bytes;
             match self.ctx.float.charge(value, bytes, today()) {
                 Ok(()) => {
-                    s.captured_value += value;
+                    s.captured_value = s.captured_value.saturating_add(value);
                     s.captured_bytes = target;
                 }
                 Err(e) => tracing::error!("charging a transfer in progress: {e}"),
@@ -210,9 +223,9 @@ impl Meter {
         let mut limited = false;
         if let Some(limit) = self.ctx.limits().and_then(|l| l.spend_per_day) {
             let serial = &self.ctx.serial;
-            let committed =
-                ledger.read(|b| b.usage(serial, today()).spent) + self.ctx.float.assigned();
-            let room = limit - committed;
+            let spent = ledger.read(|b| b.usage(serial, today()).spent);
+            let committed = spent.saturating_add(self.ctx.float.assigned());
+            let room = limit.saturating_sub(committed);
             if room < max {
                 max = room;
                 limited = true;
@@ -230,8 +243,8 @@ impl Meter {
         s.extending = false;
         match r {
             Ok(amount) => {
-                s.held_total += amount;
-                s.covered = t.bytes_for(s.held_total - t.per_request);
+                s.held_total = s.held_total.saturating_add(amount);
+                s.covered = t.bytes_for(s.held_total.saturating_sub(t.per_request));
                 if let Some(cap) = s.byte_cap {
                     s.covered = s.covered.min(cap);
                 }
@@ -270,14 +283,21 @@ impl Drop for Meter {
         } else {
             (tariff.bytes_cost(s.used), s.used)
         };
-        let remaining = (total - s.captured_value).max(0);
+        let remaining = total.saturating_sub(s.captured_value).max(0);
         let remaining_bytes = bytes.saturating_sub(s.captured_bytes);
         let (s_held_total, s_captured) = (s.held_total, s.captured_value);
         drop(s);
-        let unused = (s_held_total - s_captured - remaining).max(0);
+        let unused = s_held_total
+            .saturating_sub(s_captured)
+            .saturating_sub(remaining)
+            .max(0);
         let float = self.ctx.float.clone();
         float.give_back(unused);
         self.ctx.balance_changed();
         float.charge_later(remaining, remaining_bytes);
     }
 }
+
+#[cfg(test)]
+#[path = "meter_tests.rs"]
+mod tests;

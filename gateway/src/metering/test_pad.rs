@@ -16,6 +16,10 @@ pub const SERIAL: &str = "PN-TEST-0001";
 pub struct TestPad {
     pub ctx: Arc<PadContext>,
     pub services: Arc<Services>,
+    /// Set to make the ledger's store refuse every write.
+    pub refuse_writes: Arc<std::sync::atomic::AtomicBool>,
+    /// Set to make every flush fail (nothing written becomes durable).
+    pub refuse_flushes: Arc<std::sync::atomic::AtomicBool>,
     _policies: tempfile::TempDir,
 }
 
@@ -23,11 +27,28 @@ impl TestPad {
     /// An unrestricted pad holding `value`, priced `per_mib` and
     /// `per_request` (decimal strings, EUR).
     pub fn new(value: Micros, per_mib: &str, per_request: &str) -> TestPad {
+        TestPad::priced(value, per_mib, per_request)
+    }
+
+    /// As [`TestPad::new`], the prices in micro-units (written out and read
+    /// through the tariff's parser, so its bounds apply).
+    pub fn with_prices(value: Micros, per_mib: Micros, per_request: Micros) -> TestPad {
+        TestPad::priced(
+            value,
+            &crate::units::format_amount(per_mib),
+            &crate::units::format_amount(per_request),
+        )
+    }
+
+    fn priced(value: Micros, per_mib: &str, per_request: &str) -> TestPad {
         let src = format!(
             "currency = \"EUR\"\nper_mib = \"{per_mib}\"\nper_request = \"{per_request}\"\n"
         );
         let tariff = Tariff::parse(&src, "test tariff").expect("tariff");
-        let (ledger, _) = Ledger::open(Box::<MemoryStore>::default()).expect("ledger");
+        let store = MemoryStore::default();
+        let refuse_writes = store.refuse_writes.clone();
+        let refuse_flushes = store.refuse_flushes.clone();
+        let (ledger, _) = Ledger::open(Box::new(store)).expect("ledger");
         ledger.issue(SERIAL, value).expect("issue");
         let dir = tempfile::tempdir().expect("tempdir");
         let services = Arc::new(Services {
@@ -56,6 +77,8 @@ impl TestPad {
         TestPad {
             ctx,
             services,
+            refuse_writes,
+            refuse_flushes,
             _policies: dir,
         }
     }
