@@ -90,3 +90,23 @@ write("tariff", "sample", tariff + b"\0" + bytes(range(64)))
 write("tariff", "odd-prices", b'currency = "EUR"\nper_mib = "0.012345"\nper_request = "0.000321"\n'
       + b"\0" + bytes(range(255, 191, -1)))
 write("tariff", "free", b'currency = "USD"\nper_mib = "0"\nper_request = "0"\n' + b"\0" + bytes(32))
+
+
+# front: a CONNECT host, then a ClientHello (TLS 1.2 record, SNI, supported versions)
+def client_hello(name):
+    name = name.encode()
+    sni = struct.pack(">HBH", len(name) + 3, 0, len(name)) + name
+    exts = struct.pack(">HH", 0, len(sni)) + sni
+    exts += struct.pack(">HHB", 0x2B, 3, 2) + b"\x03\x04"
+    exts += struct.pack(">HHH", 0x0A, 4, 2) + b"\x00\x1d"
+    exts += struct.pack(">HHH", 0x0D, 4, 2) + b"\x08\x04"
+    body = b"\x03\x03" + bytes(range(32)) + b"\x00" + b"\x00\x02\x13\x01" + b"\x01\x00"
+    body += struct.pack(">H", len(exts)) + exts
+    hs = b"\x01" + struct.pack(">I", len(body))[1:] + body
+    return b"\x16\x03\x01" + struct.pack(">H", len(hs)) + hs
+
+
+write("front", "same-host", b"allowed.example\0" + client_hello("allowed.example"))
+write("front", "other-host", b"allowed.example\0" + client_hello("denied.example"))
+write("front", "cleartext", b"allowed.example\0GET / HTTP/1.1\r\nHost: denied.example\r\n\r\n")
+write("front", "split", b"allowed.example\0" + client_hello("allowed.example")[:9])

@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 AFL_VERSION=0.18.2
-TARGETS=(records handshake pad_header policy tariff)
+TARGETS=(records handshake pad_header policy tariff front)
 SECONDS_EACH=${FUZZ_SECONDS:-60}
 JOBS=${FUZZ_JOBS:-1}
 NICE=${FUZZ_NICE:-0}
@@ -24,7 +24,7 @@ if ! cargo afl --version 2>/dev/null | grep -q "$AFL_VERSION"; then
     cargo install cargo-afl --locked --version "$AFL_VERSION"
 fi
 AFL_BIN=$(ls -d "${XDG_DATA_HOME:-$HOME/.local/share}"/afl.rs/rustc-"$(rustc -V | awk '{print $2}')"-*/afl.rs-$AFL_VERSION/afl/bin | head -1)
-export CARGO_TARGET_DIR=$ROOT/fuzz/target
+export CARGO_TARGET_DIR=${FUZZ_TARGET_DIR:-$ROOT/fuzz/target}
 (cd fuzz && cargo afl build --release --locked)
 
 export AFL_NO_UI=1 AFL_SKIP_CPUFREQ=1 AFL_NO_AFFINITY=1 AFL_QUIET=1

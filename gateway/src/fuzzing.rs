@@ -1,6 +1,8 @@
 //! Entry points for the fuzz targets (fuzz/, run by `make fuzz`) over the
-//! gateway's own parsers of operator files. Not part of the public API.
+//! gateway's own parsers: operator files (the tariff) and the first bytes of
+//! a restricted pad's CONNECT. Not part of the public API.
 
+use crate::request::front::{judge, FirstBytes};
 use crate::tariff::Tariff;
 use crate::units::{format_amount, parse_amount};
 
@@ -46,6 +48,33 @@ pub fn parse_tariff(data: &[u8]) {
     }
 }
 
+/// A CONNECT host, then the first bytes of its stream: the fronting
+/// check never panics, allows only a TLS handshake record, and, having
+/// allowed bytes, allows them with anything appended (later bytes never
+/// undo a decision), while a refusal stays a refusal.
+pub fn judge_connect_stream(data: &[u8]) {
+    let split = data.iter().position(|&b| b == 0).unwrap_or(data.len());
+    let (host, bytes) = data.split_at(split);
+    let host = String::from_utf8_lossy(host);
+    let bytes = bytes.get(1..).unwrap_or_default();
+    let verdict = judge(bytes, &host);
+    if verdict == FirstBytes::Allowed {
+        assert!(
+            bytes.starts_with(&[0x16, 0x03]),
+            "allowed bytes that are not TLS"
+        );
+    }
+    if verdict != FirstBytes::NeedMore {
+        let mut more = bytes.to_vec();
+        more.extend_from_slice(b"\x17\x03\x03\x00\x01X");
+        assert_eq!(
+            std::mem::discriminant(&judge(&more, &host)),
+            std::mem::discriminant(&verdict),
+            "bytes after the decision changed it"
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -54,6 +83,11 @@ mod tests {
         #[test]
         fn the_tariff_entry_point_holds(data in proptest::collection::vec(any::<u8>(), 0..600)) {
             super::parse_tariff(&data);
+        }
+
+        #[test]
+        fn the_fronting_entry_point_holds(data in proptest::collection::vec(any::<u8>(), 0..600)) {
+            super::judge_connect_stream(&data);
         }
     }
 

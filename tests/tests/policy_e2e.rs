@@ -211,6 +211,94 @@ fn a_restricted_pad_reaches_allowed_sites_only_and_denials_cost_nothing() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("unrestricted"));
 }
 
+/// Domain fronting: a restricted pad may CONNECT to its allowed host, but
+/// the TLS inside must name that host. A hello naming another name the
+/// same server answers for (`origin.test`, on the origin's certificate), a
+/// hello with no name, and cleartext HTTP inside the CONNECT are all cut
+/// before a byte reaches the origin, and cost nothing; the tunnel carries
+/// on.
+#[test]
+fn a_restricted_pads_connect_cannot_front_another_host() {
+    let w = World::new();
+    let policy = w.policy("staff.toml", STAFF);
+    let pad = w.pad(Some(&policy));
+    let a = w.agent(&pad);
+    let serial = serial_of(&pad);
+    let proxy = format!("http://{}", a.addr);
+    let ca = w.origin.ca.to_string_lossy().to_string();
+    let (https, http) = (w.origin.https.port(), w.origin.http.port());
+    let https_allowed = format!("https://localhost:{https}/");
+    assert_eq!(connect_status(&a, &https_allowed, &w.origin.ca), 200);
+    let before_hits = w.hits();
+    let before = wait_settled(&w.state, &serial)["balance"].clone();
+
+    let attempts: [(&str, Vec<String>); 3] = [
+        (
+            "a hello for another name",
+            vec![
+                "--cacert".into(),
+                ca.clone(),
+                "--connect-to".into(),
+                format!("origin.test:{https}:localhost:{https}"),
+                format!("https://origin.test:{https}/"),
+            ],
+        ),
+        (
+            "a hello with no name",
+            vec![
+                "-k".into(),
+                "--connect-to".into(),
+                format!("127.0.0.1:{https}:localhost:{https}"),
+                format!("https://127.0.0.1:{https}/"),
+            ],
+        ),
+        (
+            "cleartext inside the CONNECT",
+            vec![
+                "-p".into(),
+                "--connect-to".into(),
+                format!("origin.test:{http}:localhost:{http}"),
+                format!("http://origin.test:{http}/"),
+            ],
+        ),
+    ];
+    for (what, args) in &attempts {
+        let mut all = vec![
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_connect} %{http_code}",
+            "-x",
+            &proxy,
+        ];
+        all.extend(args.iter().map(String::as_str));
+        let out = curl(&all);
+        let codes = String::from_utf8_lossy(&out.stdout).to_string();
+        assert_eq!(
+            codes,
+            "200 000",
+            "{what}: the CONNECT is answered, then cut ({})",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!out.status.success(), "{what}: curl should fail");
+    }
+    assert_eq!(
+        w.hits(),
+        before_hits,
+        "a fronted request reached the origin"
+    );
+    assert_eq!(
+        wait_settled(&w.state, &serial)["balance"],
+        before,
+        "refused CONNECTs cost nothing"
+    );
+    assert_eq!(
+        connect_status(&a, &https_allowed, &w.origin.ca),
+        200,
+        "the tunnel carries on"
+    );
+}
+
 #[test]
 fn a_policy_update_applies_to_new_requests_without_a_restart() {
     let w = World::new();

@@ -128,6 +128,27 @@ impl Meter {
             .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// The gateway refused the request after all (a CONNECT whose TLS names
+    /// another host): it costs only bytes it carried, if any.
+    pub fn mark_refused(&self) {
+        self.served
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// For a restricted pad, the host its policy allowed this request to.
+    pub fn restricted_host(&self) -> Option<String> {
+        self.lock().recheck.as_ref().map(|(h, _, _)| h.clone())
+    }
+
+    /// Take `n` bytes one way, waiting for extensions as need be.
+    pub async fn take_exactly(self: &Arc<Self>, dir: Dir, n: usize) -> Result<(), Stopped> {
+        let mut left = n;
+        while left > 0 {
+            left -= std::future::poll_fn(|cx| self.poll_take(dir, cx, left)).await?;
+        }
+        Ok(())
+    }
+
     /// Ask to carry `want` bytes; returns how many may go now (≥ 1 when
     /// `want` ≥ 1), waits while an extension is on its way, fails when value
     /// is used up.

@@ -14,13 +14,14 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use tokio_util::task::AbortOnDropHandle;
 
 use crate::error::GatewayError;
-use crate::metering::meter::Meter;
+use crate::metering::meter::{Dir, Meter};
 use crate::metering::metered::MeteredIo;
+use crate::request::front::{self, FirstBytes};
 use crate::request::guard::{GuardedResolver, UpstreamGuard};
 use crate::request::headers;
 use crate::Body;
@@ -180,15 +181,41 @@ impl Fetch {
             .map_err(|e| GatewayError::from_client(&host, &e))?
             .into_inner();
         let meter = req.extensions().get::<Arc<Meter>>().cloned();
+        let fronting_check = meter.as_ref().and_then(|m| m.restricted_host());
         tokio::spawn(async move {
             match hyper::upgrade::on(req).await {
                 Ok(upgraded) => {
-                    let client = TokioIo::new(upgraded);
+                    let mut client = TokioIo::new(upgraded);
+                    let mut upstream = upstream;
+                    // A restricted pad's stream must open with TLS to the
+                    // host its policy allowed; those first bytes are then
+                    // metered and passed on like the rest.
+                    if let Some(host) = fronting_check {
+                        let first = match first_bytes(&mut client, &host).await {
+                            Ok(b) => b,
+                            Err(why) => {
+                                tracing::info!("a restricted pad's CONNECT closed: {why}");
+                                if let Some(m) = &meter {
+                                    m.mark_refused();
+                                }
+                                let _ = client.shutdown().await;
+                                return;
+                            }
+                        };
+                        if let Some(m) = &meter {
+                            if m.take_exactly(Dir::Up, first.len()).await.is_err() {
+                                let _ = client.shutdown().await;
+                                return;
+                            }
+                        }
+                        if upstream.write_all(&first).await.is_err() {
+                            return;
+                        }
+                    }
                     let mut client = match meter {
                         Some(m) => Either::Left(MeteredIo::new(client, m)),
                         None => Either::Right(client),
                     };
-                    let mut upstream = upstream;
                     let _ = tokio::io::copy_bidirectional_with_sizes(
                         &mut client,
                         &mut upstream,
@@ -207,6 +234,37 @@ impl Fetch {
         *resp.status_mut() = StatusCode::OK;
         Ok(resp)
     }
+}
+
+/// How long a restricted pad's CONNECT may take to send its TLS hello.
+const FIRST_BYTES_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Read a CONNECT stream's first bytes until [`front::judge`] decides;
+/// the bytes read when it allows them, why not otherwise.
+async fn first_bytes<R: tokio::io::AsyncRead + Unpin>(
+    client: &mut R,
+    host: &str,
+) -> Result<Vec<u8>, String> {
+    let read = async {
+        let mut buf = Vec::with_capacity(2048);
+        loop {
+            match front::judge(&buf, host) {
+                FirstBytes::Allowed => return Ok(buf),
+                FirstBytes::Refused(why) => return Err(why),
+                FirstBytes::NeedMore => {}
+            }
+            let mut chunk = [0u8; 4096];
+            let want = chunk.len().min(front::MAX_CLIENT_HELLO + 1 - buf.len());
+            match client.read(&mut chunk[..want]).await {
+                Ok(0) => return Err("the stream ended before its TLS hello".into()),
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                Err(e) => return Err(format!("reading its TLS hello: {e}")),
+            }
+        }
+    };
+    tokio::time::timeout(FIRST_BYTES_TIMEOUT, read)
+        .await
+        .unwrap_or_else(|_| Err("no TLS hello within 10 s".into()))
 }
 
 impl tower::Service<Request<Body>> for Fetch {
