@@ -107,8 +107,18 @@ struct Serving {
     header_timeout: Duration,
 }
 
+/// The kernel's send buffer on a browser connection. Left to autotune it
+/// grows to megabytes that a slow or cancelling reader never takes, and
+/// the pad pays for every byte of it; on loopback a small one costs no speed.
+const BROWSER_SEND_BUFFER: usize = 64 << 10;
+/// What hyper buffers for one browser connection (its default is ~400 KB),
+/// for the same reason; room enough for the largest request head the
+/// tunnel carries.
+const BROWSER_WRITE_BUFFER: usize = 128 << 10;
+
 async fn serve_one(tcp: TcpStream, serving: Arc<Serving>, permit: Permit) {
     let _ = tcp.set_nodelay(true);
+    let _ = rustix::net::sockopt::set_socket_send_buffer_size(&tcp, BROWSER_SEND_BUFFER);
     let header_timeout = serving.header_timeout;
     let svc = service_fn(move |req| {
         let s = &serving;
@@ -118,6 +128,7 @@ async fn serve_one(tcp: TcpStream, serving: Arc<Serving>, permit: Permit) {
         .keep_alive(true)
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout)
+        .max_buf_size(BROWSER_WRITE_BUFFER)
         .serve_connection(TokioIo::new(tcp), svc)
         .with_upgrades();
     if let Err(e) = conn.await {

@@ -12,8 +12,8 @@
 use bytes::BytesMut;
 
 use crate::handshake::{
-    open_hello, open_reply, seal_hello, seal_reply, Hello, Reply, ReplyStatus, Slot, HELLO_LEN, TICKET_LEN,
-    PROTOCOL_VERSION, REPLY_LEN,
+    open_hello, open_reply, seal_hello, seal_reply, Hello, Reply, ReplyStatus, Slot, HELLO_LEN,
+    PROTOCOL_VERSION, REPLY_LEN, TICKET_LEN,
 };
 use crate::lease::Lease;
 use crate::pad::{PadHeader, HEADER_LEN, SLOT_SIZE};
@@ -144,13 +144,20 @@ pub fn open_records(data: &[u8]) {
         let (k, p, end) = &sealed[i];
         assert_eq!((kind, payload), (k, p), "record {i} opened changed");
         if let Some(at) = tampered {
-            assert!(*end <= at, "record {i} opened although byte {at} was tampered");
+            assert!(
+                *end <= at,
+                "record {i} opened although byte {at} was tampered"
+            );
         }
     }
     match tampered {
         None => {
             assert!(!failed, "an untampered stream was refused");
-            assert_eq!(opened.len(), sealed.len(), "an untampered stream opened short");
+            assert_eq!(
+                opened.len(),
+                sealed.len(),
+                "an untampered stream opened short"
+            );
             assert!(inbuf.is_empty() && !op.mid_record());
         }
         Some(at) => {

@@ -15,6 +15,11 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use crate::metering::meter::{Dir, Meter, Stopped};
 use crate::{Body, BoxError};
 
+/// The most one frame carries on: h2 buffers a whole frame once its window
+/// has a byte of room, so an origin's megabyte chunk would otherwise sit in
+/// the gateway, charged, beyond the stream window.
+pub const MAX_FRAME_PASSED: usize = 64 << 10;
+
 /// A body whose data frames pass the meter.
 pub struct MeteredBody<B> {
     inner: B,
@@ -56,7 +61,8 @@ where
                 return Poll::Ready(None);
             }
             if let Some(data) = me.pending.as_mut() {
-                let n = match ready!(me.meter.poll_take(me.dir, cx, data.len())) {
+                let want = data.len().min(MAX_FRAME_PASSED);
+                let n = match ready!(me.meter.poll_take(me.dir, cx, want)) {
                     Ok(n) => n,
                     Err(e) => {
                         if let Dir::Up = me.dir {

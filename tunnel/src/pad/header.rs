@@ -228,13 +228,17 @@ impl PadHeader {
         let u64_at = |at: usize| u64::from_be_bytes(h[at..at + 8].try_into().expect("8 bytes"));
         let n = h[84] as usize;
         let mut gateways = Vec::with_capacity(n);
+        // The addresses end before the checksum; every length byte and
+        // address is read checked (a crafted header may claim 255 of them).
+        let fields = &h[..HEADER_LEN as usize - 4];
+        let past = || HeaderError::BadField {
+            field: "gateways",
+            reason: "address runs past the header".into(),
+        };
         let mut at = 85;
         for _ in 0..n {
-            let len = h[at] as usize;
-            let s = h.get(at + 1..at + 1 + len).ok_or(HeaderError::BadField {
-                field: "gateways",
-                reason: "address runs past the header".into(),
-            })?;
+            let len = *fields.get(at).ok_or_else(past)? as usize;
+            let s = fields.get(at + 1..at + 1 + len).ok_or_else(past)?;
             let s = std::str::from_utf8(s).map_err(|_| HeaderError::BadField {
                 field: "gateways",
                 reason: "address is not UTF-8".into(),

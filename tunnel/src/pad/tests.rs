@@ -55,6 +55,38 @@ fn a_data_size_no_file_can_have_is_refused() {
     }
 }
 
+/// Found by fuzzing: a header claiming more gateway addresses than fit
+/// read a length byte past the end of the header block (a panic in the
+/// agent or gateway opening the file) instead of refusing the field.
+#[test]
+fn gateway_addresses_running_past_the_header_are_refused() {
+    let mut b = header().encode().unwrap();
+    b[84] = 255;
+    // Addresses of 200 bytes, the last one ending exactly at the block's
+    // end (over the checksum), and 255 claimed.
+    let mut at = 85;
+    while at < b.len() {
+        b[at] = ((b.len() - at - 1).min(200)) as u8;
+        at += 1 + b[at] as usize;
+    }
+    // The checksum is the last address's tail: vary a byte the decoder
+    // ignores until it is ASCII, so the address reads as text.
+    let n = b.len();
+    for spare in 0..=255u8 {
+        b[11] = spare;
+        let crc = crc32fast::hash(&b[..n - 4]).to_be_bytes();
+        if crc.is_ascii() {
+            b[n - 4..].copy_from_slice(&crc);
+            break;
+        }
+    }
+    assert!(b[n - 4..].is_ascii());
+    match PadHeader::decode(&b) {
+        Err(HeaderError::BadField { field, .. }) => assert_eq!(field, "gateways"),
+        other => panic!("{other:?}"),
+    }
+}
+
 #[test]
 fn serial_parses_with_and_without_dashes() {
     let s = Serial([0x3f, 0x9a, 0x71, 0xc2, 0x0b, 0x4e, 0xd8, 0x15]);

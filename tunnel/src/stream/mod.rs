@@ -36,9 +36,9 @@ use control::Control;
 use leases::{Allocation, Loading};
 use wakers::BothWakers;
 
+pub(crate) use control::decode_notice;
 pub use control::{pack_currency, unpack_currency, CloseReason};
 pub use stats::{Notifier, StreamStats};
-pub(crate) use control::decode_notice;
 
 /// Room kept free at the end of a lease until the next lease is announced,
 /// so control records (LEASE_NEXT, CLOSE, NOTICE) always fit.
