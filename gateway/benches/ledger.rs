@@ -1,4 +1,5 @@
-//! Ledger settlements per second on sled, durability on: request cycles
+//! Ledger settlements per second on redb (or sled, with PADNET_LEDGER_STORE=sled,
+//! whose flush is no fsync), durability on: request cycles
 //! (reserve, awaited until durable, then settle) driven by K concurrent tokio
 //! tasks over 10 pads, against a baseline in the same run that forces one
 //! flush per request (one task, `flush_now` after every settle). Prints
@@ -12,7 +13,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use padnet_gateway::ledger::redb_store::RedbStore;
 use padnet_gateway::ledger::sled_store::SledStore;
+use padnet_gateway::ledger::Persist;
 use padnet_gateway::ledger::{Ledger, LedgerError, Micros};
 
 const RUNS: usize = 3;
@@ -52,10 +55,23 @@ impl Run {
     }
 }
 
+/// The store under test: `PADNET_LEDGER_STORE` (`redb`, the default, or `sled`).
+fn store_name() -> &'static str {
+    match std::env::var("PADNET_LEDGER_STORE").as_deref() {
+        Ok("sled") => "sled",
+        _ => "redb",
+    }
+}
+
 /// A fresh ledger in a temporary directory, with `PADS` funded pads.
 fn fresh() -> Result<(tempfile::TempDir, Arc<Ledger>), LedgerError> {
     let dir = tempfile::tempdir().map_err(|e| LedgerError::Store(e.to_string()))?;
-    let (ledger, _released) = Ledger::open(Box::new(SledStore::open(&dir.path().join("ledger"))?))?;
+    let store: Box<dyn Persist> = if store_name() == "sled" {
+        Box::new(SledStore::open(&dir.path().join("ledger"))?)
+    } else {
+        Box::new(RedbStore::open(&dir.path().join("ledger.redb"))?)
+    };
+    let (ledger, _released) = Ledger::open(store)?;
     for p in 0..PADS {
         ledger.issue(&format!("pad-{p}"), 1_000_000_000)?;
     }
@@ -220,8 +236,9 @@ fn main() -> Result<(), LedgerError> {
     }
 
     println!(
-        "ledger settlements (sled, durable; reserve awaited + settle; {PADS} pads; \
+        "ledger settlements ({}, durable; reserve awaited + settle; {PADS} pads; \
          {cores} cores; median of {RUNS} runs of {:.1} s, fresh ledger each)",
+        store_name(),
         RUN_TIME.as_secs_f64()
     );
     let (b, blo, bhi) = median(base);

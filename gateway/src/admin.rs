@@ -1,4 +1,4 @@
-//! Operator commands against the ledger, whether or not `serve` runs. sled
+//! Operator commands against the ledger, whether or not `serve` runs. redb
 //! admits one process, so while `serve` holds the store the commands reach it
 //! through a Unix socket in the state directory (`admin.sock`, owner-only,
 //! plus a token made at first use); otherwise they open the store directly,
@@ -21,7 +21,7 @@ use tunnel::pad::Serial;
 use tunnel::store::{AllocatingPad, PadStatus};
 
 use crate::conn::registry::Registry;
-use crate::ledger::sled_store::SledStore;
+use crate::ledger::redb_store::open_migrating;
 use crate::ledger::{Account, Ledger};
 use crate::metering::float::Floats;
 use crate::state_dir::{lease_len_for, StateDir};
@@ -214,8 +214,8 @@ pub fn token(state: &Path) -> anyhow::Result<String> {
 
 /// Open the ledger of a state directory.
 pub fn open_ledger(state: &StateDir) -> anyhow::Result<(Arc<Ledger>, usize)> {
-    let path = state.root.join("ledger");
-    let store = SledStore::open(&path)?;
+    // `ledger/` was sled's directory (migrated once, then unused).
+    let store = open_migrating(&state.root.join("ledger.redb"), &state.root.join("ledger"))?;
     let (ledger, released) = Ledger::open(Box::new(store))?;
     Ok((Arc::new(ledger), released))
 }

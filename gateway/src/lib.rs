@@ -19,7 +19,7 @@
 //!   the checks running streams repeat; rate limiters; sizes; the clock.
 //! - `destination`: host and port of a request; `error`: failures and
 //!   the page each becomes.
-//! - [`ledger`]: value accounts, reservations, group commit (sled).
+//! - [`ledger`]: value accounts, reservations, group commit (redb, one fsync per group).
 //! - `mint`: minting pads (twin + user copy); `policies`: the policy
 //!   store (by id, current per name); `tariff`: prices and their
 //!   arithmetic; `state_dir`: the state directory, its config and the serve

@@ -194,7 +194,7 @@ mod tests {
             "{e}"
         );
         let max =
-            format!("currency = \"EUR\"\nper_mib = \"1000000\"\nper_request = \"1000000.00\"\n");
+            "currency = \"EUR\"\nper_mib = \"1000000\"\nper_request = \"1000000.00\"\n".to_string();
         assert_eq!(
             Tariff::parse(&max, "t.toml").unwrap().per_request,
             MAX_PRICE

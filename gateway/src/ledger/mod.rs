@@ -1,6 +1,6 @@
 //! The value ledger: the pure rules in [`book`], persisted through the
-//! [`Persist`] trait (sled in [`sled_store`]; a shared SQL store can slot in),
-//! with group commit: many operations become durable with one flush.
+//! [`Persist`] trait (redb in [`redb_store`]; a shared SQL store can slot in),
+//! with group commit: many operations become durable with one flush (fsync).
 //!
 //! Ordering: every operation changes the in-memory book and writes its changed
 //! entries to the store as one atomic batch, under one lock, so the store sees
@@ -11,8 +11,10 @@
 //! reservation open, and it is released at the next start.
 
 pub mod book;
+pub mod entries;
 #[cfg(test)]
 pub mod memory_store;
+pub mod redb_store;
 pub mod sled_store;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -27,7 +29,8 @@ pub trait Persist: Send + Sync + 'static {
     fn load(&self) -> Result<Book, LedgerError>;
     /// Write the entries `changes` names, as they are now in `book`, atomically.
     fn write(&self, book: &Book, changes: &Changes) -> Result<(), LedgerError>;
-    /// Make everything written so far durable.
+    /// Make everything written so far durable: on disk, through a power cut
+    /// (an fsync, not a `sync_file_range`).
     fn flush(&self) -> Result<(), LedgerError>;
 }
 

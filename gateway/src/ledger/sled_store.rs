@@ -1,19 +1,16 @@
-//! The ledger on sled: one tree, prefixed keys (`a/` accounts, `h/` holds,
-//! `d/` day counters, `m/` totals), each operation one atomic batch. Balances
-//! and aggregate counters only: nothing here names a host or an address.
+//! The ledger on sled (before redb): one tree in the layout of [`super::entries`],
+//! each operation one atomic batch. Its flush is not an fsync, so it is only
+//! read now, to migrate a state directory's old ledger to redb.
 
 use std::path::Path;
 
-use super::book::{Account, Book, Changes, DayUsage, Hold, LedgerError};
+use super::book::{Book, Changes, LedgerError};
+use super::entries::{decode, encode, store_err};
 use super::Persist;
 
 pub struct SledStore {
     db: sled::Db,
     tree: sled::Tree,
-}
-
-fn store_err(e: impl std::fmt::Display) -> LedgerError {
-    LedgerError::Store(e.to_string())
 }
 
 impl SledStore {
@@ -29,85 +26,29 @@ impl SledStore {
     }
 }
 
-fn hold_key(id: u64) -> Vec<u8> {
-    let mut k = b"h/".to_vec();
-    k.extend_from_slice(&id.to_be_bytes());
-    k
-}
-
-fn i64_of(v: &[u8], what: &str) -> Result<i64, LedgerError> {
-    Ok(i64::from_be_bytes(v.try_into().map_err(|_| {
-        LedgerError::Store(format!("corrupt entry {what}: {} bytes", v.len()))
-    })?))
-}
-
 impl Persist for SledStore {
     fn load(&self) -> Result<Book, LedgerError> {
-        let mut book = Book::default();
-        for kv in self.tree.iter() {
-            let (k, v) = kv.map_err(store_err)?;
-            let key = String::from_utf8_lossy(&k);
-            if let Some(a) = k.strip_prefix(b"a/") {
-                let name = std::str::from_utf8(a).map_err(store_err)?;
-                let acct = Account::from_key(name)
-                    .ok_or_else(|| LedgerError::Store(format!("unknown account {name:?}")))?;
-                book.balances.insert(acct, i64_of(&v, &key)?);
-            } else if let Some(h) = k.strip_prefix(b"h/") {
-                let id = u64::from_be_bytes(
-                    h.try_into()
-                        .map_err(|_| LedgerError::Store("corrupt hold key".into()))?,
-                );
-                let hold: Hold = serde_json::from_slice(&v).map_err(store_err)?;
-                book.holds.insert(id, hold);
-            } else if let Some(d) = k.strip_prefix(b"d/") {
-                let pad = String::from_utf8_lossy(d).into_owned();
-                let usage: DayUsage = serde_json::from_slice(&v).map_err(store_err)?;
-                book.days.insert(pad, usage);
-            } else if &*k == b"m/issued" {
-                book.issued = i64_of(&v, &key)?;
-            } else if &*k == b"m/redeemed" {
-                book.redeemed = i64_of(&v, &key)?;
-            } else if &*k == b"m/next_hold" {
-                book.next_hold = i64_of(&v, &key)? as u64;
-            }
-        }
-        // Never reuse a hold id, even one whose hold is closed.
-        let after_open = book.holds.keys().next_back().map_or(0, |m| m + 1);
-        book.next_hold = book.next_hold.max(after_open);
-        Ok(book)
+        decode(
+            self.tree
+                .iter()
+                .map(|kv| kv.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(store_err)),
+        )
     }
 
     fn write(&self, book: &Book, changes: &Changes) -> Result<(), LedgerError> {
         let mut batch = sled::Batch::default();
-        for a in &changes.accounts {
-            let k = format!("a/{}", a.key());
-            match book.balances.get(a) {
-                Some(v) => batch.insert(k.as_bytes(), &v.to_be_bytes()),
-                None => batch.remove(k.as_bytes()),
+        for (k, v) in encode(book, changes)? {
+            match v {
+                Some(v) => batch.insert(k, v),
+                None => batch.remove(k),
             }
-        }
-        for id in &changes.holds {
-            match book.holds.get(id) {
-                Some(h) => batch.insert(hold_key(*id), serde_json::to_vec(h).map_err(store_err)?),
-                None => batch.remove(hold_key(*id)),
-            }
-        }
-        for pad in &changes.days {
-            if let Some(d) = book.days.get(pad) {
-                batch.insert(
-                    format!("d/{pad}").as_bytes(),
-                    serde_json::to_vec(d).map_err(store_err)?,
-                );
-            }
-        }
-        if changes.totals {
-            batch.insert(b"m/issued", &book.issued.to_be_bytes());
-            batch.insert(b"m/redeemed", &book.redeemed.to_be_bytes());
-            batch.insert(b"m/next_hold", &(book.next_hold as i64).to_be_bytes());
         }
         self.tree.apply_batch(batch).map_err(store_err)
     }
 
+    /// Not durable against power loss: sled's flush is `sync_file_range`,
+    /// which neither flushes file metadata nor the disk's write cache
+    /// (`tests/tests/power_loss_e2e.rs`). Kept to migrate old state directories.
     fn flush(&self) -> Result<(), LedgerError> {
         self.db.flush().map(|_| ()).map_err(store_err)
     }
@@ -115,7 +56,7 @@ impl Persist for SledStore {
 
 #[cfg(test)]
 mod tests {
-    use super::super::Ledger;
+    use super::super::{Account, Ledger};
     use super::*;
 
     #[tokio::test]

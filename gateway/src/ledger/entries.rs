@@ -1,0 +1,108 @@
+//! The ledger's key-value layout, shared by every store: prefixed keys (`a/`
+//! accounts, `h/` holds, `d/` day counters, `m/` totals). Balances and
+//! aggregate counters only: nothing here names a host or an address.
+
+use super::book::{Account, Book, Changes, DayUsage, Hold, LedgerError};
+
+/// One store change: the key, and its new value (`None`: remove it).
+pub type Entry = (Vec<u8>, Option<Vec<u8>>);
+
+pub(super) fn store_err(e: impl std::fmt::Display) -> LedgerError {
+    LedgerError::Store(e.to_string())
+}
+
+fn hold_key(id: u64) -> Vec<u8> {
+    let mut k = b"h/".to_vec();
+    k.extend_from_slice(&id.to_be_bytes());
+    k
+}
+
+fn i64_of(v: &[u8], what: &str) -> Result<i64, LedgerError> {
+    Ok(i64::from_be_bytes(v.try_into().map_err(|_| {
+        LedgerError::Store(format!("corrupt entry {what}: {} bytes", v.len()))
+    })?))
+}
+
+/// The entries `changes` names, as they are now in `book`.
+pub fn encode(book: &Book, changes: &Changes) -> Result<Vec<Entry>, LedgerError> {
+    let mut out = Vec::new();
+    for a in &changes.accounts {
+        let k = format!("a/{}", a.key()).into_bytes();
+        out.push((k, book.balances.get(a).map(|v| v.to_be_bytes().to_vec())));
+    }
+    for id in &changes.holds {
+        let v = match book.holds.get(id) {
+            Some(h) => Some(serde_json::to_vec(h).map_err(store_err)?),
+            None => None,
+        };
+        out.push((hold_key(*id), v));
+    }
+    for pad in &changes.days {
+        if let Some(d) = book.days.get(pad) {
+            let v = serde_json::to_vec(d).map_err(store_err)?;
+            out.push((format!("d/{pad}").into_bytes(), Some(v)));
+        }
+    }
+    if changes.totals {
+        out.push((
+            b"m/issued".to_vec(),
+            Some(book.issued.to_be_bytes().to_vec()),
+        ));
+        out.push((
+            b"m/redeemed".to_vec(),
+            Some(book.redeemed.to_be_bytes().to_vec()),
+        ));
+        let next = (book.next_hold as i64).to_be_bytes().to_vec();
+        out.push((b"m/next_hold".to_vec(), Some(next)));
+    }
+    Ok(out)
+}
+
+/// Every entry of `book` (to copy a whole book into a new store).
+pub fn encode_all(book: &Book) -> Result<Vec<Entry>, LedgerError> {
+    let changes = Changes {
+        accounts: book.balances.keys().cloned().collect(),
+        holds: book.holds.keys().copied().collect(),
+        days: book.days.keys().cloned().collect(),
+        totals: true,
+    };
+    encode(book, &changes)
+}
+
+/// Rebuild a book from a store's entries.
+pub fn decode(
+    entries: impl Iterator<Item = Result<(Vec<u8>, Vec<u8>), LedgerError>>,
+) -> Result<Book, LedgerError> {
+    let mut book = Book::default();
+    for kv in entries {
+        let (k, v) = kv?;
+        let key = String::from_utf8_lossy(&k).into_owned();
+        if let Some(a) = k.strip_prefix(b"a/") {
+            let name = std::str::from_utf8(a).map_err(store_err)?;
+            let acct = Account::from_key(name)
+                .ok_or_else(|| LedgerError::Store(format!("unknown account {name:?}")))?;
+            book.balances.insert(acct, i64_of(&v, &key)?);
+        } else if let Some(h) = k.strip_prefix(b"h/") {
+            let id = u64::from_be_bytes(
+                h.try_into()
+                    .map_err(|_| LedgerError::Store("corrupt hold key".into()))?,
+            );
+            let hold: Hold = serde_json::from_slice(&v).map_err(store_err)?;
+            book.holds.insert(id, hold);
+        } else if let Some(d) = k.strip_prefix(b"d/") {
+            let pad = String::from_utf8_lossy(d).into_owned();
+            let usage: DayUsage = serde_json::from_slice(&v).map_err(store_err)?;
+            book.days.insert(pad, usage);
+        } else if &*k == b"m/issued" {
+            book.issued = i64_of(&v, &key)?;
+        } else if &*k == b"m/redeemed" {
+            book.redeemed = i64_of(&v, &key)?;
+        } else if &*k == b"m/next_hold" {
+            book.next_hold = i64_of(&v, &key)? as u64;
+        }
+    }
+    // Never reuse a hold id, even one whose hold is closed.
+    let after_open = book.holds.keys().next_back().map_or(0, |m| m + 1);
+    book.next_hold = book.next_hold.max(after_open);
+    Ok(book)
+}
