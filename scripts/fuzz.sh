@@ -69,7 +69,7 @@ run_target() {
         && { rm -rf "$ROOT/fuzz/corpus/$t"; mkdir -p "$ROOT/fuzz/corpus"; mv "$merged" "$ROOT/fuzz/corpus/$t"; } \
         || echo "fuzz: $t: corpus not merged (see $out/cmin.log)"
     local kept
-    kept=$(ls "$ROOT/fuzz/corpus/$t" 2>/dev/null | wc -l)
+    kept=$({ ls "$ROOT/fuzz/corpus/$t" 2>/dev/null || true; } | wc -l)
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$stamp" "$t" "$cpu" "$execs" "$crashes" "$hangs" "$kept" \
         >>"$ROOT/fuzz/campaigns.tsv"
     printf 'fuzz: %-10s %6s CPU-s  %12s execs  %s crashes  %s hangs  corpus %s\n' \
