@@ -39,11 +39,13 @@ pub enum GatewayError {
     #[error("bad request: {0}")]
     BadRequest(String),
     /// The pad's value cannot cover the request.
-    #[error("this pad's value is used up: {spent} {currency} spent, {balance} {currency} left, which does not cover a request. Buy a new pad to continue.", spent = format_amount(*spent), balance = format_amount(*balance))]
+    #[error("this pad's value is used up: {spent} {currency} spent, {balance} {currency} left, which does not cover {what}. Buy a new pad to continue.", spent = format_amount(*spent), balance = format_amount(*balance), what = site_price.as_deref().map_or("a request".to_string(), |p| format!("this page ({p})")))]
     ValueExhausted {
         balance: i64,
         spent: i64,
         currency: String,
+        /// The site's prices, when the request was to a priced site.
+        site_price: Option<String>,
     },
     /// The pad's employer policy does not allow the request.
     #[error("{message} (policy \"{policy}\", rule {rule})")]

@@ -38,7 +38,9 @@ mod metering;
 mod mint;
 mod policies;
 mod request;
+mod sites;
 mod state_dir;
+mod pricing;
 mod tariff;
 mod units;
 

@@ -19,6 +19,9 @@ const MIB: u128 = 1 << 20;
 /// forms from prices stays far inside an i64.
 pub const MAX_PRICE: Micros = 1_000_000 * crate::units::MICROS;
 
+/// The commission when a tariff names none: 10 % of every site charge.
+pub const DEFAULT_COMMISSION: Micros = 100_000;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tariff {
     pub currency: String,
@@ -26,6 +29,8 @@ pub struct Tariff {
     pub per_mib: Micros,
     /// Micro-units per proxied request or CONNECT.
     pub per_request: Micros,
+    /// The gateway's share of every site charge, in millionths (0.10 → 100000).
+    pub commission: Micros,
 }
 
 #[derive(Deserialize)]
@@ -34,6 +39,7 @@ struct RawTariff {
     currency: toml::Spanned<String>,
     per_mib: toml::Spanned<String>,
     per_request: toml::Spanned<String>,
+    commission: Option<toml::Spanned<String>>,
 }
 
 /// 1-based line and column of a byte offset.
@@ -83,10 +89,25 @@ impl Tariff {
             }
             Ok(v)
         };
+        let commission = match &raw.commission {
+            None => DEFAULT_COMMISSION,
+            Some(c) => {
+                let v = parse_amount(c.get_ref()).map_err(|e| at(c, "commission", e))?;
+                if !(0..=crate::units::MICROS).contains(&v) {
+                    return Err(at(
+                        c,
+                        "commission",
+                        "a commission is a fraction from \"0\" to \"1\", as in \"0.10\"".into(),
+                    ));
+                }
+                v
+            }
+        };
         Ok(Tariff {
             currency,
             per_mib: amount(&raw.per_mib, "per_mib")?,
             per_request: amount(&raw.per_request, "per_request")?,
+            commission,
         })
     }
 
@@ -102,6 +123,7 @@ impl Tariff {
             currency: "EUR".into(),
             per_mib: 10_000,
             per_request: 100,
+            commission: DEFAULT_COMMISSION,
         })
     }
 
@@ -132,11 +154,12 @@ impl Tariff {
 
     pub fn describe(&self) -> String {
         format!(
-            "{} {} per MiB, {} {} per request",
+            "{} {} per MiB, {} {} per request, {} commission on site charges",
             format_amount(self.per_mib),
             self.currency,
             format_amount(self.per_request),
-            self.currency
+            self.currency,
+            format_amount(self.commission)
         )
     }
 }
@@ -152,6 +175,7 @@ mod tests {
         assert_eq!(t.currency, "EUR");
         assert_eq!(t.per_mib, 10_000);
         assert_eq!(t.per_request, 100);
+        assert_eq!(t.commission, 100_000);
         assert_eq!(Tariff::default_tariff(), t);
     }
 
@@ -199,6 +223,12 @@ mod tests {
             Tariff::parse(&max, "t.toml").unwrap().per_request,
             MAX_PRICE
         );
+        let e = Tariff::parse(
+            "currency = \"EUR\"\nper_mib = \"1\"\nper_request = \"0\"\ncommission = \"1.5\"\n",
+            "t.toml",
+        )
+        .unwrap_err();
+        assert!(e.starts_with("t.toml:4:14: commission:"), "{e}");
         let e = Tariff::parse("currency = \"EUR\"\n", "t.toml").unwrap_err();
         assert!(e.contains("per_mib"), "{e}");
     }
@@ -206,7 +236,7 @@ mod tests {
     proptest! {
         #[test]
         fn bytes_for_is_the_largest_affordable(per_mib in 1i64..10_000_000, value in 0i64..1_000_000_000) {
-            let t = Tariff { currency: "EUR".into(), per_mib, per_request: 0 };
+            let t = Tariff { currency: "EUR".into(), per_mib, per_request: 0, commission: 0 };
             let n = t.bytes_for(value);
             prop_assert!(t.bytes_cost(n) <= value);
             prop_assert!(t.bytes_cost(n + 1) > value);

@@ -191,6 +191,7 @@ impl Server {
             services: self.services.clone(),
             float,
             balance_dirty: false.into(),
+            ads_paid: Default::default(),
         });
         PadContext::spawn_notices(&ctx);
         // Tell the agent its balance and currency at once.

@@ -1,8 +1,9 @@
 //! The ledger's key-value layout, shared by every store: prefixed keys (`a/`
-//! accounts, `h/` holds, `d/` day counters, `m/` totals). Balances and
-//! aggregate counters only: nothing here names a host or an address.
+//! accounts, `h/` holds, `d/` day counters, `m/` totals, `o/` owners, `s/`
+//! sites, `t/` owner statements). Balances and aggregate counters only:
+//! nothing that names a pad names a host, and nothing names an address.
 
-use super::book::{Account, Book, Changes, DayUsage, Hold, LedgerError};
+use super::book::{Account, Book, Changes, DayUsage, Hold, LedgerError, Owner, Site, Statement};
 
 /// One store change: the key, and its new value (`None`: remove it).
 pub type Entry = (Vec<u8>, Option<Vec<u8>>);
@@ -15,6 +16,11 @@ fn hold_key(id: u64) -> Vec<u8> {
     let mut k = b"h/".to_vec();
     k.extend_from_slice(&id.to_be_bytes());
     k
+}
+
+/// `t/OWNER/SITE/DAY` (owner ids are hex and site names host names: neither holds a `/`).
+fn statement_key((owner, site, day): &super::book::StatementKey) -> Vec<u8> {
+    format!("t/{owner}/{site}/{day}").into_bytes()
 }
 
 fn i64_of(v: &[u8], what: &str) -> Result<i64, LedgerError> {
@@ -43,6 +49,27 @@ pub fn encode(book: &Book, changes: &Changes) -> Result<Vec<Entry>, LedgerError>
             out.push((format!("d/{pad}").into_bytes(), Some(v)));
         }
     }
+    for id in &changes.owners {
+        let v = match book.owners.get(id) {
+            Some(o) => Some(serde_json::to_vec(o).map_err(store_err)?),
+            None => None,
+        };
+        out.push((format!("o/{id}").into_bytes(), v));
+    }
+    for name in &changes.sites {
+        let v = match book.sites.get(name) {
+            Some(site) => Some(serde_json::to_vec(site).map_err(store_err)?),
+            None => None,
+        };
+        out.push((format!("s/{name}").into_bytes(), v));
+    }
+    for key in &changes.statements {
+        let v = match book.statements.get(key) {
+            Some(st) => Some(serde_json::to_vec(st).map_err(store_err)?),
+            None => None,
+        };
+        out.push((statement_key(key), v));
+    }
     if changes.totals {
         out.push((
             b"m/issued".to_vec(),
@@ -65,6 +92,9 @@ pub fn encode_all(book: &Book) -> Result<Vec<Entry>, LedgerError> {
         holds: book.holds.keys().copied().collect(),
         days: book.days.keys().cloned().collect(),
         totals: true,
+        owners: book.owners.keys().cloned().collect(),
+        sites: book.sites.keys().cloned().collect(),
+        statements: book.statements.keys().cloned().collect(),
     };
     encode(book, &changes)
 }
@@ -93,6 +123,27 @@ pub fn decode(
             let pad = String::from_utf8_lossy(d).into_owned();
             let usage: DayUsage = serde_json::from_slice(&v).map_err(store_err)?;
             book.days.insert(pad, usage);
+        } else if let Some(o) = k.strip_prefix(b"o/") {
+            let id = String::from_utf8_lossy(o).into_owned();
+            let owner: Owner = serde_json::from_slice(&v).map_err(store_err)?;
+            book.owners.insert(id, owner);
+        } else if let Some(n) = k.strip_prefix(b"s/") {
+            let name = String::from_utf8_lossy(n).into_owned();
+            let site: Site = serde_json::from_slice(&v).map_err(store_err)?;
+            book.sites.insert(name, site);
+        } else if let Some(t) = k.strip_prefix(b"t/") {
+            let text = String::from_utf8_lossy(t);
+            let mut parts = text.splitn(3, '/');
+            let (Some(owner), Some(site), Some(day)) = (parts.next(), parts.next(), parts.next())
+            else {
+                return Err(LedgerError::Store(format!("corrupt statement key {key:?}")));
+            };
+            let day: i64 = day
+                .parse()
+                .map_err(|_| LedgerError::Store(format!("corrupt statement key {key:?}")))?;
+            let st: Statement = serde_json::from_slice(&v).map_err(store_err)?;
+            book.statements
+                .insert((owner.to_string(), site.to_string(), day), st);
         } else if &*k == b"m/issued" {
             book.issued = i64_of(&v, &key)?;
         } else if &*k == b"m/redeemed" {

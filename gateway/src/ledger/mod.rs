@@ -21,7 +21,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
-pub use book::{Account, AuditReport, Book, Changes, DayUsage, Hold, LedgerError, Micros};
+pub use book::{
+    Account, AdCredit, AuditReport, Book, Capture, Changes, DayUsage, Hold, LedgerError, Micros,
+    Owner, Premium, Prices, Site, SiteCharge, Statement, StatementKey,
+};
 
 /// Where the book is kept. Implementations write each batch atomically.
 pub trait Persist: Send + Sync + 'static {
@@ -243,9 +246,42 @@ impl Ledger {
         bytes: u64,
         day: i64,
     ) -> Result<(), LedgerError> {
-        let ((), seq) = self.apply(|b| Ok(((), b.capture(hold, charge, bytes, day)?)))?;
+        self.capture_with(hold, &Capture::transport(charge, bytes), day)
+    }
+
+    /// Charge what `capture` names from an open hold: the pad's debit and
+    /// the owners' credits in one write (durable with the next group flush).
+    pub fn capture_with(&self, hold: u64, capture: &Capture, day: i64) -> Result<(), LedgerError> {
+        let ((), seq) = self.apply(|b| Ok(((), b.capture_with(hold, capture, day)?)))?;
         self.want(seq);
         Ok(())
+    }
+
+    /// Close a hold, charging what `capture` names (not awaited, as
+    /// [`Ledger::settle`]).
+    pub fn settle_with(&self, hold: u64, capture: &Capture, day: i64) -> Result<(), LedgerError> {
+        let ((), seq) = self.apply(|b| Ok(((), b.settle_with(hold, capture, day)?)))?;
+        self.want(seq);
+        Ok(())
+    }
+
+    /// Apply an owner, site or funding operation; written in order, durable
+    /// once [`Ledger::durable`] returns for the sequence.
+    pub fn change<R>(
+        &self,
+        op: impl FnOnce(&mut Book) -> Result<(R, Changes), LedgerError>,
+    ) -> Result<(R, Seq), LedgerError> {
+        self.apply(op)
+    }
+
+    /// [`Ledger::change`], then flush (blocking: for commands).
+    pub fn change_now<R>(
+        &self,
+        op: impl FnOnce(&mut Book) -> Result<(R, Changes), LedgerError>,
+    ) -> Result<R, LedgerError> {
+        let (r, _) = self.apply(op)?;
+        self.flush_now()?;
+        Ok(r)
     }
 
     /// Return a hold's excess over `keep` to its pad; returns the pad's balance.

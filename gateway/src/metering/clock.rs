@@ -15,3 +15,29 @@ pub fn now_unix() -> i64 {
 pub fn today() -> i64 {
     now_unix() / 86_400
 }
+
+/// A day number as its UTC date, `YYYY-MM-DD` (proleptic Gregorian).
+pub fn date_of(day: i64) -> String {
+    // Howard Hinnant's civil_from_days.
+    let z = day + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn day_numbers_print_as_utc_dates() {
+        assert_eq!(super::date_of(0), "1970-01-01");
+        assert_eq!(super::date_of(20_789), "2026-12-02");
+        assert_eq!(super::date_of(-1), "1969-12-31");
+        assert_eq!(super::date_of(11_016), "2000-02-29");
+    }
+}

@@ -9,7 +9,9 @@ use crate::ledger::{Ledger, Micros};
 use crate::metering::float::{Float, Floats};
 use crate::metering::rate_limit::RateLimiters;
 use crate::policies::PolicyStore;
+use crate::pricing::Price;
 use crate::tariff::Tariff;
+use crate::units::format_amount;
 
 /// Shared by every tunnel.
 pub struct Services {
@@ -56,7 +58,12 @@ pub struct PadContext {
     pub float: Arc<Float>,
     /// Whether the balance changed since the agent was last told.
     pub balance_dirty: std::sync::atomic::AtomicBool,
+    /// Sites whose negative hit price paid this tunnel, and when.
+    pub ads_paid: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
+
+/// A site's negative hit price pays a tunnel at most once per this window.
+pub const AD_WINDOW: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// NOTICE records go out at most this often per tunnel: a browser loading a
 /// page makes dozens of requests, and one NOTICE each would cost more pad
@@ -64,13 +71,37 @@ pub struct PadContext {
 pub const NOTICE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
 
 impl PadContext {
-    /// The 402 for a pad whose value cannot cover a request.
-    pub fn value_exhausted(&self, balance: Micros) -> GatewayError {
+    /// The 402 for a pad whose value cannot cover a request at `price`
+    /// (which it names when a site's prices are part of it).
+    pub fn value_exhausted(&self, balance: Micros, price: &Price) -> GatewayError {
+        let currency = &self.services.tariff.currency;
+        let site_price = price.site.as_ref().map(|s| {
+            format!(
+                "{} costs {} {currency} per page and {} {currency} per MiB, on top of transport",
+                s.site,
+                format_amount(s.hit),
+                format_amount(s.per_mib)
+            )
+        });
         GatewayError::ValueExhausted {
             balance,
             spent: (self.issued - balance).max(0),
-            currency: self.services.tariff.currency.clone(),
+            currency: currency.clone(),
+            site_price,
         }
+    }
+
+    /// Whether a negative hit price from `site` may pay this tunnel now:
+    /// once per site per [`AD_WINDOW`] (kept in memory only).
+    pub fn ad_due(&self, site: &str) -> bool {
+        let mut seen = self.ads_paid.lock().unwrap_or_else(|p| p.into_inner());
+        let now = std::time::Instant::now();
+        seen.retain(|_, at| now.duration_since(*at) < AD_WINDOW);
+        if seen.contains_key(site) {
+            return false;
+        }
+        seen.insert(site.to_string(), now);
+        true
     }
 
     /// The daily limits of the pad's current policy, if it has one.

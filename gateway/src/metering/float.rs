@@ -11,7 +11,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::metering::rules::SETTLE_DELAY;
 
-use crate::ledger::{Ledger, LedgerError, Micros, Seq};
+use crate::ledger::{Capture, Ledger, LedgerError, Micros, Seq};
 
 #[derive(Default)]
 struct State {
@@ -28,7 +28,7 @@ struct State {
     refilling: bool,
     /// Finished requests' charges, each final [`SETTLE_DELAY`] after it was
     /// made, captured together (one ledger write for many requests).
-    pending: std::collections::VecDeque<(Instant, Micros, u64)>,
+    pending: std::collections::VecDeque<(Instant, Capture)>,
     capturing: bool,
     /// Captures that failed in a row (the store refused the write). The
     /// charges stay pending and are tried again; past
@@ -192,16 +192,18 @@ impl Float {
         s.available = s.available.saturating_add(a);
     }
 
-    /// Charge a request's `amount` (moves it from the float's hold to revenue).
-    pub fn charge(&self, amount: Micros, bytes: u64, day: i64) -> Result<(), LedgerError> {
-        if amount == 0 && bytes == 0 {
+    /// Charge what `capture` names (moves it from the float's hold to
+    /// revenue and owners, in one ledger write).
+    pub fn charge(&self, capture: &Capture, day: i64) -> Result<(), LedgerError> {
+        if capture.is_empty() {
             return Ok(());
         }
+        let amount = capture.total()?;
         let hold = self.lock().hold;
         let Some(hold) = hold else {
             return Err(LedgerError::NoHold(u64::MAX));
         };
-        self.ledger.capture(hold, amount, bytes, day)?;
+        self.ledger.capture_with(hold, capture, day)?;
         let mut s = self.lock();
         s.assigned -= amount.min(s.assigned);
         Ok(())
@@ -210,13 +212,13 @@ impl Float {
     /// A finished request's charge: final after [`SETTLE_DELAY`] (when its
     /// last bytes have surely left the gateway's buffers), captured in
     /// batches. Until then it stays assigned, and a crash forgives it.
-    pub fn charge_later(self: &Arc<Self>, amount: Micros, bytes: u64) {
-        if amount == 0 && bytes == 0 {
+    pub fn charge_later(self: &Arc<Self>, capture: Capture) {
+        if capture.is_empty() {
             return;
         }
         let start = {
             let mut s = self.lock();
-            s.pending.push_back((Instant::now(), amount, bytes));
+            s.pending.push_back((Instant::now(), capture));
             !std::mem::replace(&mut s.capturing, true)
         };
         if !start {
@@ -250,9 +252,9 @@ impl Float {
     /// a failed write keeps them for the next try. Returns whether any
     /// remain.
     fn capture_due(&self, all: bool) -> bool {
-        let (count, amount, bytes) = self.due(all);
+        let (count, capture) = self.due(all);
         if count > 0 {
-            let r = self.charge(amount, bytes, crate::metering::clock::today());
+            let r = self.charge(&capture, crate::metering::clock::today());
             let mut s = self.lock();
             match r {
                 Ok(()) => {
@@ -281,15 +283,18 @@ impl Float {
         left
     }
 
-    /// How many of the oldest pending charges are due, and their sums.
-    fn due(&self, all: bool) -> (usize, Micros, u64) {
+    /// How many of the oldest pending charges are due, and their sum (site
+    /// charges merged per site: one capture pays many requests, and names
+    /// none of them).
+    fn due(&self, all: bool) -> (usize, Capture) {
         let s = self.lock();
-        let mut due = (0, 0 as Micros, 0u64);
-        for &(at, a, b) in &s.pending {
+        let mut due = (0, Capture::default());
+        for (at, c) in &s.pending {
             if !all && at.elapsed() < SETTLE_DELAY {
                 break;
             }
-            due = (due.0 + 1, due.1.saturating_add(a), due.2.saturating_add(b));
+            due.0 += 1;
+            due.1.absorb(c.clone());
         }
         due
     }
@@ -316,12 +321,14 @@ impl Drop for Float {
     /// The tunnel is gone: whatever the float still holds goes back to the pad.
     /// Pending charges are made in the same write that closes the hold.
     fn drop(&mut self) {
-        let (_, amount, bytes) = self.due(true);
+        let (_, capture) = self.due(true);
+        let amount = capture.total().unwrap_or(0);
+        let bytes = capture.bytes;
         let hold = self.lock().hold.take();
         if let Some(h) = hold {
             if let Err(e) = self
                 .ledger
-                .settle(h, amount, bytes, crate::metering::clock::today())
+                .settle_with(h, &capture, crate::metering::clock::today())
             {
                 tracing::error!(
                     "settling a tunnel's float (charging {amount} micro-units for {bytes} \

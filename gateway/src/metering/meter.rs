@@ -15,6 +15,7 @@ use crate::error::GatewayError;
 use crate::ledger::{LedgerError, Micros};
 use crate::metering::clock::today;
 use crate::metering::context::PadContext;
+use crate::pricing::{Parts, Price};
 
 use crate::metering::rules::{CAPTURE_LAG, CHUNK, FIRST_CHUNK, POLICY_RECHECK};
 
@@ -37,9 +38,11 @@ pub struct Stopped(pub StopReason);
 struct State {
     /// Value ever put into the hold (reserve + extensions).
     held_total: Micros,
-    /// Charged so far by captures.
-    captured_value: Micros,
+    /// Charged so far by captures, by payee.
+    captured: Parts,
     captured_bytes: u64,
+    /// Whether a capture has counted this request's hit for its site.
+    hit_counted: bool,
     covered: u64,
     used: u64,
     next_chunk: u64,
@@ -57,6 +60,7 @@ struct State {
 /// One request's reservation and byte count. Settles on drop.
 pub struct Meter {
     ctx: Arc<PadContext>,
+    price: Price,
     state: Mutex<State>,
     served: std::sync::atomic::AtomicBool,
 }
@@ -69,25 +73,34 @@ impl Meter {
         ctx: Arc<PadContext>,
         dest: Option<(String, u16)>,
     ) -> Result<Arc<Meter>, GatewayError> {
+        let price = Price::transport(&ctx.services.tariff);
+        Meter::start_priced(ctx, dest, price).await
+    }
+
+    /// [`Meter::start`] at `price` (transport plus a site's prices): the hit
+    /// is reserved with the request charge, before the origin is asked.
+    pub async fn start_priced(
+        ctx: Arc<PadContext>,
+        dest: Option<(String, u16)>,
+        price: Price,
+    ) -> Result<Arc<Meter>, GatewayError> {
         if ctx.float.failing() {
             return Err(GatewayError::Ledger(
                 "the ledger keeps refusing this tunnel's charges".into(),
             ));
         }
-        let t = &ctx.services.tariff;
-        let min = t.per_request.saturating_add(Micros::from(!t.bytes_free()));
-        let max = t.per_request.saturating_add(t.bytes_cost(FIRST_CHUNK));
+        let min = price
+            .up_front()
+            .saturating_add(Micros::from(!price.bytes_free()));
+        let max = price.up_front().saturating_add(price.bytes_cost(FIRST_CHUNK));
         let held = match ctx.float.take(min, max).await {
             Ok(r) => r,
             Err(LedgerError::Insufficient { balance, .. }) => {
-                return Err(ctx.value_exhausted(balance));
+                return Err(ctx.value_exhausted(balance, &price));
             }
             Err(e) => return Err(GatewayError::Ledger(e.to_string())),
         };
-        let mut covered = ctx
-            .services
-            .tariff
-            .bytes_for(held.saturating_sub(t.per_request));
+        let mut covered = price.bytes_for(held.saturating_sub(price.up_front()));
         // A daily MiB limit caps what this request may carry.
         let byte_cap = ctx.limits().and_then(|l| l.mib_per_day).map(|mib| {
             let today = ctx
@@ -101,10 +114,12 @@ impl Meter {
         }
         Ok(Arc::new(Meter {
             ctx,
+            price,
             state: Mutex::new(State {
                 held_total: held,
-                captured_value: 0,
+                captured: Parts::default(),
                 captured_bytes: 0,
+                hit_counted: false,
                 covered,
                 used: 0,
                 next_chunk: FIRST_CHUNK * 2,
@@ -180,7 +195,7 @@ impl Meter {
             return Poll::Ready(Err(Stopped(StopReason::PolicyDenied)));
         }
         let avail = s.covered.saturating_sub(s.used);
-        let free = self.ctx.services.tariff.bytes_free();
+        let free = self.price.bytes_free();
         let capped = s.byte_cap.is_some_and(|c| s.covered >= c);
         if capped && s.stopped.is_none() && avail == 0 {
             s.stopped = Some(StopReason::DailyLimit);
@@ -214,31 +229,28 @@ impl Meter {
     }
 
     async fn extend(self: Arc<Self>) {
-        let t = &self.ctx.services.tariff;
+        let price = &self.price;
         let ledger = &self.ctx.services.ledger;
         // Charge what has surely been delivered, so a crash forgives only the tail.
-        let capture = {
-            let s = self.lock();
+        {
+            let mut s = self.lock();
             let target = s.used.saturating_sub(CAPTURE_LAG);
             if self.served.load(std::sync::atomic::Ordering::Relaxed) && target > s.captured_bytes {
-                Some((target, t.charge(target).saturating_sub(s.captured_value)))
-            } else {
-                None
-            }
-        };
-        if let Some((target, value)) = capture {
-            let mut s = self.lock();
-            let bytes = target - s.captured_bytes;
-            match self.ctx.float.charge(value, bytes, today()) {
-                Ok(()) => {
-                    s.captured_value = s.captured_value.saturating_add(value);
-                    s.captured_bytes = target;
+                let now = price.parts(target, true);
+                let hits = u64::from(!s.hit_counted);
+                let capture = price.capture(s.captured, now, target - s.captured_bytes, hits);
+                match self.ctx.float.charge(&capture, today()) {
+                    Ok(()) => {
+                        s.captured = now;
+                        s.captured_bytes = target;
+                        s.hit_counted = true;
+                    }
+                    Err(e) => tracing::error!("charging a transfer in progress: {e}"),
                 }
-                Err(e) => tracing::error!("charging a transfer in progress: {e}"),
             }
         }
         let chunk = self.lock().next_chunk;
-        let mut max = t.bytes_cost(chunk).max(1);
+        let mut max = price.bytes_cost(chunk).max(1);
         // A daily spend limit caps extensions: today's charges plus
         // everything held for the pad (this hold included) stay within it.
         let mut limited = false;
@@ -265,7 +277,7 @@ impl Meter {
         match r {
             Ok(amount) => {
                 s.held_total = s.held_total.saturating_add(amount);
-                s.covered = t.bytes_for(s.held_total.saturating_sub(t.per_request));
+                s.covered = price.bytes_for(s.held_total.saturating_sub(price.up_front()));
                 if let Some(cap) = s.byte_cap {
                     s.covered = s.covered.min(cap);
                 }
@@ -295,27 +307,35 @@ impl Drop for Meter {
     fn drop(&mut self) {
         let s = self.lock();
         let served = self.served.load(std::sync::atomic::Ordering::Relaxed);
-        // Bytes carried are paid for; the request charge only when the
-        // origin answered (an upload to an origin that then failed still
-        // crossed the gateway).
-        let tariff = &self.ctx.services.tariff;
-        let (total, bytes) = if served {
-            (tariff.charge(s.used), s.used)
-        } else {
-            (tariff.bytes_cost(s.used), s.used)
-        };
-        let remaining = total.saturating_sub(s.captured_value).max(0);
-        let remaining_bytes = bytes.saturating_sub(s.captured_bytes);
-        let (s_held_total, s_captured) = (s.held_total, s.captured_value);
-        drop(s);
-        let unused = s_held_total
-            .saturating_sub(s_captured)
+        // Bytes carried are paid for; the request and site charges only
+        // when the origin answered (an upload to an origin that then failed
+        // still crossed the gateway).
+        let owed = self.price.parts(s.used, served);
+        let hits = u64::from(served && !s.hit_counted);
+        let mut capture = self.price.capture(
+            s.captured,
+            owed,
+            s.used.saturating_sub(s.captured_bytes),
+            hits,
+        );
+        let remaining = owed.total().saturating_sub(s.captured.total()).max(0);
+        let unused = s
+            .held_total
+            .saturating_sub(s.captured.total())
             .saturating_sub(remaining)
             .max(0);
+        drop(s);
+        // A negative hit price pays the user, once per tunnel and site per
+        // window (a loop of requests farms nothing).
+        if let Some(ad) = self.price.ad().filter(|_| served) {
+            if self.ctx.ad_due(&ad.site) {
+                capture.ads.push(ad);
+            }
+        }
         let float = self.ctx.float.clone();
         float.give_back(unused);
         self.ctx.balance_changed();
-        float.charge_later(remaining, remaining_bytes);
+        float.charge_later(capture);
     }
 }
 

@@ -73,6 +73,7 @@ impl TestPad {
             services: services.clone(),
             float,
             balance_dirty: false.into(),
+            ads_paid: Default::default(),
         });
         TestPad {
             ctx,

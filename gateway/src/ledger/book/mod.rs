@@ -6,6 +6,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+mod owners;
+pub use owners::{AdCredit, Capture, Owner, Premium, Prices, Site, SiteCharge, Statement, StatementKey};
+
 /// Micro-units of the currency (1 = 0.000001).
 pub type Micros = i64;
 
@@ -18,6 +21,8 @@ pub enum Account {
     Revenue,
     /// A pad's spendable value, by serial.
     Pad(String),
+    /// A site owner's earnings (and an advertiser's budget), by owner id.
+    Owner(String),
 }
 
 impl Account {
@@ -26,6 +31,7 @@ impl Account {
             Account::Issuance => "issuance",
             Account::Revenue => "revenue",
             Account::Pad(_) => "pad",
+            Account::Owner(_) => "owner",
         }
     }
 
@@ -35,6 +41,7 @@ impl Account {
             Account::Issuance => "issuance".into(),
             Account::Revenue => "revenue".into(),
             Account::Pad(s) => format!("pad:{s}"),
+            Account::Owner(o) => format!("owner:{o}"),
         }
     }
 
@@ -42,7 +49,10 @@ impl Account {
         match k {
             "issuance" => Some(Account::Issuance),
             "revenue" => Some(Account::Revenue),
-            _ => k.strip_prefix("pad:").map(|s| Account::Pad(s.to_string())),
+            _ => k
+                .strip_prefix("pad:")
+                .map(|s| Account::Pad(s.to_string()))
+                .or_else(|| k.strip_prefix("owner:").map(|o| Account::Owner(o.to_string()))),
         }
     }
 }
@@ -83,6 +93,9 @@ pub enum LedgerError {
     Overflow,
     #[error("ledger store: {0}")]
     Store(String),
+    /// An owner or site operation that does not apply (named).
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// Which persisted entries an operation changed.
@@ -92,6 +105,9 @@ pub struct Changes {
     pub holds: Vec<u64>,
     pub days: Vec<String>,
     pub totals: bool,
+    pub owners: Vec<String>,
+    pub sites: Vec<String>,
+    pub statements: Vec<StatementKey>,
 }
 
 /// The whole ledger state.
@@ -103,6 +119,10 @@ pub struct Book {
     pub issued: Micros,
     pub redeemed: Micros,
     pub days: BTreeMap<String, DayUsage>,
+    pub owners: BTreeMap<String, Owner>,
+    /// Registered sites by host name (lower case, no port).
+    pub sites: BTreeMap<String, Site>,
+    pub statements: BTreeMap<StatementKey, Statement>,
 }
 
 /// What `audit` found.
@@ -260,17 +280,25 @@ impl Book {
         bytes: u64,
         day: i64,
     ) -> Result<Changes, LedgerError> {
-        let h = self.hold_covering(hold, charge)?;
+        self.settle_with(hold, &Capture::transport(charge, bytes), day)
+    }
+
+    /// Close a hold: what `capture` names is charged (transport and site
+    /// charges to revenue and owners, advertisers' credits to the pad), the
+    /// rest goes back to the pad, all in one change.
+    pub fn settle_with(
+        &mut self,
+        hold: u64,
+        capture: &Capture,
+        day: i64,
+    ) -> Result<Changes, LedgerError> {
+        let mut changes = self.capture_with(hold, capture, day)?;
+        let h = self.holds.remove(&hold).ok_or(LedgerError::NoHold(hold))?;
         let acct = Account::Pad(h.pad.clone());
-        self.add(&Account::Revenue, charge)?;
-        self.add(&acct, h.amount - charge)?;
-        self.holds.remove(&hold);
-        let mut changes = Changes {
-            accounts: vec![Account::Revenue, acct],
-            holds: vec![hold],
-            ..Changes::default()
-        };
-        self.count_day(&h.pad, charge, bytes, day, &mut changes);
+        self.add(&acct, h.amount)?;
+        changes.accounts.push(acct);
+        changes.accounts.sort();
+        changes.accounts.dedup();
         Ok(changes)
     }
 
@@ -283,17 +311,29 @@ impl Book {
         bytes: u64,
         day: i64,
     ) -> Result<Changes, LedgerError> {
-        let h = self.hold_covering(hold, charge)?;
-        self.add(&Account::Revenue, charge)?;
-        if let Some(open) = self.holds.get_mut(&hold) {
-            open.amount -= charge;
-        }
+        self.capture_with(hold, &Capture::transport(charge, bytes), day)
+    }
+
+    /// Charge what `capture` names from an open hold, in one change: pads'
+    /// debit, owners' credits and revenue together. The hold stays open.
+    pub fn capture_with(
+        &mut self,
+        hold: u64,
+        capture: &Capture,
+        day: i64,
+    ) -> Result<Changes, LedgerError> {
+        let total = self.check_capture(capture)?;
+        let h = self.hold_covering(hold, total)?;
         let mut changes = Changes {
-            accounts: vec![Account::Revenue],
             holds: vec![hold],
             ..Changes::default()
         };
-        self.count_day(&h.pad, charge, bytes, day, &mut changes);
+        // Validates every sum before it changes anything, so it goes first.
+        self.apply_sites(&h.pad, capture, day, &mut changes)?;
+        if let Some(open) = self.holds.get_mut(&hold) {
+            open.amount -= total;
+        }
+        self.count_day(&h.pad, total, capture.bytes, day, &mut changes);
         Ok(changes)
     }
 
@@ -384,6 +424,7 @@ impl Book {
                 problems.push(format!("reservation {id} names unknown pad {}", h.pad));
             }
         }
+        self.audit_owners(&mut problems);
         let outstanding = i128::from(self.issued) - i128::from(self.redeemed);
         if balances + held != outstanding {
             problems.push(format!(
