@@ -1,8 +1,11 @@
 //! Headers both ends agree on: what never crosses a hop, the `x-padnet-*`
 //! names only the gateway may send, the error codes it names refusals by,
-//! and the reasons it stops a transfer early. Pure functions over `HeaderMap`.
+//! the reasons it stops a transfer early, and a priced site's prices.
+//! Pure functions over `HeaderMap` and `HeaderValue`.
 
-use http::header::{self, HeaderMap, HeaderName};
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 /// The gateway's refusal, as a code (`x-padnet-error: policy-denied`).
 pub const ERROR: HeaderName = HeaderName::from_static("x-padnet-error");
@@ -11,6 +14,8 @@ pub const ERROR: HeaderName = HeaderName::from_static("x-padnet-error");
 pub const CONTENT_LENGTH: HeaderName = HeaderName::from_static("x-padnet-content-length");
 /// Trailer on a body the gateway ended early, naming a [`StopReason`].
 pub const STOPPED: HeaderName = HeaderName::from_static("x-padnet-stopped");
+/// The price of the site a response came from (only the gateway sends it; the agent strips it).
+pub const SITE_PRICE: HeaderName = HeaderName::from_static("x-padnet-site-price");
 /// Every padnet header starts so.
 pub const PREFIX: &str = "x-padnet-";
 
@@ -93,10 +98,115 @@ impl std::fmt::Display for StopReason {
     }
 }
 
+/// A priced site's prices, as they travel in [`SITE_PRICE`]. Amounts are decimal strings as people
+/// write them ("0.002", "-0.01"), in the tariff's currency.
+///
+/// On the wire: `host=news.example; per_hit=0.002; per_mib=0.01; hit=0.05; currency=EUR`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SitePrice {
+    /// The site's host name as registered, lower case, no port.
+    pub host: String,
+    /// The site's base hit price.
+    pub per_hit: String,
+    /// The price per MiB carried, both ways.
+    pub per_mib: String,
+    /// What this request's hit cost: a premium prefix's price, or `per_hit`;
+    /// "0" when a negative price was not paid again within its window.
+    pub hit: String,
+    /// Three capital letters.
+    pub currency: String,
+}
+
+/// The keys of [`SitePrice`]'s wire form, in the order `encode` writes them.
+const SITE_PRICE_KEYS: [&str; 5] = ["host", "per_hit", "per_mib", "hit", "currency"];
+
+impl SitePrice {
+    /// The header value. A price whose fields are outside their forms (see
+    /// [`SitePrice::decode`]) still encodes, without panicking, to a value
+    /// that does not decode: a byte a header cannot carry becomes `?`, and a
+    /// stray `;` or `=` breaks the five-keys rule.
+    pub fn encode(&self) -> HeaderValue {
+        let s = format!(
+            "host={}; per_hit={}; per_mib={}; hit={}; currency={}",
+            self.host, self.per_hit, self.per_mib, self.hit, self.currency
+        );
+        let s: String = s
+            .chars()
+            .map(|c| if (' '..='~').contains(&c) { c } else { '?' })
+            .collect();
+        // Only visible ASCII and spaces are left, which a header value always takes.
+        HeaderValue::from_str(&s).unwrap_or_else(|_| HeaderValue::from_static("?"))
+    }
+
+    /// Parse [`SITE_PRICE`]'s value, strictly: all five keys exactly once and
+    /// nothing else, the host a plausible host name (see [`plausible_host`];
+    /// lower-cased), amounts of the form `-?[0-9]{1,7}(.[0-9]{1,6})?`, the
+    /// currency three capital letters. Anything else is `None`.
+    pub fn decode(v: &HeaderValue) -> Option<SitePrice> {
+        let s = v.to_str().ok()?;
+        let mut fields: [Option<&str>; 5] = [None; 5];
+        for part in s.split(';') {
+            let (key, value) = part.trim_matches([' ', '\t']).split_once('=')?;
+            let i = SITE_PRICE_KEYS.iter().position(|k| *k == key)?;
+            if fields[i].replace(value).is_some() {
+                return None; // a key twice
+            }
+        }
+        let [Some(host), Some(per_hit), Some(per_mib), Some(hit), Some(currency)] = fields else {
+            return None;
+        };
+        let ok = plausible_host(host)
+            && [per_hit, per_mib, hit].into_iter().all(plausible_amount)
+            && currency.len() == 3
+            && currency.bytes().all(|b| b.is_ascii_uppercase());
+        ok.then(|| SitePrice {
+            host: host.to_ascii_lowercase(),
+            per_hit: per_hit.to_string(),
+            per_mib: per_mib.to_string(),
+            hit: hit.to_string(),
+            currency: currency.to_string(),
+        })
+    }
+}
+
+/// At most 253 bytes, and either a bracketed IPv6 literal, or dot-separated
+/// labels of 1 to 63 ASCII letters, digits and inner `-`; when the last label
+/// is all digits, the whole must be an IPv4 address (as URL parsers read it).
+fn plausible_host(h: &str) -> bool {
+    if h.is_empty() || h.len() > 253 {
+        return false;
+    }
+    if let Some(inner) = h.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+        return inner.parse::<Ipv6Addr>().is_ok();
+    }
+    let labels_ok = h.split('.').all(|l| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    });
+    let numeric_tail = h
+        .rsplit('.')
+        .next()
+        .is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit()));
+    labels_ok && (!numeric_tail || h.parse::<Ipv4Addr>().is_ok())
+}
+
+/// `-?[0-9]{1,7}(\.[0-9]{1,6})?`
+fn plausible_amount(a: &str) -> bool {
+    let digits =
+        |s: &str, max: usize| (1..=max).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit());
+    let a = a.strip_prefix('-').unwrap_or(a);
+    match a.split_once('.') {
+        Some((whole, frac)) => digits(whole, 7) && digits(frac, 6),
+        None => digits(a, 7),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
 
     #[test]
     fn strips_hop_by_hop_and_connection_named_headers() {
@@ -158,5 +268,209 @@ mod tests {
             assert_eq!(StopReason::parse(r.as_str()), Some(r));
         }
         assert_eq!(StopReason::parse("nope"), None);
+    }
+
+    fn news() -> SitePrice {
+        SitePrice {
+            host: "news.example".into(),
+            per_hit: "0.002".into(),
+            per_mib: "0.01".into(),
+            hit: "0.05".into(),
+            currency: "EUR".into(),
+        }
+    }
+
+    fn decode(s: &str) -> Option<SitePrice> {
+        SitePrice::decode(&HeaderValue::from_str(s).unwrap())
+    }
+
+    #[test]
+    fn site_price_encodes_as_documented_and_round_trips() {
+        let v = news().encode();
+        assert_eq!(
+            v,
+            "host=news.example; per_hit=0.002; per_mib=0.01; hit=0.05; currency=EUR"
+        );
+        assert_eq!(SitePrice::decode(&v), Some(news()));
+    }
+
+    #[test]
+    fn site_price_takes_any_key_order_spacing_and_case_of_host() {
+        let p = decode("currency=EUR;hit=0.05;  per_mib=0.01 ;per_hit=0.002;host=News.Example");
+        assert_eq!(p, Some(news()));
+    }
+
+    #[test]
+    fn site_price_takes_negative_prices_and_address_literals() {
+        for host in [
+            "192.0.2.7",
+            "[2001:db8::1]",
+            "[::ffff:192.0.2.7]",
+            "xn--bcher-kva.example",
+            "localhost",
+        ] {
+            let p = SitePrice {
+                host: host.into(),
+                per_hit: "-0.01".into(),
+                hit: "0".into(),
+                per_mib: "9999999.999999".into(),
+                ..news()
+            };
+            assert_eq!(SitePrice::decode(&p.encode()), Some(p), "{host}");
+        }
+    }
+
+    #[test]
+    fn site_price_wants_all_five_keys_once_and_nothing_else() {
+        let good = "host=news.example; per_hit=0.002; per_mib=0.01; hit=0.05; currency=EUR";
+        assert!(decode(good).is_some());
+        for bad in [
+            "",
+            "host=news.example; per_hit=0.002; per_mib=0.01; hit=0.05",
+            "host=news.example; per_hit=0.002; per_mib=0.01; hit=0.05; currency=EUR; x=1",
+            "host=news.example; per_hit=0.002; per_mib=0.01; hit=0.05; currency=EUR; hit=0.05",
+            "host=news.example; per_hit=0.002; per_mib=0.01; hit=0.05; currency=EUR;",
+            "host=news.example; per_hit=0.002; per_mib=0.01; hit=0.05; currency",
+            "host=news.example; per_hit=0.002; per_mib=0.01; hit=0.05; currency=EUR=X",
+            "HOST=news.example; per_hit=0.002; per_mib=0.01; hit=0.05; currency=EUR",
+            "host = news.example; per_hit=0.002; per_mib=0.01; hit=0.05; currency=EUR",
+        ] {
+            assert_eq!(decode(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn site_price_rejects_implausible_hosts() {
+        let long = format!("{}.example", vec!["a".repeat(63); 4].join("."));
+        assert!(long.len() > 253);
+        for host in [
+            "",
+            "news.example:443",
+            "news.example.",
+            ".example",
+            "a..b",
+            "-a.example",
+            "a-.example",
+            "news_site.example",
+            "ex ample",
+            "<script>",
+            "1.2.3",
+            "256.1.1.1",
+            "[2001:db8::1",
+            "[news.example]",
+            "2001:db8::1",
+            "caf\u{e9}.example",
+            &long,
+            &"a".repeat(64),
+        ] {
+            let p = SitePrice {
+                host: host.into(),
+                ..news()
+            };
+            assert_eq!(SitePrice::decode(&p.encode()), None, "{host:?}");
+        }
+        let p = SitePrice {
+            host: "a".repeat(63),
+            ..news()
+        };
+        assert!(SitePrice::decode(&p.encode()).is_some());
+    }
+
+    #[test]
+    fn site_price_rejects_bad_amounts_and_currencies() {
+        for amount in [
+            "",
+            "-",
+            "+1",
+            "1.",
+            ".5",
+            "1.2.3",
+            "12345678",
+            "0.1234567",
+            "--1",
+            "1e3",
+            "0,5",
+            " 1",
+            "\u{661}",
+        ] {
+            for p in [
+                SitePrice {
+                    per_hit: amount.into(),
+                    ..news()
+                },
+                SitePrice {
+                    per_mib: amount.into(),
+                    ..news()
+                },
+                SitePrice {
+                    hit: amount.into(),
+                    ..news()
+                },
+            ] {
+                assert_eq!(SitePrice::decode(&p.encode()), None, "{amount:?}");
+            }
+        }
+        for currency in ["", "EU", "EURO", "eur", "E1R", "\u{c9}UR"] {
+            let p = SitePrice {
+                currency: currency.into(),
+                ..news()
+            };
+            assert_eq!(SitePrice::decode(&p.encode()), None, "{currency:?}");
+        }
+    }
+
+    #[test]
+    fn site_price_rejects_values_that_are_not_text() {
+        let v =
+            HeaderValue::from_bytes(b"host=caf\xc3\xa9; per_hit=1; per_mib=1; hit=1; currency=EUR")
+                .unwrap();
+        assert_eq!(SitePrice::decode(&v), None);
+    }
+
+    mod props {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn host() -> impl Strategy<Value = String> {
+            prop_oneof![
+                "([a-z0-9]([a-z0-9-]{0,8}[a-z0-9])?\\.){0,3}[a-z]([a-z0-9-]{0,8}[a-z0-9])?",
+                any::<Ipv4Addr>().prop_map(|a| a.to_string()),
+                any::<Ipv6Addr>().prop_map(|a| format!("[{a}]")),
+            ]
+        }
+
+        fn amount() -> impl Strategy<Value = String> {
+            "-?[0-9]{1,7}(\\.[0-9]{1,6})?"
+        }
+
+        proptest! {
+            #[test]
+            fn decode_never_panics_on_any_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+                if let Ok(v) = HeaderValue::from_bytes(&bytes) {
+                    let _ = SitePrice::decode(&v);
+                }
+            }
+
+            #[test]
+            fn decode_never_panics_on_near_misses(
+                s in "((host|per_hit|per_mib|hit|currency|x)=[-a-zA-Z0-9.\\[\\]:=; ]{0,20}; ?){0,7}"
+            ) {
+                if let Ok(v) = HeaderValue::from_str(&s) {
+                    let _ = SitePrice::decode(&v);
+                }
+            }
+
+            #[test]
+            fn valid_prices_round_trip(
+                host in host(),
+                per_hit in amount(),
+                per_mib in amount(),
+                hit in amount(),
+                currency in "[A-Z]{3}",
+            ) {
+                let p = SitePrice { host, per_hit, per_mib, hit, currency };
+                prop_assert_eq!(SitePrice::decode(&p.encode()), Some(p));
+            }
+        }
     }
 }

@@ -4,7 +4,7 @@
 //!
 //! # Layout
 //!
-//! - [`headers`]: the hop-by-hop list, `x-padnet-*` names, error codes and stop reasons.
+//! - [`headers`]: the hop-by-hop list, `x-padnet-*` names, error codes, stop reasons, site prices.
 //! - [`h2`]: the HTTP/2 settings of the tunnel, one builder per side.
 //! - [`page`]: the one HTML page template and escaper for every page a browser sees.
 //! - [`lease`]: how long a lease is for a pad of a given size.
