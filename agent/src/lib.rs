@@ -9,6 +9,7 @@
 //! - [`link`]: the one h2-over-OtpStream connection, kept up with backoff.
 //! - [`listen`]: the browsers' listener: connection cap, header deadline, accept backoff.
 //! - [`proxy`]: the browser-facing proxy: dispatch, `forward` (absolute-form), `connect`.
+//! - [`sites`]: the priced sites' prices the gateway named, for the agent's pages.
 //! - `pages`: the agent's own pages and error pages; `own_origin`: which
 //!   requests may read them (Host and Origin naming the agent).
 #![forbid(unsafe_code)]
@@ -21,6 +22,7 @@ pub mod listen;
 mod own_origin;
 mod pages;
 pub mod proxy;
+pub mod sites;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type Body = http_body_util::combinators::BoxBody<bytes::Bytes, BoxError>;

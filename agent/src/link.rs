@@ -16,6 +16,7 @@ use tunnel::stream::{CloseReason, StreamStats};
 
 use crate::dial::{dial, DialError};
 use crate::hello::HelloPlan;
+use crate::sites::SitePrices;
 use crate::Body;
 
 const BACKOFF_START: Duration = Duration::from_millis(200);
@@ -105,6 +106,8 @@ pub struct Link {
     pub totals: Totals,
     /// Which slot the next hello uses (the resend rule).
     pub hellos: Mutex<HelloPlan>,
+    /// The latest prices of the priced sites reached (in memory only).
+    pub sites: SitePrices,
 }
 
 impl Link {
@@ -117,6 +120,7 @@ impl Link {
             kick: Notify::new(),
             totals: Totals::default(),
             hellos: Mutex::new(HelloPlan::default()),
+            sites: SitePrices::default(),
         })
     }
 

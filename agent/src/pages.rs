@@ -13,6 +13,7 @@ use crate::link::{Finished, Link, LinkState};
 use crate::own_origin::Foreign;
 use crate::Body;
 pub use policy::units::format_amount;
+use proto::headers::SitePrice;
 use proto::page::{self, escape, Html};
 
 fn body(s: String) -> Body {
@@ -193,30 +194,7 @@ pub fn own(link: &Link, listen: std::net::SocketAddr, req: Request<Incoming>) ->
             r
         }
         "/" => {
-            let s = status_json(link);
-            let rows: String = s
-                .as_object()
-                .map(|o| {
-                    o.iter()
-                        .map(|(k, v)| {
-                            format!(
-                                "<tr><th>{}</th><td>{}</td></tr>",
-                                escape(k),
-                                escape(&v.to_string())
-                            )
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            let page = page::render(
-                "padnet agent",
-                &Html::trusted(format!(
-                    "<table>{rows}</table><p>Point your browser's HTTP proxy at <code>{listen}</code>, \
-                     or use <a href=\"/proxy.pac\">/proxy.pac</a> for automatic configuration.</p>"
-                )),
-                "padnet agent",
-            );
-            let mut r = Response::new(body(page));
+            let mut r = Response::new(body(home(link, listen)));
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("text/html; charset=utf-8"),
@@ -231,6 +209,61 @@ pub fn own(link: &Link, listen: std::net::SocketAddr, req: Request<Incoming>) ->
             ),
         ),
     }
+}
+
+/// The agent's own page: its status as a table, the sites' prices when it
+/// has seen any, and how to point a browser at it.
+fn home(link: &Link, listen: std::net::SocketAddr) -> String {
+    let s = status_json(link);
+    let rows: String = s
+        .as_object()
+        .map(|o| {
+            o.iter()
+                .filter(|(k, _)| k.as_str() != "sites") // a table of its own
+                .map(|(k, v)| {
+                    format!(
+                        "<tr><th>{}</th><td>{}</td></tr>",
+                        escape(k),
+                        escape(&v.to_string())
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    page::render(
+        "padnet agent",
+        &Html::trusted(format!(
+            "<table>{rows}</table>{sites}<p>Point your browser's HTTP proxy at <code>{listen}</code>, \
+             or use <a href=\"/proxy.pac\">/proxy.pac</a> for automatic configuration.</p>",
+            sites = site_prices(&link.sites.list()).as_str(),
+        )),
+        "padnet agent",
+    )
+}
+
+/// The "Site prices" table, empty markup when there are none. Every field
+/// came from the network: each goes through [`Html::text`].
+fn site_prices(sites: &[SitePrice]) -> Html {
+    if sites.is_empty() {
+        return Html::trusted(String::new());
+    }
+    let amount = |a: &str, currency: &str| Html::text(&format!("{a} {currency}"));
+    let rows: String = sites
+        .iter()
+        .map(|p| {
+            format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                Html::text(&p.host).as_str(),
+                amount(&p.per_hit, &p.currency).as_str(),
+                amount(&p.per_mib, &p.currency).as_str(),
+                amount(&p.hit, &p.currency).as_str(),
+            )
+        })
+        .collect();
+    Html::trusted(format!(
+        "<h2>Site prices</h2><table><tr><th>host</th><th>per hit</th><th>per MiB</th>\
+         <th>last hit charged</th></tr>{rows}</table>"
+    ))
 }
 
 /// The agent's status as JSON.
@@ -252,5 +285,141 @@ pub fn status_json(link: &Link) -> serde_json::Value {
         "pad_bytes_sent": t.sum(|s| s.pad_sent.load(Ordering::Relaxed)),
         "pad_bytes_received": t.sum(|s| s.pad_recv.load(Ordering::Relaxed)),
         "pad_bytes_wasted": t.sum(|s| s.pad_wasted.load(Ordering::Relaxed)),
+        "sites": link.sites.json(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+    use tunnel::mint::mint;
+    use tunnel::pad::{Mode, PadHeader, Serial, PAGE};
+    use tunnel::store::FollowingPad;
+
+    /// A link over a freshly minted pad (never dialled); keep the directory alive.
+    fn link() -> (tempfile::TempDir, Arc<Link>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("user.pad");
+        let h = PadHeader {
+            mode: Mode::Otp,
+            serial: Serial::random(),
+            ticket_slots: 8,
+            data_size: 16 * PAGE,
+            created_unix: 0,
+            value_micros: 5_000_000,
+            policy_id: [0; 32],
+            gateways: vec!["127.0.0.1:1".into()],
+        };
+        mint(&h, std::slice::from_ref(&path), |_| {}).unwrap();
+        let pad = Arc::new(FollowingPad::open(&path, None).unwrap());
+        let link = Link::new(pad, vec!["127.0.0.1:1".into()], Duration::from_secs(1));
+        (dir, link)
+    }
+
+    fn price(host: &str, per_hit: &str, hit: &str) -> SitePrice {
+        SitePrice {
+            host: host.into(),
+            per_hit: per_hit.into(),
+            per_mib: "0.01".into(),
+            hit: hit.into(),
+            currency: "EUR".into(),
+        }
+    }
+
+    fn listen() -> std::net::SocketAddr {
+        "127.0.0.1:8080".parse().unwrap()
+    }
+
+    mod status_json {
+        use super::*;
+
+        #[test]
+        fn keeps_every_key_and_adds_sites_sorted_by_host() {
+            let (_dir, link) = link();
+            let s = status_json(&link);
+            let keys: Vec<&str> = s.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+            for k in [
+                "serial",
+                "balance",
+                "currency",
+                "key_bytes_left",
+                "ticket_slots_left",
+                "tunnel",
+                "gateways",
+                "payload_bytes_sent",
+                "payload_bytes_received",
+                "pad_bytes_sent",
+                "pad_bytes_received",
+                "pad_bytes_wasted",
+                "sites",
+            ] {
+                assert!(keys.contains(&k), "{k} missing from {s}");
+            }
+            assert_eq!(s["sites"], serde_json::json!([]));
+
+            let t = Instant::now();
+            link.sites.record(price("news.example", "0.002", "0.05"), t);
+            link.sites.record(price("ads.example", "-0.01", "0"), t);
+            let s = status_json(&link);
+            assert_eq!(s["sites"][0]["host"], "ads.example");
+            assert_eq!(s["sites"][0]["per_hit"], "-0.01");
+            assert_eq!(s["sites"][0]["last_hit"], "0");
+            assert_eq!(s["sites"][1]["host"], "news.example");
+            assert_eq!(s["sites"][1]["per_mib"], "0.01");
+            assert_eq!(s["sites"][1]["last_hit"], "0.05");
+            assert_eq!(s["sites"][1]["currency"], "EUR");
+        }
+    }
+
+    mod home {
+        use super::*;
+
+        #[test]
+        fn shows_no_price_table_before_any_priced_site() {
+            let (_dir, link) = link();
+            let page = home(&link, listen());
+            assert!(!page.contains("Site prices"), "{page}");
+            assert!(!page.contains("<th>sites</th>"), "{page}");
+        }
+
+        #[test]
+        fn shows_the_prices_seen() {
+            let (_dir, link) = link();
+            link.sites
+                .record(price("news.example", "0.002", "0.05"), Instant::now());
+            let page = home(&link, listen());
+            assert!(page.contains("<h2>Site prices</h2>"), "{page}");
+            assert!(
+                page.contains(
+                    "<tr><td>news.example</td><td>0.002 EUR</td><td>0.01 EUR</td><td>0.05 EUR</td></tr>"
+                ),
+                "{page}"
+            );
+        }
+    }
+
+    mod site_prices {
+        use super::*;
+
+        #[test]
+        fn escapes_every_field() {
+            let evil = SitePrice {
+                host: "<script>alert(1)</script>".into(),
+                per_hit: "\"1".into(),
+                per_mib: "'2".into(),
+                hit: "&3".into(),
+                currency: "<b>".into(),
+            };
+            let html = site_prices(&[evil]);
+            let html = html.as_str();
+            assert!(!html.contains("<script>"), "{html}");
+            assert!(!html.contains("<b>"), "{html}");
+            assert!(html.contains("&lt;script&gt;"), "{html}");
+            assert!(html.contains("&quot;1 &lt;b&gt;"), "{html}");
+            assert!(html.contains("&#39;2"), "{html}");
+            assert!(html.contains("&amp;3"), "{html}");
+        }
+    }
 }

@@ -50,6 +50,8 @@ pub(super) async fn connect(
         Ok(r) => r,
         Err(e) => return pages::tunnel_failed(&e.to_string()),
     };
+    // The site's price (on the 200 and on a refusal alike) is for the agent's pages.
+    link.sites.take(resp.headers_mut());
     if !resp.status().is_success() {
         // The gateway's page (403, 502...) goes to the browser as it is.
         let (parts, body) = resp.into_parts();

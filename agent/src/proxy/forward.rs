@@ -32,6 +32,8 @@ pub(super) async fn forward(link: &Link, req: Request<Incoming>) -> Response<Bod
     match sender.send_request(req).await {
         Ok(resp) => {
             let (mut parts, body) = resp.into_parts();
+            // The site's price is for the agent's pages, not the browser.
+            link.sites.take(&mut parts.headers);
             strip_hop_by_hop(&mut parts.headers);
             // The gateway carries the origin's length beside the h2 stream
             // (so a metered download can end early in order); restore it.
