@@ -24,6 +24,9 @@ use crate::conn::registry::Registry;
 use crate::ledger::redb_store::open_migrating;
 use crate::ledger::{Account, Ledger};
 use crate::metering::float::Floats;
+use crate::request::guard::UpstreamGuard;
+use crate::sites::input::PricesInput;
+use crate::sites::ops::{Actor, SiteOps};
 use crate::state_dir::{lease_len_for, StateDir};
 use crate::units::format_amount;
 
@@ -41,6 +44,35 @@ pub enum AdminOp {
     Audit,
     /// Re-read policy files (after `policy update` or a mint with a policy).
     ReloadPolicies,
+    /// Register a site (and a new owner for it, whose secret is returned once).
+    SiteAdd {
+        host: String,
+        prices: PricesInput,
+        category: Option<String>,
+    },
+    /// Fetch a site's token and mark it verified.
+    SiteVerify { host: String },
+    SiteShow { host: String },
+    SiteList,
+    /// Change prices (fields not given keep theirs) and the category
+    /// (`Some("")` clears it).
+    SiteSet {
+        host: String,
+        prices: PricesInput,
+        category: Option<String>,
+    },
+    SiteRemove { host: String },
+    OwnerShow { owner: String },
+    /// An advertiser prepaid the operator: issuance → the owner's balance.
+    OwnerFund { owner: String, amount: i64 },
+    /// Mint the owner's whole balance into a pad in `out` (an absolute path).
+    OwnerCashout {
+        owner: String,
+        out: PathBuf,
+        size: Option<String>,
+    },
+    /// Every record the ledger and registry keep.
+    LedgerExport,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -61,6 +93,21 @@ pub struct AdminApi {
     /// Live tunnels' floats (None when run directly from a command).
     pub floats: Option<Arc<Floats>>,
     pub currency: String,
+    /// The site registry's operations.
+    pub sites: SiteOps,
+}
+
+/// Run an async operation from a blocking admin thread (in the serving
+/// gateway's runtime, or a small one of its own for a direct command).
+fn block_on<T>(f: impl std::future::Future<Output = T>) -> Result<T, String> {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) => Ok(h.block_on(f)),
+        Err(_) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map(|rt| rt.block_on(f))
+            .map_err(|e| e.to_string()),
+    }
 }
 
 impl AdminApi {
@@ -82,6 +129,44 @@ impl AdminApi {
                 Some(f) => f().map(|n| json!({ "policies": n })),
                 None => Ok(json!({ "policies": 0 })),
             },
+            AdminOp::SiteAdd {
+                host,
+                prices,
+                category,
+            } => self
+                .sites
+                .register(Actor::Operator, host, prices, category.as_deref())
+                .map(|r| r.to_json())
+                .map_err(|e| e.to_string()),
+            AdminOp::SiteVerify { host } => {
+                block_on(self.sites.verify(Actor::Operator, host))?.map_err(|e| e.to_string())
+            }
+            AdminOp::SiteShow { host } => self.sites.show(host).map_err(|e| e.to_string()),
+            AdminOp::SiteList => Ok(self.sites.list()),
+            AdminOp::SiteSet {
+                host,
+                prices,
+                category,
+            } => {
+                let category = category.as_deref().map(|c| (!c.is_empty()).then_some(c));
+                self.sites
+                    .set(Actor::Operator, host, prices, category)
+                    .map_err(|e| e.to_string())
+            }
+            AdminOp::SiteRemove { host } => self
+                .sites
+                .remove(Actor::Operator, host)
+                .map_err(|e| e.to_string()),
+            AdminOp::OwnerShow { owner } => self.sites.owner_view(owner).map_err(|e| e.to_string()),
+            AdminOp::OwnerFund { owner, amount } => {
+                self.sites.fund(owner, *amount).map_err(|e| e.to_string())
+            }
+            AdminOp::OwnerCashout { owner, out, size } => self
+                .sites
+                .cash_out(owner, out, size.as_deref())
+                .map(|p| json!({ "pad": p.display().to_string() }))
+                .map_err(|e| e.to_string()),
+            AdminOp::LedgerExport => Ok(self.sites.export()),
         }
     }
 
@@ -100,9 +185,15 @@ impl AdminApi {
                 }
             }
             let held: i64 = b.holds.values().map(|h| h.amount).sum();
+            let (owners, owner_total) = b
+                .balances
+                .iter()
+                .filter(|(a, _)| matches!(a, Account::Owner(_)))
+                .fold((0u64, 0i64), |(n, t), (_, v)| (n + 1, t + v));
             json!({
                 "currency": self.currency,
                 "pads": { "accounts": pads, "used_up": empty, "balance": format_amount(pad_total) },
+                "owners": { "accounts": owners, "balance": format_amount(owner_total) },
                 "revenue": format_amount(b.balance(&Account::Revenue).unwrap_or(0)),
                 "issuance": format_amount(b.balance(&Account::Issuance).unwrap_or(0)),
                 "reserved": { "open": b.holds.len(), "amount": format_amount(held) },
@@ -277,6 +368,16 @@ pub enum Admin {
 impl Admin {
     /// Reach the running gateway, or open the store if none runs.
     pub fn connect(state: &StateDir, currency: &str) -> anyhow::Result<Admin> {
+        Admin::connect_guarded(state, currency, UpstreamGuard::default())
+    }
+
+    /// [`Admin::connect`]; a direct command (no gateway runs) fetches
+    /// through `guard` (a running gateway through its own).
+    pub fn connect_guarded(
+        state: &StateDir,
+        currency: &str,
+        guard: UpstreamGuard,
+    ) -> anyhow::Result<Admin> {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if UnixStream::connect(socket_path(&state.root)).is_ok() {
@@ -290,11 +391,18 @@ impl Admin {
                 return Ok(Admin::Local {
                     api: AdminApi {
                         state: state.clone(),
-                        ledger,
+                        ledger: ledger.clone(),
                         registry: None,
                         on_reload: None,
                         floats: None,
                         currency: currency.to_string(),
+                        sites: SiteOps {
+                            ledger: ledger.clone(),
+                            state: state.clone(),
+                            guard,
+                            currency: currency.to_string(),
+                            fetch: None,
+                        },
                     },
                     _lock: lock,
                 });

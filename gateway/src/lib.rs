@@ -37,10 +37,11 @@ pub mod ledger;
 mod metering;
 mod mint;
 mod policies;
+mod portal;
+mod pricing;
 mod request;
 mod sites;
 mod state_dir;
-mod pricing;
 mod tariff;
 mod units;
 

@@ -37,6 +37,16 @@ enum Cmd {
     },
     /// Check that the ledger conserves value: exit 0 when it holds, 1 naming each discrepancy.
     Audit(cmd::report::AuditArgs),
+    /// Sites owners are paid for: register, verify, show, list, change prices, remove.
+    Site {
+        #[command(subcommand)]
+        cmd: cmd::site::SiteCmd,
+    },
+    /// Site owners' money: statement, funding (advertisers), cash-out into a pad.
+    Owner {
+        #[command(subcommand)]
+        cmd: cmd::site::OwnerCmd,
+    },
 }
 
 fn main() {
@@ -59,6 +69,8 @@ fn main() {
         Cmd::Policy { cmd } => cmd::policy::run(cmd),
         Cmd::Ledger(a) => cmd::report::ledger(a),
         Cmd::Pad { cmd } => cmd::report::pad(cmd),
+        Cmd::Site { cmd } => cmd::site::site(cmd),
+        Cmd::Owner { cmd } => cmd::site::owner(cmd),
         Cmd::Audit(a) => match cmd::report::audit(a) {
             Ok(true) => Ok(()),
             Ok(false) => std::process::exit(1),

@@ -133,6 +133,7 @@ impl Price {
     }
 
     /// The whole charge for a served request that carried `bytes`.
+    #[cfg(test)]
     pub fn charge(&self, bytes: u64) -> Micros {
         self.parts(bytes, true).total()
     }

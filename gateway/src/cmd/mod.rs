@@ -7,3 +7,4 @@ pub mod mint;
 pub mod policy;
 pub mod report;
 pub mod serve;
+pub mod site;

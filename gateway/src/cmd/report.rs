@@ -10,11 +10,21 @@ use crate::state_dir::StateDir;
 use crate::units::format_amount;
 
 #[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = false)]
 pub struct LedgerArgs {
-    #[arg(long)]
-    pub state: PathBuf,
-    #[arg(long)]
+    #[command(subcommand)]
+    pub cmd: Option<LedgerCmd>,
+    #[arg(long, global = true)]
+    pub state: Option<PathBuf>,
+    #[arg(long, global = true)]
     pub json: bool,
+}
+
+#[derive(clap::Subcommand)]
+pub enum LedgerCmd {
+    /// Every record the ledger and site registry keep, as JSON (for audits):
+    /// accounts, reservations, pads' day counters, owners, sites, statements.
+    Export,
 }
 
 #[derive(clap::Args)]
@@ -55,9 +65,18 @@ fn s(v: &serde_json::Value, k: &str) -> String {
 
 /// `ledger`.
 pub fn ledger(a: LedgerArgs) -> anyhow::Result<()> {
-    let LedgerArgs { state, json } = a;
+    let LedgerArgs { cmd, state, json } = a;
+    let Some(state) = state else {
+        anyhow::bail!("ledger: --state DIR is required");
+    };
     let state = StateDir::open(&state)?;
-    let v = Admin::connect(&state, &state.config.currency)?.call(AdminOp::Ledger)?;
+    let admin = Admin::connect(&state, &state.config.currency)?;
+    if let Some(LedgerCmd::Export) = cmd {
+        let v = admin.call(AdminOp::LedgerExport)?;
+        println!("{}", if json { v.to_string() } else { serde_json::to_string_pretty(&v)? });
+        return Ok(());
+    }
+    let v = admin.call(AdminOp::Ledger)?;
     print_value(&v, json, |v| {
         let c = s(v, "/currency");
         println!(
@@ -70,6 +89,11 @@ pub fn ledger(a: LedgerArgs) -> anyhow::Result<()> {
             "reserved   {:>16} {c}  ({} open)",
             s(v, "/reserved/amount"),
             s(v, "/reserved/open")
+        );
+        println!(
+            "owners     {:>16} {c}  ({} accounts)",
+            s(v, "/owners/balance"),
+            s(v, "/owners/accounts")
         );
         println!("revenue    {:>16} {c}", s(v, "/revenue"));
         println!("issuance   {:>16} {c}", s(v, "/issuance"));

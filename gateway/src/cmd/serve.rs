@@ -16,6 +16,9 @@ use crate::policies::PolicyStore;
 use crate::request::fetch::{Fetch, FetchConfig};
 use crate::request::guard::UpstreamGuard;
 use crate::state_dir::StateDir;
+use crate::portal::Portal;
+use crate::sites::categories::CategoryList;
+use crate::sites::ops::SiteOps;
 use crate::tariff::Tariff;
 
 #[derive(clap::Args)]
@@ -49,6 +52,12 @@ pub struct ServeArgs {
     /// Threads serving tunnels (a tunnel stays on one). Default: one per core.
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
+    /// Serve the owner portal (site owners' API and pages) on ADDR. Port 0 picks a free port.
+    #[arg(long, value_name = "ADDR")]
+    pub owner_listen: Option<String>,
+    /// The operator's host → category list (TOML) for sites not registered.
+    #[arg(long, value_name = "FILE")]
+    pub categories: Option<PathBuf>,
 }
 
 pub fn run(a: ServeArgs) -> anyhow::Result<()> {
@@ -63,6 +72,8 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
         lease_journal,
         tariff,
         threads,
+        owner_listen,
+        categories,
     } = a;
     let state = StateDir::open(&state)?;
     let _lock = state.lock_for_serve()?;
@@ -77,6 +88,10 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
             state.config.currency
         );
     }
+    let categories = match &categories {
+        Some(p) => CategoryList::load(p).map_err(|e| anyhow::anyhow!("--categories {e}"))?,
+        None => CategoryList::default(),
+    };
     let (ledger, released) = open_ledger(&state)?;
     let policies = PolicyStore::open(&state.root)?;
     if released > 0 {
@@ -121,6 +136,7 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    let fetch_cfg_guard = fetch_cfg.guard;
     let fetch = Fetch::new(fetch_cfg, rt.handle().clone())?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&addr)
@@ -139,6 +155,25 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
         use std::io::Write;
         std::io::stdout().flush()?;
         tracing::info!("tariff: {}", tariff.describe());
+        if categories.len() > 0 {
+            tracing::info!("{} host categories from --categories", categories.len());
+        }
+        let guard = fetch_cfg_guard;
+        let site_ops = SiteOps {
+            ledger: ledger.clone(),
+            state: state.clone(),
+            guard,
+            currency: state.config.currency.clone(),
+            fetch: Some(fetch.clone()),
+        };
+        if let Some(addr) = &owner_listen {
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("--owner-listen {addr}"))?;
+            println!("padnet-gateway owner portal on http://{}", l.local_addr()?);
+            std::io::stdout().flush()?;
+            tokio::spawn(crate::portal::serve(l, Portal::new(site_ops.clone())));
+        }
         let services = Arc::new(Services {
             ledger: ledger.clone(),
             tariff,
@@ -146,6 +181,7 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
             limiters: Default::default(),
             floats: Default::default(),
             tasks: Default::default(),
+            categories: Arc::new(categories),
         });
         let reload = policies.clone();
         let api = Arc::new(AdminApi {
@@ -157,6 +193,7 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
                 reload.reload().map_err(|e| format!("{e:#}"))
             })),
             currency: state.config.currency.clone(),
+            sites: site_ops,
         });
         tokio::spawn(async move {
             if let Err(e) = serve_admin(api).await {

@@ -10,6 +10,8 @@ use crate::metering::float::{Float, Floats};
 use crate::metering::rate_limit::RateLimiters;
 use crate::policies::PolicyStore;
 use crate::pricing::Price;
+use crate::sites::categories::CategoryList;
+use crate::sites::Categories;
 use crate::tariff::Tariff;
 use crate::units::format_amount;
 
@@ -24,9 +26,31 @@ pub struct Services {
     /// Background work that moves value (float refills, captures): a
     /// shutdown closes it and waits for it before the ledger's last flush.
     pub tasks: tokio_util::task::TaskTracker,
+    /// The operator's categories for sites not registered (`--categories`).
+    pub categories: Arc<CategoryList>,
 }
 
 impl Services {
+    /// A policy's decision, with the registry's and the operator's categories.
+    pub fn decide(&self, policy: &policy::Policy, facts: &policy::RequestFacts) -> policy::Decision {
+        self.ledger.read(|book| {
+            policy.decide(
+                facts,
+                &Categories {
+                    book,
+                    listed: &self.categories,
+                },
+            )
+        })
+    }
+
+    /// The price of a request to `host` (`path`: `None` for CONNECT):
+    /// transport, plus the site's rate when it is registered and verified.
+    pub fn price_for(&self, host: &str, path: Option<&str>) -> Price {
+        let rate = self.ledger.read(|b| crate::sites::rate_for(b, host, path));
+        Price::with_site(&self.tariff, rate)
+    }
+
     /// What one float refill asks for: enough for several requests and a
     /// few full extensions, so most requests never wait for a flush.
     pub fn float_refill(&self) -> Micros {

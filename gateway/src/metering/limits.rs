@@ -1,17 +1,18 @@
 //! Policy checks shared by admission (before a request) and running
 //! streams (hours end, policies are updated while bytes flow).
 
-use policy::{NoCategories, Policy, RequestFacts};
+use policy::{Policy, RequestFacts};
 
 use crate::metering::clock::now_unix;
+use crate::metering::context::Services;
 
 /// Whether a policy still allows a destination now.
-pub fn still_allowed(policy: &Policy, host: &str, port: u16) -> bool {
+pub fn still_allowed(services: &Services, policy: &Policy, host: &str, port: u16) -> bool {
     let facts = RequestFacts {
         host,
         port,
         path: None,
         now_unix: now_unix(),
     };
-    policy.decide(&facts, &NoCategories).is_allowed()
+    services.decide(policy, &facts).is_allowed()
 }

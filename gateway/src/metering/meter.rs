@@ -69,6 +69,7 @@ impl Meter {
     /// Reserve the request charge plus a first chunk of bytes (as much as
     /// the balance allows); refused with 402 when not even the request charge
     /// and one byte are covered.
+    #[cfg(test)]
     pub async fn start(
         ctx: Arc<PadContext>,
         dest: Option<(String, u16)>,
@@ -182,7 +183,9 @@ impl Meter {
                     .services
                     .policies
                     .effective(&self.ctx.policy_id)
-                    .is_some_and(|p| crate::metering::limits::still_allowed(&p, host, *port));
+                    .is_some_and(|p| {
+                        crate::metering::limits::still_allowed(&self.ctx.services, &p, host, *port)
+                    });
                 if !allowed {
                     s.stopped = Some(StopReason::PolicyDenied);
                     return Poll::Ready(Err(Stopped(StopReason::PolicyDenied)));

@@ -58,6 +58,7 @@ impl TestPad {
             limiters: Default::default(),
             floats: Default::default(),
             tasks: tokio_util::task::TaskTracker::new(),
+            categories: Default::default(),
         });
         let float = Float::new(
             services.ledger.clone(),

@@ -12,6 +12,8 @@ use governor::clock::{Clock, DefaultClock};
 use http::{Method, Request, Response};
 use policy::{Decision, NoCategories, Policy, RequestFacts};
 
+use crate::metering::context::Services;
+
 use crate::destination::destination;
 use crate::error::{BoxFuture, GatewayError};
 use crate::ledger::{DayUsage, Micros};
@@ -36,6 +38,11 @@ pub trait PadView: Send + Sync + 'static {
     fn held(&self) -> Micros;
     /// The ledger's currency, for messages.
     fn currency(&self) -> &str;
+    /// The policy's decision for a request, with whatever categories this
+    /// view knows (none by default).
+    fn decide(&self, policy: &Policy, facts: &RequestFacts) -> Decision {
+        policy.decide(facts, &NoCategories)
+    }
 }
 
 impl PadView for PadContext {
@@ -62,6 +69,9 @@ impl PadView for PadContext {
     fn currency(&self) -> &str {
         &self.services.tariff.currency
     }
+    fn decide(&self, policy: &Policy, facts: &RequestFacts) -> Decision {
+        Services::decide(&self.services, policy, facts)
+    }
 }
 
 /// Check a request against the pad's policy and limits.
@@ -78,12 +88,12 @@ pub fn admit<B>(ctx: &dyn PadView, req: &Request<B>) -> Result<(), GatewayError>
             message: "this pad's policy is not on this gateway; ask the operator".into(),
         });
     };
-    check_policy(&policy, req)?;
+    check_policy(ctx, &policy, req)?;
     check_rate(ctx, &policy)?;
     check_daily(ctx, &policy)
 }
 
-fn check_policy<B>(policy: &Policy, req: &Request<B>) -> Result<(), GatewayError> {
+fn check_policy<B>(ctx: &dyn PadView, policy: &Policy, req: &Request<B>) -> Result<(), GatewayError> {
     let (host, port) = destination(req)?;
     let now = now_unix();
     let facts = RequestFacts {
@@ -92,7 +102,7 @@ fn check_policy<B>(policy: &Policy, req: &Request<B>) -> Result<(), GatewayError
         path: (req.method() != Method::CONNECT).then(|| req.uri().path()),
         now_unix: now,
     };
-    match policy.decide(&facts, &NoCategories) {
+    match ctx.decide(policy, &facts) {
         Decision::Allow => Ok(()),
         Decision::Deny(d) => Err(GatewayError::PolicyDenied {
             policy: policy.name().to_string(),

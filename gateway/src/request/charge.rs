@@ -7,12 +7,14 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::{Request, Response};
-use proto::headers::CONTENT_LENGTH as LENGTH_HEADER;
+use proto::headers::{SitePrice, CONTENT_LENGTH as LENGTH_HEADER, SITE_PRICE};
 
 use crate::error::{BoxFuture, GatewayError};
 use crate::metering::context::PadContext;
 use crate::metering::meter::{Dir, Meter};
 use crate::metering::metered::metered;
+use crate::pricing::Price;
+use crate::units::format_amount;
 use crate::{Body, BoxError};
 
 /// The charging layer: reserve, meter both bodies, hand the meter to a
@@ -50,13 +52,28 @@ where
         let mut inner = self.inner.clone();
         std::mem::swap(&mut inner, &mut self.inner);
         Box::pin(async move {
-            let dest = if ctx.restricted() {
-                crate::destination::destination(&req).ok()
-            } else {
-                None
-            };
-            let meter = Meter::start(ctx, dest).await?;
             let is_connect = req.method() == http::Method::CONNECT;
+            let to = crate::destination::destination(&req).ok();
+            // A verified site's prices join transport's; the hit is reserved
+            // with the request charge, before the origin is asked.
+            let price = match &to {
+                Some((host, _)) => ctx
+                    .services
+                    .price_for(host, (!is_connect).then(|| req.uri().path())),
+                None => Price::transport(&ctx.services.tariff),
+            };
+            let price_header = price.site.as_ref().map(|s| {
+                SitePrice {
+                    host: s.site.clone(),
+                    per_hit: format_amount(s.per_hit),
+                    per_mib: format_amount(s.per_mib),
+                    hit: format_amount(s.hit),
+                    currency: ctx.services.tariff.currency.clone(),
+                }
+                .encode()
+            });
+            let dest = if ctx.restricted() { to } else { None };
+            let meter = Meter::start_priced(ctx, dest, price).await?;
             let is_head = req.method() == http::Method::HEAD;
             let mut req: Request<Body> = req.map(|b| metered(b, meter.clone(), Dir::Up));
             if is_connect {
@@ -64,6 +81,9 @@ where
             }
             let mut resp = inner.call(req).await?;
             meter.mark_served();
+            if let Some(v) = price_header {
+                resp.headers_mut().insert(SITE_PRICE, v);
+            }
             // A download the meter stops early must end in order (see
             // `MeteredBody`); h2 would turn a short body under Content-Length
             // into a stream error that discards bytes already paid for. The

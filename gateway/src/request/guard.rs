@@ -79,8 +79,8 @@ fn v4_non_public(ip: Ipv4Addr) -> bool {
 
 pub use crate::error::PrivateUpstream;
 
-/// What the gateway may dial.
-#[derive(Debug, Clone, Copy)]
+/// What the gateway may dial (by default: public addresses only).
+#[derive(Debug, Clone, Copy, Default)]
 pub struct UpstreamGuard {
     pub allow_private: bool,
 }

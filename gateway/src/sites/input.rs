@@ -15,7 +15,7 @@ pub const MAX_PREMIUM: usize = 64;
 pub const MAX_PREFIX: usize = 512;
 
 /// A premium price as sent.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PremiumInput {
     pub prefix: String,
@@ -23,7 +23,7 @@ pub struct PremiumInput {
 }
 
 /// A registration or price change, as sent (JSON from the portal).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PricesInput {
     pub per_hit: Option<String>,

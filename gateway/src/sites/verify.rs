@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::Request;
-use http_body_util::{BodyExt, Empty, Limited};
+use http_body_util::{BodyExt, Empty};
 use tower::{Service, ServiceExt};
 
 use crate::request::fetch::Fetch;
@@ -69,10 +69,19 @@ async fn fetch_body(mut fetch: Fetch, url: &str) -> Result<(http::StatusCode, By
         .await
         .map_err(|e| e.to_string())?;
     let status = resp.status();
-    let body = Limited::new(resp.into_body(), MAX_ANSWER)
-        .collect()
-        .await
-        .map(|c| c.to_bytes())
-        .map_err(|e| format!("reading the answer: {e}"))?;
-    Ok((status, body))
+    // Frame by frame (not `Limited`, whose boxed error trips rustc's Send
+    // check in the portal's connection future); only the first bytes matter.
+    let mut body = resp.into_body();
+    let mut out = bytes::BytesMut::new();
+    while out.len() <= MAX_ANSWER {
+        let Some(frame) = body.frame().await else {
+            break;
+        };
+        let frame = frame.map_err(|e| format!("reading the answer: {e}"))?;
+        if let Some(d) = frame.data_ref() {
+            out.extend_from_slice(d);
+        }
+    }
+    out.truncate(MAX_ANSWER);
+    Ok((status, out.freeze()))
 }
