@@ -35,11 +35,16 @@ use crate::units::format_amount;
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum AdminOp {
     /// Credit a newly minted pad with its value (issuance → pad).
-    Issue { serial: String, value: i64 },
+    Issue {
+        serial: String,
+        value: i64,
+    },
     /// Balances by account kind.
     Ledger,
     /// One pad's value, key material and status.
-    PadShow { serial: String },
+    PadShow {
+        serial: String,
+    },
     /// Check conservation.
     Audit,
     /// Re-read policy files (after `policy update` or a mint with a policy).
@@ -51,8 +56,12 @@ pub enum AdminOp {
         category: Option<String>,
     },
     /// Fetch a site's token and mark it verified.
-    SiteVerify { host: String },
-    SiteShow { host: String },
+    SiteVerify {
+        host: String,
+    },
+    SiteShow {
+        host: String,
+    },
     SiteList,
     /// Change prices (fields not given keep theirs) and the category
     /// (`Some("")` clears it).
@@ -61,10 +70,17 @@ pub enum AdminOp {
         prices: PricesInput,
         category: Option<String>,
     },
-    SiteRemove { host: String },
-    OwnerShow { owner: String },
+    SiteRemove {
+        host: String,
+    },
+    OwnerShow {
+        owner: String,
+    },
     /// An advertiser prepaid the operator: issuance → the owner's balance.
-    OwnerFund { owner: String, amount: i64 },
+    OwnerFund {
+        owner: String,
+        amount: i64,
+    },
     /// Mint the owner's whole balance into a pad in `out` (an absolute path).
     OwnerCashout {
         owner: String,

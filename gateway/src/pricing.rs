@@ -141,8 +141,8 @@ impl Price {
     /// What is owed after `bytes`: the request and hit charges only when
     /// the origin answered (`served`); site charges only then too.
     pub fn parts(&self, bytes: u64, served: bool) -> Parts {
-        let transport = mib_cost(bytes, self.per_mib)
-            .saturating_add(if served { self.per_request } else { 0 });
+        let transport =
+            mib_cost(bytes, self.per_mib).saturating_add(if served { self.per_request } else { 0 });
         let Some(s) = self.site.as_ref().filter(|_| served) else {
             return Parts {
                 transport,
@@ -160,7 +160,8 @@ impl Price {
 
     /// An owner's share of a site charge: floor(charge × (1 − commission)).
     pub fn share(&self, charge: Micros) -> Micros {
-        let keep = i128::from(crate::units::MICROS - self.commission.clamp(0, crate::units::MICROS));
+        let keep =
+            i128::from(crate::units::MICROS - self.commission.clamp(0, crate::units::MICROS));
         (i128::from(charge.max(0)) * keep / i128::from(crate::units::MICROS)) as Micros
     }
 
@@ -236,7 +237,10 @@ mod tests {
     fn the_longest_premium_prefix_sets_the_hit_and_connect_never_matches_one() {
         let s = site(2_000, 10_000);
         assert_eq!(SiteRate::of("news.example", &s, Some("/a")).hit, 2_000);
-        assert_eq!(SiteRate::of("news.example", &s, Some("/reports/x")).hit, 50_000);
+        assert_eq!(
+            SiteRate::of("news.example", &s, Some("/reports/x")).hit,
+            50_000
+        );
         assert_eq!(
             SiteRate::of("news.example", &s, Some("/reports/annual/2026")).hit,
             90_000
@@ -247,7 +251,14 @@ mod tests {
     #[test]
     fn a_site_charge_splits_per_request_with_the_floor_to_the_owner() {
         let t = tariff();
-        let p = Price::with_site(&t, Some(SiteRate::of("news.example", &site(2_000, 10_000), Some("/"))));
+        let p = Price::with_site(
+            &t,
+            Some(SiteRate::of(
+                "news.example",
+                &site(2_000, 10_000),
+                Some("/"),
+            )),
+        );
         assert_eq!(p.up_front(), 100 + 2_000);
         let parts = p.parts(1 << 20, true);
         assert_eq!(parts.transport, 100 + 10_000);
@@ -263,7 +274,10 @@ mod tests {
     #[test]
     fn a_negative_hit_reserves_nothing_and_pays_the_user_less_commission() {
         let t = tariff();
-        let p = Price::with_site(&t, Some(SiteRate::of("ads.example", &site(-10_000, 0), Some("/"))));
+        let p = Price::with_site(
+            &t,
+            Some(SiteRate::of("ads.example", &site(-10_000, 0), Some("/"))),
+        );
         assert_eq!(p.up_front(), 100);
         assert_eq!(p.parts(0, true).site, 0);
         let ad = p.ad().unwrap();

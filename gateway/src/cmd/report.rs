@@ -73,7 +73,14 @@ pub fn ledger(a: LedgerArgs) -> anyhow::Result<()> {
     let admin = Admin::connect(&state, &state.config.currency)?;
     if let Some(LedgerCmd::Export) = cmd {
         let v = admin.call(AdminOp::LedgerExport)?;
-        println!("{}", if json { v.to_string() } else { serde_json::to_string_pretty(&v)? });
+        println!(
+            "{}",
+            if json {
+                v.to_string()
+            } else {
+                serde_json::to_string_pretty(&v)?
+            }
+        );
         return Ok(());
     }
     let v = admin.call(AdminOp::Ledger)?;

@@ -13,12 +13,12 @@ use crate::conn::registry::Registry;
 use crate::conn::serve::Server;
 use crate::metering::context::Services;
 use crate::policies::PolicyStore;
+use crate::portal::Portal;
 use crate::request::fetch::{Fetch, FetchConfig};
 use crate::request::guard::UpstreamGuard;
-use crate::state_dir::StateDir;
-use crate::portal::Portal;
 use crate::sites::categories::CategoryList;
 use crate::sites::ops::SiteOps;
+use crate::state_dir::StateDir;
 use crate::tariff::Tariff;
 
 #[derive(clap::Args)]

@@ -144,9 +144,7 @@ fn admin(state: &PathBuf, allow_private: bool) -> anyhow::Result<Admin> {
     Admin::connect_guarded(
         &state,
         &state.config.currency,
-        UpstreamGuard {
-            allow_private,
-        },
+        UpstreamGuard { allow_private },
     )
 }
 
@@ -176,10 +174,24 @@ pub fn site(cmd: SiteCmd) -> anyhow::Result<()> {
             if json {
                 println!("{v}");
             } else {
-                println!("registered {} for owner {}", v["host"].as_str().unwrap_or(""), v["owner"].as_str().unwrap_or(""));
-                println!("owner secret (shown once): {}", v["secret"].as_str().unwrap_or(""));
-                println!("serve the token {} at {}", v["token"].as_str().unwrap_or(""), v["verify_url"].as_str().unwrap_or(""));
-                println!("then: padnet-gateway site verify --state DIR {}", v["host"].as_str().unwrap_or(""));
+                println!(
+                    "registered {} for owner {}",
+                    v["host"].as_str().unwrap_or(""),
+                    v["owner"].as_str().unwrap_or("")
+                );
+                println!(
+                    "owner secret (shown once): {}",
+                    v["secret"].as_str().unwrap_or("")
+                );
+                println!(
+                    "serve the token {} at {}",
+                    v["token"].as_str().unwrap_or(""),
+                    v["verify_url"].as_str().unwrap_or("")
+                );
+                println!(
+                    "then: padnet-gateway site verify --state DIR {}",
+                    v["host"].as_str().unwrap_or("")
+                );
             }
             Ok(())
         }
@@ -192,8 +204,13 @@ pub fn site(cmd: SiteCmd) -> anyhow::Result<()> {
             println!("{} verified", v["host"].as_str().unwrap_or(""));
             Ok(())
         }
-        SiteCmd::Show { state, host, json } => print(&admin(&state, false)?.call(AdminOp::SiteShow { host })?, json),
-        SiteCmd::List { state, json } => print(&admin(&state, false)?.call(AdminOp::SiteList)?, json),
+        SiteCmd::Show { state, host, json } => print(
+            &admin(&state, false)?.call(AdminOp::SiteShow { host })?,
+            json,
+        ),
+        SiteCmd::List { state, json } => {
+            print(&admin(&state, false)?.call(AdminOp::SiteList)?, json)
+        }
         SiteCmd::Set {
             state,
             host,
@@ -217,7 +234,10 @@ pub fn site(cmd: SiteCmd) -> anyhow::Result<()> {
 
 pub fn owner(cmd: OwnerCmd) -> anyhow::Result<()> {
     match cmd {
-        OwnerCmd::Show { state, owner, json } => print(&admin(&state, false)?.call(AdminOp::OwnerShow { owner })?, json),
+        OwnerCmd::Show { state, owner, json } => print(
+            &admin(&state, false)?.call(AdminOp::OwnerShow { owner })?,
+            json,
+        ),
         OwnerCmd::Fund {
             state,
             owner,
@@ -228,7 +248,11 @@ pub fn owner(cmd: OwnerCmd) -> anyhow::Result<()> {
                 anyhow::bail!("--amount must be more than zero");
             }
             let v = admin(&state, false)?.call(AdminOp::OwnerFund { owner, amount })?;
-            println!("owner {} balance {}", v["owner"].as_str().unwrap_or(""), v["balance"].as_str().unwrap_or(""));
+            println!(
+                "owner {} balance {}",
+                v["owner"].as_str().unwrap_or(""),
+                v["balance"].as_str().unwrap_or("")
+            );
             Ok(())
         }
         OwnerCmd::Cashout {
@@ -240,7 +264,8 @@ pub fn owner(cmd: OwnerCmd) -> anyhow::Result<()> {
             std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
             // The serving gateway writes the pad: give it a path that means
             // the same from its working directory.
-            let out = std::fs::canonicalize(&out).with_context(|| format!("--out {}", out.display()))?;
+            let out =
+                std::fs::canonicalize(&out).with_context(|| format!("--out {}", out.display()))?;
             let v = admin(&state, false)?.call(AdminOp::OwnerCashout {
                 owner,
                 out,

@@ -32,7 +32,11 @@ pub struct Services {
 
 impl Services {
     /// A policy's decision, with the registry's and the operator's categories.
-    pub fn decide(&self, policy: &policy::Policy, facts: &policy::RequestFacts) -> policy::Decision {
+    pub fn decide(
+        &self,
+        policy: &policy::Policy,
+        facts: &policy::RequestFacts,
+    ) -> policy::Decision {
         self.ledger.read(|book| {
             policy.decide(
                 facts,

@@ -93,7 +93,9 @@ impl Meter {
         let min = price
             .up_front()
             .saturating_add(Micros::from(!price.bytes_free()));
-        let max = price.up_front().saturating_add(price.bytes_cost(FIRST_CHUNK));
+        let max = price
+            .up_front()
+            .saturating_add(price.bytes_cost(FIRST_CHUNK));
         let held = match ctx.float.take(min, max).await {
             Ok(r) => r,
             Err(LedgerError::Insufficient { balance, .. }) => {

@@ -111,7 +111,8 @@ pub async fn route(
                     None
                 }
             };
-            let input: RegisterInput = from_json(&body(req).await?).map_err(|e| op_refusal(e.into()))?;
+            let input: RegisterInput =
+                from_json(&body(req).await?).map_err(|e| op_refusal(e.into()))?;
             let reg = blocking(move || {
                 let actor = owner.as_deref().map_or(Actor::Operator, Actor::Owner);
                 ops.register(actor, &input.host, &input.prices(), None)
@@ -139,7 +140,8 @@ pub async fn route(
                 http::header::CONTENT_TYPE,
                 http::HeaderValue::from_static("application/octet-stream"),
             );
-            if let Ok(v) = http::HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
+            if let Ok(v) = http::HeaderValue::from_str(&format!("attachment; filename=\"{name}\""))
+            {
                 h.insert(http::header::CONTENT_DISPOSITION, v);
             }
             h.insert(
@@ -153,7 +155,10 @@ pub async fn route(
             let owner = portal.owner(peer, &req)?;
             if let Some(host) = rest.strip_suffix("/verify") {
                 if m != Method::POST {
-                    return Err(Refusal::new(StatusCode::METHOD_NOT_ALLOWED, "use POST to verify"));
+                    return Err(Refusal::new(
+                        StatusCode::METHOD_NOT_ALLOWED,
+                        "use POST to verify",
+                    ));
                 }
                 let host = host_in(host)?;
                 let v = ops
@@ -167,7 +172,8 @@ pub async fn route(
                 Method::PUT => {
                     let input: PricesInput =
                         from_json(&body(req).await?).map_err(|e| op_refusal(e.into()))?;
-                    let v = blocking(move || ops.set(Actor::Owner(&owner), &host, &input, None)).await?;
+                    let v = blocking(move || ops.set(Actor::Owner(&owner), &host, &input, None))
+                        .await?;
                     Ok(json_response(StatusCode::OK, &v))
                 }
                 Method::DELETE => {

@@ -141,7 +141,11 @@ impl Portal {
 }
 
 fn bearer(req: &Request<Incoming>) -> Option<String> {
-    let v = req.headers().get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let v = req
+        .headers()
+        .get(http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
     let (scheme, token) = v.trim().split_once(' ')?;
     scheme
         .eq_ignore_ascii_case("bearer")
@@ -200,7 +204,11 @@ pub async fn serve(listener: tokio::net::TcpListener, portal: Arc<Portal>) {
     }
 }
 
-async fn handle(portal: Arc<Portal>, peer: SocketAddr, req: Request<Incoming>) -> Response<PortalBody> {
+async fn handle(
+    portal: Arc<Portal>,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Response<PortalBody> {
     let wants_html = !req.uri().path().starts_with("/api/");
     let r = if wants_html {
         page::route(&portal, peer.ip(), req).await

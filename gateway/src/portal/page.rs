@@ -29,7 +29,9 @@ fn page(status: StatusCode, title: &str, body: String) -> Response<PortalBody> {
     );
     h.insert(
         http::header::CONTENT_SECURITY_POLICY,
-        http::HeaderValue::from_static("default-src 'none'; form-action 'self'; frame-ancestors 'none'"),
+        http::HeaderValue::from_static(
+            "default-src 'none'; form-action 'self'; frame-ancestors 'none'",
+        ),
     );
     h.insert(
         http::header::X_FRAME_OPTIONS,
@@ -92,7 +94,11 @@ pub async fn route(
                 .ops
                 .owner_view(&owner)
                 .map_err(super::api::op_refusal)?;
-            Ok(page(StatusCode::OK, "Your earnings", owner_html(&v, &secret)))
+            Ok(page(
+                StatusCode::OK,
+                "Your earnings",
+                owner_html(&v, &secret),
+            ))
         }
         (Method::POST, "/owner/cashout") => {
             let secret = form_secret(body(req).await?)?;
@@ -104,7 +110,8 @@ pub async fn route(
                 http::header::CONTENT_TYPE,
                 http::HeaderValue::from_static("application/octet-stream"),
             );
-            if let Ok(v) = http::HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
+            if let Ok(v) = http::HeaderValue::from_str(&format!("attachment; filename=\"{name}\""))
+            {
                 h.insert(http::header::CONTENT_DISPOSITION, v);
             }
             Ok(r)

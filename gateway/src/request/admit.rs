@@ -93,7 +93,11 @@ pub fn admit<B>(ctx: &dyn PadView, req: &Request<B>) -> Result<(), GatewayError>
     check_daily(ctx, &policy)
 }
 
-fn check_policy<B>(ctx: &dyn PadView, policy: &Policy, req: &Request<B>) -> Result<(), GatewayError> {
+fn check_policy<B>(
+    ctx: &dyn PadView,
+    policy: &Policy,
+    req: &Request<B>,
+) -> Result<(), GatewayError> {
     let (host, port) = destination(req)?;
     let now = now_unix();
     let facts = RequestFacts {

@@ -62,7 +62,12 @@ impl SiteOps {
     /// Mint a pad into `out` holding the owner's whole balance; the balance
     /// falls by exactly that in the ledger operation that credits the pad.
     /// A pad whose credit fails is removed whole. Returns its path.
-    pub fn cash_out(&self, owner: &str, out: &Path, size: Option<&str>) -> Result<PathBuf, OpError> {
+    pub fn cash_out(
+        &self,
+        owner: &str,
+        out: &Path,
+        size: Option<&str>,
+    ) -> Result<PathBuf, OpError> {
         let field = |why: String| {
             OpError::Input(crate::sites::input::FieldError {
                 field: "size".into(),

@@ -24,13 +24,14 @@ fn line_col(src: &str, offset: usize) -> (usize, usize) {
 impl CategoryList {
     /// Parse a list; errors read `FILE:LINE:COL: what was wrong`.
     pub fn parse(src: &str, origin: &str) -> Result<CategoryList, String> {
-        let table: toml::Spanned<toml::Table> = toml::from_str(src).map_err(|e| match e.span() {
-            Some(s) => {
-                let (l, c) = line_col(src, s.start);
-                format!("{origin}:{l}:{c}: {}", e.message())
-            }
-            None => format!("{origin}: {}", e.message()),
-        })?;
+        let table: toml::Spanned<toml::Table> =
+            toml::from_str(src).map_err(|e| match e.span() {
+                Some(s) => {
+                    let (l, c) = line_col(src, s.start);
+                    format!("{origin}:{l}:{c}: {}", e.message())
+                }
+                None => format!("{origin}: {}", e.message()),
+            })?;
         // Spans of keys: find each key's line by searching the source (toml's
         // Table keeps no spans for keys).
         let at = |key: &str| {
@@ -50,7 +51,8 @@ impl CategoryList {
                 ));
             };
             let name = policy::normalise_host(host).map_err(|e| format!("{}: {e}", at(host)))?;
-            let cat = parse_category(cat).map_err(|e| format!("{}: {host}: {}", at(host), e.why))?;
+            let cat =
+                parse_category(cat).map_err(|e| format!("{}: {host}: {}", at(host), e.why))?;
             by_host.insert(name.into_owned(), cat);
         }
         Ok(CategoryList { by_host })
@@ -102,8 +104,11 @@ mod tests {
 
     #[test]
     fn errors_name_the_file_line_and_host() {
-        let e = CategoryList::parse("\"a.example\" = \"news\"\n\"b.example\" = \"Bad Name\"\n", "c.toml")
-            .unwrap_err();
+        let e = CategoryList::parse(
+            "\"a.example\" = \"news\"\n\"b.example\" = \"Bad Name\"\n",
+            "c.toml",
+        )
+        .unwrap_err();
         assert!(e.starts_with("c.toml:2:1: b.example:"), "{e}");
         let e = CategoryList::parse("\"a.example\" = 3\n", "c.toml").unwrap_err();
         assert!(e.starts_with("c.toml:1:1:"), "{e}");
@@ -113,8 +118,11 @@ mod tests {
 
     #[test]
     fn the_sample_list_parses() {
-        let l = CategoryList::parse(include_str!("../../../data/categories.toml"), "data/categories.toml")
-            .unwrap();
+        let l = CategoryList::parse(
+            include_str!("../../../data/categories.toml"),
+            "data/categories.toml",
+        )
+        .unwrap();
         assert!(l.len() > 0);
     }
 }

@@ -81,12 +81,19 @@ pub fn parse_host(raw: &str, guard: &UpstreamGuard) -> Result<SiteHost, FieldErr
     let field = "host";
     let raw = raw.trim();
     if raw.is_empty() {
-        return Err(bad(field, "is empty; expected a host name such as news.example"));
-    }
-    if raw.contains(['/', '@', '?', '#']) || raw.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(bad(
             field,
-            format!("{raw:?} is not a host; expected a name such as news.example, perhaps with :PORT"),
+            "is empty; expected a host name such as news.example",
+        ));
+    }
+    if raw.contains(['/', '@', '?', '#'])
+        || raw.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(bad(
+            field,
+            format!(
+                "{raw:?} is not a host; expected a name such as news.example, perhaps with :PORT"
+            ),
         ));
     }
     let auth: http::uri::Authority = raw
@@ -129,7 +136,10 @@ pub fn parse_host(raw: &str, guard: &UpstreamGuard) -> Result<SiteHost, FieldErr
 pub fn parse_price(field: &str, raw: &str, negative_ok: bool) -> Result<Micros, FieldError> {
     let v = parse_amount(raw).map_err(|e| bad(field, e))?;
     if v < 0 && !negative_ok {
-        return Err(bad(field, format!("{raw:?} is negative; a per-MiB price must not be")));
+        return Err(bad(
+            field,
+            format!("{raw:?} is negative; a per-MiB price must not be"),
+        ));
     }
     if v.unsigned_abs() > MAX_PRICE as u64 {
         return Err(bad(
@@ -153,11 +163,16 @@ fn parse_premium(list: &[PremiumInput]) -> Result<Vec<Premium>, FieldError> {
         if !p.prefix.starts_with('/') {
             return Err(bad(
                 field,
-                format!("{:?} does not start with \"/\"; a prefix is a path, as in \"/reports/\"", p.prefix),
+                format!(
+                    "{:?} does not start with \"/\"; a prefix is a path, as in \"/reports/\"",
+                    p.prefix
+                ),
             ));
         }
         if p.prefix.len() > MAX_PREFIX
-            || p.prefix.chars().any(|c| c.is_whitespace() || c.is_control() || c == '?' || c == '#')
+            || p.prefix
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || c == '?' || c == '#')
         {
             return Err(bad(
                 field,
@@ -243,11 +258,20 @@ mod tests {
     #[test]
     fn hosts_keep_their_port_for_the_fetch_and_drop_it_from_the_name() {
         let h = parse_host("News.Example", &GUARD).unwrap();
-        assert_eq!((h.name.as_str(), h.authority.as_str()), ("news.example", "news.example"));
+        assert_eq!(
+            (h.name.as_str(), h.authority.as_str()),
+            ("news.example", "news.example")
+        );
         let h = parse_host("127.0.0.1:8123", &OPEN).unwrap();
-        assert_eq!((h.name.as_str(), h.authority.as_str()), ("127.0.0.1", "127.0.0.1:8123"));
+        assert_eq!(
+            (h.name.as_str(), h.authority.as_str()),
+            ("127.0.0.1", "127.0.0.1:8123")
+        );
         let h = parse_host("[::1]:8080", &OPEN).unwrap();
-        assert_eq!((h.name.as_str(), h.authority.as_str()), ("::1", "[::1]:8080"));
+        assert_eq!(
+            (h.name.as_str(), h.authority.as_str()),
+            ("::1", "[::1]:8080")
+        );
     }
 
     #[test]
@@ -290,13 +314,20 @@ mod tests {
             }]),
             ..PricesInput::default()
         };
-        assert_eq!(slashless.apply(&prices).unwrap_err().field, "premium[0].prefix");
+        assert_eq!(
+            slashless.apply(&prices).unwrap_err().field,
+            "premium[0].prefix"
+        );
         let ad = PricesInput {
             per_hit: Some("-0.01".into()),
             ..PricesInput::default()
         };
         assert_eq!(ad.apply(&prices).unwrap().per_hit, -10_000);
-        assert_eq!(ad.apply(&prices).unwrap().premium, prices.premium, "unsent fields keep theirs");
+        assert_eq!(
+            ad.apply(&prices).unwrap().premium,
+            prices.premium,
+            "unsent fields keep theirs"
+        );
     }
 
     #[test]

@@ -97,7 +97,9 @@ pub fn name_of(raw: &str) -> Result<String, OpError> {
     let open = UpstreamGuard {
         allow_private: true,
     };
-    parse_host(raw, &open).map(|h| h.name).map_err(OpError::from)
+    parse_host(raw, &open)
+        .map(|h| h.name)
+        .map_err(OpError::from)
 }
 
 impl SiteOps {
@@ -152,7 +154,8 @@ impl SiteOps {
                     // Refused: the owner made a moment ago goes too.
                     if hash.is_some() {
                         b.owners.remove(&owner);
-                        b.balances.remove(&crate::ledger::Account::Owner(owner.clone()));
+                        b.balances
+                            .remove(&crate::ledger::Account::Owner(owner.clone()));
                     }
                     Err(e)
                 }
@@ -209,7 +212,11 @@ impl SiteOps {
                 // Unchanged since the fetch (not replaced by a newer claim).
                 match b.sites.get(&n) {
                     Some(s) if s.token == token => {}
-                    _ => return Err(LedgerError::Refused(format!("{n} changed while it was verified; try again"))),
+                    _ => {
+                        return Err(LedgerError::Refused(format!(
+                            "{n} changed while it was verified; try again"
+                        )))
+                    }
                 }
                 Ok(((), b.update_site(&n, |s| s.verified = true)?))
             })
@@ -255,14 +262,17 @@ impl SiteOps {
     /// Remove a site; its owner keeps the balance and statements.
     pub fn remove(&self, actor: Actor<'_>, raw: &str) -> Result<Value, OpError> {
         let (name, _) = self.site_for(actor, raw)?;
-        self.ledger.change_now(|b| Ok(((), b.remove_site(&name)?)))?;
+        self.ledger
+            .change_now(|b| Ok(((), b.remove_site(&name)?)))?;
         Ok(json!({ "host": name, "removed": true }))
     }
 
     /// A site: prices, category, verification, owner, totals.
     pub fn show(&self, raw: &str) -> Result<Value, OpError> {
         let (name, site) = self.site_for(Actor::Operator, raw)?;
-        Ok(self.ledger.read(|b| site_json(b, &name, &site, &self.currency)))
+        Ok(self
+            .ledger
+            .read(|b| site_json(b, &name, &site, &self.currency)))
     }
 
     /// Every registered site, by name.

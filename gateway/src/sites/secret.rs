@@ -44,7 +44,10 @@ pub fn claimed_owner(secret: &str) -> Option<&str> {
     let (owner, key) = rest.split_once('_')?;
     let ok = owner.len() == 16
         && key.len() == 64
-        && owner.bytes().chain(key.bytes()).all(|b| b.is_ascii_hexdigit());
+        && owner
+            .bytes()
+            .chain(key.bytes())
+            .all(|b| b.is_ascii_hexdigit());
     ok.then_some(owner)
 }
 

@@ -27,7 +27,10 @@ pub fn verify_url(authority: &str, token: &str) -> String {
 pub async fn check(fetch: &Fetch, authority: &str, token: &str) -> Result<(), String> {
     let url = verify_url(authority, token);
     match tokio::time::timeout(TIMEOUT, fetch_body(fetch.clone(), &url)).await {
-        Err(_) => Err(format!("fetching {url}: no answer within {} s", TIMEOUT.as_secs())),
+        Err(_) => Err(format!(
+            "fetching {url}: no answer within {} s",
+            TIMEOUT.as_secs()
+        )),
         Ok(Err(e)) => Err(format!("fetching {url}: {e}")),
         Ok(Ok((status, body))) => {
             if status != http::StatusCode::OK {
@@ -59,7 +62,11 @@ fn preview(body: &[u8]) -> String {
 
 async fn fetch_body(mut fetch: Fetch, url: &str) -> Result<(http::StatusCode, Bytes), String> {
     let req: Request<Body> = Request::get(url)
-        .body(Empty::<Bytes>::new().map_err(|never| match never {}).boxed())
+        .body(
+            Empty::<Bytes>::new()
+                .map_err(|never| match never {})
+                .boxed(),
+        )
         .map_err(|e| format!("bad URL: {e}"))?;
     let resp = fetch
         .ready()

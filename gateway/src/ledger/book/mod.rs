@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 mod owners;
-pub use owners::{AdCredit, Capture, Owner, Premium, Prices, Site, SiteCharge, Statement, StatementKey};
+pub use owners::{
+    AdCredit, Capture, Owner, Premium, Prices, Site, SiteCharge, Statement, StatementKey,
+};
 
 /// Micro-units of the currency (1 = 0.000001).
 pub type Micros = i64;
@@ -52,7 +54,10 @@ impl Account {
             _ => k
                 .strip_prefix("pad:")
                 .map(|s| Account::Pad(s.to_string()))
-                .or_else(|| k.strip_prefix("owner:").map(|o| Account::Owner(o.to_string()))),
+                .or_else(|| {
+                    k.strip_prefix("owner:")
+                        .map(|o| Account::Owner(o.to_string()))
+                }),
         }
     }
 }
