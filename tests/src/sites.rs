@@ -48,7 +48,10 @@ pub fn api(
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
     let status = code.trim().parse().unwrap_or(0);
-    (status, serde_json::from_str(body).unwrap_or(serde_json::Value::Null))
+    (
+        status,
+        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+    )
 }
 
 /// A registered site: its owner, secret and token.
@@ -62,7 +65,12 @@ pub struct RegisteredSite {
 /// Register `host` (e.g. the origin's `127.0.0.1:PORT`) with `prices_json`
 /// (the JSON object's other fields, e.g. `"per_hit": "0.002"`) through the
 /// portal, as a new owner or (with `secret`) an existing one.
-pub fn register(portal: &str, host: &str, prices_json: &str, secret: Option<&str>) -> RegisteredSite {
+pub fn register(
+    portal: &str,
+    host: &str,
+    prices_json: &str,
+    secret: Option<&str>,
+) -> RegisteredSite {
     let body = if prices_json.is_empty() {
         format!("{{\"host\": \"{host}\"}}")
     } else {
@@ -124,7 +132,11 @@ pub fn owner_balance(portal: &str, secret: &str) -> i64 {
 pub fn export(state: &Path) -> serde_json::Value {
     let st = state.to_string_lossy().to_string();
     let o = crate::gateway_cmd(&["ledger", "export", "--state", &st, "--json"]);
-    assert!(o.status.success(), "ledger export: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "ledger export: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     serde_json::from_slice(&o.stdout).expect("ledger export prints JSON")
 }
 

@@ -112,7 +112,8 @@ pub fn parse_host(raw: &str, guard: &UpstreamGuard) -> Result<SiteHost, FieldErr
             ));
         }
     }
-    if auth.port().is_some() && auth.port_u16().is_none_or(|p| p == 0) {
+    let has_port = auth.as_str() != auth.host();
+    if has_port && auth.port_u16().is_none_or(|p| p == 0) {
         return Err(bad(field, format!("{raw:?} has no valid port")));
     }
     let authority = match auth.port_u16() {
