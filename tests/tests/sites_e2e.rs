@@ -53,6 +53,14 @@ fn an_owner_registers_verifies_earns_per_hit_and_cashes_out() {
     let agent = start_agent(&pad, gw.gateway.addr, &[], st.dir.path());
     let page = format!("http://{host}/");
     assert_eq!(get_via(agent.addr, &page, &[]).0, 200);
+    // (The origin caches what it served: a new registration of the
+    // unverified name, by the same owner, gets a fresh token.)
+    let site = register(
+        &gw.portal,
+        &host,
+        r#""per_hit": "0.002", "per_mib": "0", "premium": [{"prefix": "/reports/", "per_hit": "0.05"}]"#,
+        Some(&site.secret),
+    );
     serve_token(&st.dir.path().join("www"), &site.token);
     let (status, v) = api(&gw.portal, "POST", &verify, Some(&site.secret), None);
     assert_eq!(status, 200, "{v}");
