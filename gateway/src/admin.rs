@@ -378,7 +378,7 @@ pub enum Admin {
     /// Through the running gateway.
     Remote { state: PathBuf, token: String },
     /// Directly, holding the serve lock.
-    Local { api: AdminApi, _lock: File },
+    Local { api: Box<AdminApi>, _lock: File },
 }
 
 impl Admin {
@@ -405,7 +405,7 @@ impl Admin {
             if let Ok(lock) = state.lock_for_serve() {
                 let (ledger, _) = open_ledger(state)?;
                 return Ok(Admin::Local {
-                    api: AdminApi {
+                    api: Box::new(AdminApi {
                         state: state.clone(),
                         ledger: ledger.clone(),
                         registry: None,
@@ -419,7 +419,7 @@ impl Admin {
                             currency: currency.to_string(),
                             fetch: None,
                         },
-                    },
+                    }),
                     _lock: lock,
                 });
             }

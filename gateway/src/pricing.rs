@@ -134,6 +134,7 @@ impl Price {
 
     /// The whole charge for a served request that carried `bytes`.
     #[cfg(test)]
+    #[allow(dead_code)]
     pub fn charge(&self, bytes: u64) -> Micros {
         self.parts(bytes, true).total()
     }

@@ -139,7 +139,7 @@ pub enum OwnerCmd {
     },
 }
 
-fn admin(state: &PathBuf, allow_private: bool) -> anyhow::Result<Admin> {
+fn admin(state: &std::path::Path, allow_private: bool) -> anyhow::Result<Admin> {
     let state = StateDir::open(state)?;
     Admin::connect_guarded(
         &state,
