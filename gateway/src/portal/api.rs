@@ -134,21 +134,7 @@ pub async fn route(
                 from_json(&raw).map_err(|e| op_refusal(e.into()))?
             };
             let (name, bytes) = cash_out_file(portal, owner, input.size).await?;
-            let mut r = Response::new(PortalBody::new(Bytes::from(bytes)));
-            let h = r.headers_mut();
-            h.insert(
-                http::header::CONTENT_TYPE,
-                http::HeaderValue::from_static("application/octet-stream"),
-            );
-            if let Ok(v) = http::HeaderValue::from_str(&format!("attachment; filename=\"{name}\""))
-            {
-                h.insert(http::header::CONTENT_DISPOSITION, v);
-            }
-            h.insert(
-                http::header::CACHE_CONTROL,
-                http::HeaderValue::from_static("no-store"),
-            );
-            Ok(r)
+            Ok(pad_download(&name, bytes))
         }
         (m, p) if p.starts_with("/api/sites/") => {
             let rest = &p["/api/sites/".len()..];
@@ -198,6 +184,24 @@ pub async fn route(
             format!("no API at {p}: see GET / for what the portal offers"),
         )),
     }
+}
+
+/// A cashed-out pad as a download named by its serial.
+pub fn pad_download(name: &str, bytes: Vec<u8>) -> Response<PortalBody> {
+    let mut r = Response::new(PortalBody::new(Bytes::from(bytes)));
+    let h = r.headers_mut();
+    h.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/octet-stream"),
+    );
+    if let Ok(v) = http::HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
+        h.insert(http::header::CONTENT_DISPOSITION, v);
+    }
+    h.insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    r
 }
 
 /// Cash the owner's balance out into a pad, minted into a private scratch

@@ -11,7 +11,7 @@ use hyper::body::Incoming;
 use proto::page::Html;
 use serde_json::Value;
 
-use super::api::cash_out_file;
+use super::api::{cash_out_file, pad_download};
 use super::{body, Portal, PortalBody, Refusal};
 
 fn page(status: StatusCode, title: &str, body: String) -> Response<PortalBody> {
@@ -104,17 +104,7 @@ pub async fn route(
             let secret = form_secret(body(req).await?)?;
             let owner = portal.owner_by_secret(peer, &secret)?;
             let (name, bytes) = cash_out_file(portal, owner, None).await?;
-            let mut r = Response::new(PortalBody::new(Bytes::from(bytes)));
-            let h = r.headers_mut();
-            h.insert(
-                http::header::CONTENT_TYPE,
-                http::HeaderValue::from_static("application/octet-stream"),
-            );
-            if let Ok(v) = http::HeaderValue::from_str(&format!("attachment; filename=\"{name}\""))
-            {
-                h.insert(http::header::CONTENT_DISPOSITION, v);
-            }
-            Ok(r)
+            Ok(pad_download(&name, bytes))
         }
         (_, p) => Err(Refusal::new(
             StatusCode::NOT_FOUND,

@@ -6,19 +6,12 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use crate::sites::input::parse_category;
+use crate::tariff::line_col;
 
 /// Hosts and their categories, by normalised name.
 #[derive(Debug, Clone, Default)]
 pub struct CategoryList {
     by_host: HashMap<String, String>,
-}
-
-/// 1-based line and column of a byte offset.
-fn line_col(src: &str, offset: usize) -> (usize, usize) {
-    let before = &src[..offset.min(src.len())];
-    let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, col)
 }
 
 impl CategoryList {

@@ -135,6 +135,8 @@ impl SiteOps {
         let name = host.name.clone();
         let hash = made.as_ref().map(|(_, h)| h.clone());
         self.ledger.change_now(|b| {
+            // Checked before the new owner is made: a refusal leaves nothing.
+            b.check_claim(&name, &owner)?;
             let mut changes = match &hash {
                 Some(h) => b.add_owner(
                     &owner,
@@ -145,21 +147,8 @@ impl SiteOps {
                 )?,
                 None => Default::default(),
             };
-            match b.register_site(&name, site) {
-                Ok(c) => {
-                    changes.sites.extend(c.sites);
-                    Ok(((), changes))
-                }
-                Err(e) => {
-                    // Refused: the owner made a moment ago goes too.
-                    if hash.is_some() {
-                        b.owners.remove(&owner);
-                        b.balances
-                            .remove(&crate::ledger::Account::Owner(owner.clone()));
-                    }
-                    Err(e)
-                }
-            }
+            changes.sites.extend(b.register_site(&name, site)?.sites);
+            Ok(((), changes))
         })?;
         Ok(Registered {
             verify_url: verify::verify_url(&host.authority, &token),

@@ -190,23 +190,26 @@ impl Book {
         if !self.owners.contains_key(&site.owner) {
             return Err(LedgerError::NoAccount(format!("owner {}", site.owner)));
         }
-        if let Some(old) = self.sites.get(name) {
-            if old.verified && old.owner != site.owner {
-                return Err(refused(format!(
-                    "{name} is already registered and verified by another owner"
-                )));
-            }
-            if old.verified && old.owner == site.owner {
-                return Err(refused(format!(
-                    "{name} is already registered to this owner; change its prices instead"
-                )));
-            }
-        }
+        self.check_claim(name, &site.owner)?;
         self.sites.insert(name.to_string(), site);
         Ok(Changes {
             sites: vec![name.to_string()],
             ..Changes::default()
         })
+    }
+
+    /// Whether `owner` may register `name`: refused when it is verified
+    /// (by another owner, or already this one's). Nothing changes.
+    pub fn check_claim(&self, name: &str, owner: &str) -> Result<(), LedgerError> {
+        match self.sites.get(name) {
+            Some(old) if old.verified && old.owner != owner => Err(refused(format!(
+                "{name} is already registered and verified by another owner"
+            ))),
+            Some(old) if old.verified => Err(refused(format!(
+                "{name} is already registered to this owner; change its prices instead"
+            ))),
+            _ => Ok(()),
+        }
     }
 
     /// Change a site in place (prices, category, verification).
