@@ -110,3 +110,15 @@ write("front", "same-host", b"allowed.example\0" + client_hello("allowed.example
 write("front", "other-host", b"allowed.example\0" + client_hello("denied.example"))
 write("front", "cleartext", b"allowed.example\0GET / HTTP/1.1\r\nHost: denied.example\r\n\r\n")
 write("front", "split", b"allowed.example\0" + client_hello("allowed.example")[:9])
+
+# site_input: a kind byte (0 registration, 1 price change, 2 categories file), then the body
+write("site_input", "register", b"\0" + b'{"host": "news.example:8080", "per_hit": "0.002", "per_mib": "0.01", '
+      b'"premium": [{"prefix": "/reports/", "per_hit": "0.05"}]}')
+write("site_input", "register-v6", b'\0{"host": "[::1]:8123", "per_hit": "-0.000001"}')
+write("site_input", "set", b'\1{"per_hit": "-0.5", "premium": []}')
+with open(os.path.join(DATA, "categories.toml"), "rb") as f:
+    write("site_input", "categories", b"\2" + f.read())
+
+# site_price: the header value a gateway sends with a priced site's response
+write("site_price", "premium", b"host=news.example; per_hit=0.002; per_mib=0.01; hit=0.05; currency=EUR")
+write("site_price", "negative", b"host=ads.example; per_hit=-1; per_mib=0; hit=-1; currency=USD")
