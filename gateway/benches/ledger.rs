@@ -6,7 +6,10 @@
 //! cycles/s, group flushes/s and requests per flush (the group-commit
 //! factor), and the ratio to the baseline; medians of 3 runs of ~1.5 s, each
 //! on a fresh ledger (every figure on a line is the median run's, by cycles/s;
-//! the cycles/s range of the runs is in parentheses). Configurations are
+//! the cycles/s range of the runs is in parentheses). Then the same cycles at
+//! 64 tasks where each settlement also credits a site's owner (the pad's
+//! debit, the owner's credit, the statement and revenue in one write),
+//! against plain settlements in the same run. Configurations are
 //! interleaved. Asserts nothing about timings.
 //! Run: cargo bench -p padnet-gateway --bench ledger
 
@@ -16,7 +19,9 @@ use std::time::{Duration, Instant};
 use padnet_gateway::ledger::redb_store::RedbStore;
 use padnet_gateway::ledger::sled_store::SledStore;
 use padnet_gateway::ledger::Persist;
-use padnet_gateway::ledger::{Ledger, LedgerError, Micros};
+use padnet_gateway::ledger::{
+    Capture, Ledger, LedgerError, Micros, Owner, Prices, Site, SiteCharge,
+};
 
 const RUNS: usize = 3;
 const RUN_TIME: Duration = Duration::from_millis(1500);
@@ -30,6 +35,14 @@ const RESERVE_MAX: Micros = 100 + 2_500;
 const CHARGE: Micros = 110;
 const BYTES: u64 = 1024;
 const DAY: i64 = 20_000;
+/// The site charge of an owner-credit settlement (a 0.002 hit) and the
+/// owner's share at 10 % commission.
+const SITE_CHARGE: Micros = 2_000;
+const SITE_CREDIT: Micros = 1_800;
+const OWNER: &str = "0123456789abcdef";
+const SITE: &str = "news.example";
+/// Tasks in the owner-credit comparison.
+const OWNER_TASKS: usize = 64;
 
 /// One run's figures.
 #[derive(Clone, Copy)]
@@ -75,17 +88,76 @@ fn fresh() -> Result<(tempfile::TempDir, Arc<Ledger>), LedgerError> {
     for p in 0..PADS {
         ledger.issue(&format!("pad-{p}"), 1_000_000_000)?;
     }
+    ledger.change_now(|b| {
+        let mut changes = b.add_owner(
+            OWNER,
+            Owner {
+                secret_hash: String::new(),
+                created: DAY,
+            },
+        )?;
+        let site = Site {
+            owner: OWNER.into(),
+            host: SITE.into(),
+            prices: Prices {
+                per_hit: SITE_CHARGE,
+                ..Prices::default()
+            },
+            category: None,
+            verified: true,
+            token: String::new(),
+        };
+        changes.sites.extend(b.register_site(SITE, site)?.sites);
+        Ok(((), changes))
+    })?;
     Ok((dir, Arc::new(ledger)))
+}
+
+/// What one settlement charges: transport only, or transport and a hit
+/// credited to the site's owner.
+#[derive(Clone, Copy, PartialEq)]
+enum Settle {
+    Transport,
+    OwnerCredit,
 }
 
 /// One request cycle: reserve (returns once durable), then settle (durable
 /// with the next group flush, not awaited). Returns both calls' durations.
-async fn cycle(ledger: &Ledger, pad: &str) -> Result<(Duration, Duration), LedgerError> {
+async fn cycle(
+    ledger: &Ledger,
+    pad: &str,
+    mode: Settle,
+) -> Result<(Duration, Duration), LedgerError> {
     let t = Instant::now();
-    let (hold, _amount) = ledger.reserve(pad, RESERVE_MIN, RESERVE_MAX).await?;
+    let (hold, _amount) = match mode {
+        Settle::Transport => ledger.reserve(pad, RESERVE_MIN, RESERVE_MAX).await?,
+        Settle::OwnerCredit => {
+            ledger
+                .reserve(pad, RESERVE_MIN + SITE_CHARGE, RESERVE_MAX + SITE_CHARGE)
+                .await?
+        }
+    };
     let reserved = t.elapsed();
     let t = Instant::now();
-    ledger.settle(hold, CHARGE, BYTES, DAY)?;
+    match mode {
+        Settle::Transport => {
+            ledger.settle(hold, CHARGE, BYTES, DAY)?;
+        }
+        Settle::OwnerCredit => {
+            let capture = Capture {
+                sites: vec![SiteCharge {
+                    owner: OWNER.into(),
+                    site: SITE.into(),
+                    charged: SITE_CHARGE,
+                    credits: SITE_CREDIT,
+                    hits: 1,
+                    bytes: BYTES,
+                }],
+                ..Capture::transport(CHARGE, BYTES)
+            };
+            ledger.settle_with(hold, &capture, DAY)?;
+        }
+    }
     Ok((reserved, t.elapsed()))
 }
 
@@ -121,7 +193,12 @@ impl Lat {
 }
 
 /// Group commit: `k` tasks doing cycles until the deadline.
-fn group_run(rt: &tokio::runtime::Runtime, k: usize, time: Duration) -> Result<Run, LedgerError> {
+fn group_run(
+    rt: &tokio::runtime::Runtime,
+    k: usize,
+    time: Duration,
+    mode: Settle,
+) -> Result<Run, LedgerError> {
     let (_dir, ledger) = fresh()?;
     let pads: Arc<Vec<String>> = Arc::new((0..PADS).map(|p| format!("pad-{p}")).collect());
     let f0 = ledger.flush_count();
@@ -135,7 +212,7 @@ fn group_run(rt: &tokio::runtime::Runtime, k: usize, time: Duration) -> Result<R
                 let mut lat = Lat::default();
                 let mut n = 0usize;
                 while Instant::now() < deadline {
-                    lat.push(cycle(&ledger, &pads[(i + n) % PADS]).await?);
+                    lat.push(cycle(&ledger, &pads[(i + n) % PADS], mode).await?);
                     n += 1;
                 }
                 Ok::<Lat, LedgerError>(lat)
@@ -173,7 +250,7 @@ fn baseline_run(rt: &tokio::runtime::Runtime, time: Duration) -> Result<Run, Led
         let mut lat = Lat::default();
         while t0.elapsed() < time {
             let pad = format!("pad-{}", lat.reserve.len() % PADS);
-            lat.push(cycle(&ledger, &pad).await?);
+            lat.push(cycle(&ledger, &pad, Settle::Transport).await?);
             ledger.flush_now()?;
         }
         Ok::<Lat, LedgerError>(lat)
@@ -223,7 +300,7 @@ fn main() -> Result<(), LedgerError> {
         .map_err(|e| LedgerError::Store(format!("runtime: {e}")))?;
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     // Warm up (page cache, allocator, runtime threads).
-    group_run(&rt, 16, Duration::from_millis(300))?;
+    group_run(&rt, 16, Duration::from_millis(300), Settle::Transport)?;
 
     let mut base = Vec::with_capacity(RUNS);
     let mut groups: Vec<Vec<Run>> = vec![Vec::with_capacity(RUNS); CONCURRENCY.len()];
@@ -231,8 +308,13 @@ fn main() -> Result<(), LedgerError> {
     for _ in 0..RUNS {
         base.push(baseline_run(&rt, RUN_TIME)?);
         for (i, &k) in CONCURRENCY.iter().enumerate() {
-            groups[i].push(group_run(&rt, k, RUN_TIME)?);
+            groups[i].push(group_run(&rt, k, RUN_TIME, Settle::Transport)?);
         }
+    }
+    let (mut plain, mut credited) = (Vec::with_capacity(RUNS), Vec::with_capacity(RUNS));
+    for _ in 0..RUNS {
+        plain.push(group_run(&rt, OWNER_TASKS, RUN_TIME, Settle::Transport)?);
+        credited.push(group_run(&rt, OWNER_TASKS, RUN_TIME, Settle::OwnerCredit)?);
     }
 
     println!(
@@ -269,5 +351,20 @@ fn main() -> Result<(), LedgerError> {
             r.reserve_ms.0, r.reserve_ms.1, r.settle_ms.0, r.settle_ms.1
         );
     }
+    let (p, _, _) = median(plain);
+    let (c, clo, chi) = median(credited);
+    println!(
+        "  owner-credit settlements ({OWNER_TASKS} tasks; pad debit + owner credit + statement + revenue in one write):"
+    );
+    println!(
+        "    {:8.0} settlements/s  ({clo:.0}–{chi:.0})   transport-only {:8.0}/s   owner-credit / transport-only {:.2}x",
+        c.cycles_per_s(),
+        p.cycles_per_s(),
+        c.cycles_per_s() / p.cycles_per_s().max(f64::MIN_POSITIVE)
+    );
+    println!(
+        "              latency p50 / p99 (ms): reserve {:.2} / {:.2}, settle {:.3} / {:.3}",
+        c.reserve_ms.0, c.reserve_ms.1, c.settle_ms.0, c.settle_ms.1
+    );
     Ok(())
 }

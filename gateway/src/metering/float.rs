@@ -199,9 +199,20 @@ impl Float {
             return Ok(());
         }
         let amount = capture.total()?;
-        let hold = self.lock().hold;
-        let Some(hold) = hold else {
-            return Err(LedgerError::NoHold(u64::MAX));
+        let hold = {
+            let mut s = self.lock();
+            match s.hold {
+                Some(h) => h,
+                // At a free tariff no request ever needed value, so the
+                // float has no hold yet; the bytes still count towards the
+                // pad's daily limits: an empty hold carries them.
+                None if amount == 0 => {
+                    let (id, _, _) = self.ledger.reserve_written(&self.serial, 0, 0)?;
+                    s.hold = Some(id);
+                    id
+                }
+                None => return Err(LedgerError::NoHold(u64::MAX)),
+            }
         };
         self.ledger.capture_with(hold, capture, day)?;
         let mut s = self.lock();

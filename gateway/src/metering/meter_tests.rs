@@ -138,6 +138,36 @@ fn a_failing_store_loses_no_charge() {
     });
 }
 
+/// At a free tariff nothing is ever reserved, yet finished requests' bytes
+/// are still captured (for the pad's daily counters) and the tunnel keeps
+/// taking requests.
+#[test]
+fn a_free_tariff_counts_bytes_and_keeps_serving() {
+    runtime().block_on(async {
+        let pad = TestPad::new(1_000_000, "0", "0");
+        for _ in 0..3 {
+            let meter = Meter::start(pad.ctx.clone(), None).await.unwrap();
+            meter.mark_served();
+            let mut carried = 0;
+            while carried < 10_000 {
+                carried += take(&meter, 10_000 - carried).await.unwrap();
+            }
+            drop(meter);
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            assert!(
+                !pad.ctx.float.failing(),
+                "charging bytes at a free tariff failed"
+            );
+        }
+        let bytes = pad
+            .services
+            .ledger
+            .read(|b| b.days.get(SERIAL).map(|d| d.bytes));
+        assert_eq!(bytes, Some(30_000));
+        assert_eq!(pad.finish().await, 1_000_000);
+    });
+}
+
 /// A flush times out after the float's reservation was written: the
 /// request gets a 503 and nothing is served against the unconfirmed
 /// value; once flushes work, the next request uses that value rather than

@@ -2,7 +2,8 @@
 //! bulk MB/s, 1 KiB requests/s with p50/p99 latency at 50 concurrent, pad
 //! bytes per payload byte, and CPU seconds of the agent and gateway — and
 //! the cost of metering: the same gateway binary with the sample tariff
-//! against a free tariff (two gateways, runs interleaved). Prints figures
+//! against a free tariff (two gateways, runs interleaved), and the cost of
+//! site prices (a priced, verified site against an unpriced one). Prints figures
 //! and ratios (medians of several runs); asserts nothing.
 
 use std::net::SocketAddr;
@@ -12,6 +13,9 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use padnet_tests::*;
+
+mod costs;
+use costs::{metering_cost, site_pricing_cost, Setup};
 
 const RUNS: usize = 3;
 const BULK_MIB: usize = 256;
@@ -26,8 +30,9 @@ const PAD_VALUE: &str = "100000";
 /// 3 × 4 s of 1 KiB requests (~1.2 KiB of pad each) + margin.
 const MAIN_PAD: &str = "2GiB";
 /// Key material of each metered/free pad: 3 × 256 MiB bulk + 3 × 4 s of
-/// 1 KiB requests + margin (checked before each run).
-const CMP_PAD: &str = "1536MiB";
+/// 1 KiB requests (and, on the metered one, 6 × 4 s more for site prices)
+/// + margin (checked before each run).
+const CMP_PAD: &str = "1792MiB";
 /// The free tariff: the meter still reserves, counts and settles each
 /// request, but never needs to extend a reservation.
 const FREE_TARIFF: &str = "currency = \"EUR\"\nper_mib = \"0\"\nper_request = \"0\"\n";
@@ -434,143 +439,10 @@ fn main() -> anyhow::Result<()> {
     println!();
     metering_cost(&rt, &metered, &free, &bulk_url, &small_url);
     println!();
+    site_pricing_cost(&rt, &metered, origin.http, &root);
+    println!();
     erasure_cost(work)?;
     Ok(())
-}
-
-/// A gateway with its own state directory and pad, and an agent for it.
-struct Setup {
-    state: std::path::PathBuf,
-    serial: String,
-    gateway: Gateway,
-    agent: Agent,
-}
-
-impl Setup {
-    /// `tariff`: `serve --tariff FILE`; `None`: the sample tariff.
-    fn start(work: &std::path::Path, tariff: Option<&std::path::Path>) -> Setup {
-        std::fs::create_dir_all(work).expect("work directory");
-        let state = work.join("state");
-        gateway_init(&state);
-        let pad = mint(&state, PAD_VALUE, CMP_PAD, &work.join("user"));
-        let t = tariff.map(|t| t.to_string_lossy().to_string());
-        let mut extra = vec!["--allow-private-upstreams"];
-        if let Some(t) = &t {
-            extra.extend(["--tariff", t.as_str()]);
-        }
-        let gateway = start_gateway(&state, "127.0.0.1:0", &extra, work);
-        let agent = start_agent(&pad, gateway.addr, &[], work);
-        Setup {
-            state,
-            serial: serial_of(&pad),
-            gateway,
-            agent,
-        }
-    }
-
-    /// Key material the agent has left.
-    fn key_left(&self) -> u64 {
-        status(self.agent.addr)["key_bytes_left"]
-            .as_u64()
-            .unwrap_or(0)
-    }
-
-    /// The pad's balance in micro-units, once its requests have settled.
-    fn balance(&self) -> i64 {
-        micros(
-            wait_settled(&self.state, &self.serial)["balance"]
-                .as_str()
-                .unwrap_or("0"),
-        )
-    }
-
-    fn gateway_cpu(&self) -> f64 {
-        cpu_secs(self.gateway.proc.pid())
-    }
-}
-
-/// What metering costs: bulk downloads and 1 KiB requests through a gateway
-/// with the sample tariff against one with a free tariff, runs interleaved.
-fn metering_cost(
-    rt: &tokio::runtime::Runtime,
-    metered: &Setup,
-    free: &Setup,
-    bulk_url: &str,
-    small_url: &str,
-) {
-    let sides = [metered, free];
-    // Enough key for one bulk run, with room for the record overhead.
-    let bulk_need = (BULK_MIB as u64 * 105 / 100) << 20;
-    let before: Vec<i64> = sides.iter().map(|s| s.balance()).collect();
-    let mut mbs = [Vec::new(), Vec::new()];
-    let mut cpu = [0.0; 2];
-    for _ in 0..RUNS {
-        for (i, s) in sides.iter().enumerate() {
-            if s.key_left() < bulk_need {
-                eprintln!("warning: a bench pad is low on key material; skipping a bulk run");
-                continue;
-            }
-            let c = s.gateway_cpu();
-            mbs[i].push(bulk(bulk_url, Some(s.agent.addr)));
-            cpu[i] += s.gateway_cpu() - c;
-        }
-    }
-    let after: Vec<i64> = sides.iter().map(|s| s.balance()).collect();
-    let mut rps = [Vec::new(), Vec::new()];
-    let mut p50 = [Vec::new(), Vec::new()];
-    for _ in 0..RUNS {
-        for (i, s) in sides.iter().enumerate() {
-            // ~1.2 KiB of pad per request; far above any rate seen here.
-            if s.key_left() < 64 << 20 {
-                eprintln!("warning: a bench pad is low on key material; skipping a small run");
-                continue;
-            }
-            let (r, l50, _) = rt.block_on(small_load(
-                s.agent.addr,
-                small_url,
-                true,
-                CONCURRENCY,
-                SMALL_SECS,
-            ));
-            rps[i].push(r);
-            p50[i].push(l50);
-        }
-    }
-    if mbs.iter().chain(rps.iter()).any(|v| v.is_empty()) {
-        println!("metering cost: not measured (a bench pad ran out of key material)");
-        return;
-    }
-    let [bm, bf] = [0, 1].map(|i| median(mbs[i].clone()));
-    let [rm, rf] = [0, 1].map(|i| median(rps[i].clone()));
-    let [lm, lf] = [0, 1].map(|i| median(p50[i].clone()));
-    let gb = |i: usize| (mbs[i].len() * BULK_MIB) as f64 * (1u64 << 20) as f64 / 1e9;
-    println!(
-        "metering cost (same gateway binary, two gateways, runs interleaved; medians of {RUNS})"
-    );
-    println!("  metered: sample tariff (0.01 per MiB, 0.0001 per request): reserve, extend as the flow goes, settle");
-    println!("  free: per_mib = 0, per_request = 0: the meter still runs (a durable reservation, counting, settling) but never needs extensions");
-    println!(
-        "  bulk download ({BULK_MIB} MiB, tunnel)  metered {bm:8.1} MB/s   free {bf:8.1} MB/s   metered / free {:.2}x",
-        bm / bf
-    );
-    println!(
-        "    gateway cpu s per GB            metered {:.2}   free {:.2}",
-        cpu[0] / gb(0),
-        cpu[1] / gb(1)
-    );
-    let charged = |i: usize| (before[i] - after[i]) as f64 / 1e6;
-    println!(
-        "    charged for {} downloads         metered {:.4}   free {:.4}   (EUR; expected {:.4} and 0)",
-        mbs[0].len(),
-        charged(0),
-        charged(1),
-        mbs[0].len() as f64 * (0.0001 + BULK_MIB as f64 * 0.01)
-    );
-    println!(
-        "  1 KiB requests, {CONCURRENCY} concurrent   metered {rm:8.0} req/s  free {rf:8.0} req/s  metered / free {:.2}x",
-        rm / rf
-    );
-    println!("    latency p50 (ms)                metered {lm:.2}   free {lf:.2}");
 }
 
 /// What destroying used key material costs: `take` (read + punch a hole) of
