@@ -60,7 +60,7 @@ pub fn link_error(state: &LinkState, link: &Link) -> Response<Body> {
                 ),
                 Finished::ValueExhausted => ("Value used up", "This pad's value is used up. Buy a new pad, or top up your account.".to_string()),
                 Finished::Cancelled => ("Pad cancelled", "The operator cancelled this pad.".to_string()),
-                Finished::NotActivated => ("Pad not activated", "This pad has not been activated yet.".to_string()),
+                Finished::NotActivated => ("Pad not activated", "This pad has not been activated yet: the shop that sold it activates it at the till. Once it is, start the agent again.".to_string()),
             };
             let mut r = simple(StatusCode::PAYMENT_REQUIRED, title, &Html::text(&msg));
             error_code(&mut r, "pad-finished");

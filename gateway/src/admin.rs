@@ -25,6 +25,7 @@ use crate::ledger::redb_store::open_migrating;
 use crate::ledger::{Account, Ledger};
 use crate::metering::float::Floats;
 use crate::request::guard::UpstreamGuard;
+use crate::retail::RetailOps;
 use crate::sites::input::PricesInput;
 use crate::sites::ops::{Actor, SiteOps};
 use crate::state_dir::{lease_len_for, StateDir};
@@ -89,6 +90,23 @@ pub enum AdminOp {
     },
     /// Every record the ledger and registry keep.
     LedgerExport,
+    /// Record a pad minted blank: an empty account until activated.
+    IssueInactive {
+        serial: String,
+        value: i64,
+    },
+    /// Activate a blank pad (with `value`, or the value it was minted with).
+    Activate {
+        serial: String,
+        value: Option<i64>,
+    },
+    /// Make a retailer (its till token is returned once).
+    RetailerAdd {
+        name: String,
+    },
+    RetailerShow {
+        name: String,
+    },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -111,6 +129,8 @@ pub struct AdminApi {
     pub currency: String,
     /// The site registry's operations.
     pub sites: SiteOps,
+    /// Retailers and the activation of blank pads.
+    pub retail: RetailOps,
 }
 
 /// Run an async operation from a blocking admin thread (in the serving
@@ -183,6 +203,18 @@ impl AdminApi {
                 .map(|p| json!({ "pad": p.display().to_string() }))
                 .map_err(|e| e.to_string()),
             AdminOp::LedgerExport => Ok(self.sites.export()),
+            AdminOp::IssueInactive { serial, value } => {
+                self.ledger
+                    .change_now(|b| Ok(((), b.mint_inactive(serial, *value)?)))
+                    .map_err(|e| e.to_string())?;
+                Ok(json!({ "serial": serial, "status": "inactive" }))
+            }
+            AdminOp::Activate { serial, value } => self
+                .retail
+                .activate(serial, *value, None)
+                .map_err(|e| e.to_string()),
+            AdminOp::RetailerAdd { name } => self.retail.add(name).map_err(|e| e.to_string()),
+            AdminOp::RetailerShow { name } => self.retail.show(name).map_err(|e| e.to_string()),
         }
     }
 
@@ -418,6 +450,12 @@ impl Admin {
                             guard,
                             currency: currency.to_string(),
                             fetch: None,
+                        },
+                        retail: RetailOps {
+                            ledger: ledger.clone(),
+                            state: state.clone(),
+                            registry: None,
+                            currency: currency.to_string(),
                         },
                     }),
                     _lock: lock,

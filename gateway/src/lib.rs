@@ -40,6 +40,8 @@ mod policies;
 mod portal;
 mod pricing;
 mod request;
+mod retail;
+mod rim;
 mod sites;
 mod state_dir;
 mod tariff;

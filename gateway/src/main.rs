@@ -47,6 +47,13 @@ enum Cmd {
         #[command(subcommand)]
         cmd: cmd::site::OwnerCmd,
     },
+    /// Shops that activate blank pads at their tills: add one (its till token), show its count and sum.
+    Retailer {
+        #[command(subcommand)]
+        cmd: cmd::retail::RetailerCmd,
+    },
+    /// Activate pads minted with --inactive (as a till would).
+    Activate(cmd::retail::ActivateArgs),
 }
 
 fn main() {
@@ -71,6 +78,8 @@ fn main() {
         Cmd::Pad { cmd } => cmd::report::pad(cmd),
         Cmd::Site { cmd } => cmd::site::site(cmd),
         Cmd::Owner { cmd } => cmd::site::owner(cmd),
+        Cmd::Retailer { cmd } => cmd::retail::retailer(cmd),
+        Cmd::Activate(a) => cmd::retail::activate(a),
         Cmd::Audit(a) => match cmd::report::audit(a) {
             Ok(true) => Ok(()),
             Ok(false) => std::process::exit(1),

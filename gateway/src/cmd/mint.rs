@@ -40,6 +40,9 @@ pub struct MintArgs {
     /// Bind the pads to an employer policy (TOML); checked before anything is minted.
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
+    /// Also write the shop's inventory (serial, value, status) to this CSV file, one row per pad as it is minted.
+    #[arg(long, value_name = "FILE.csv")]
+    pub manifest: Option<PathBuf>,
 }
 
 pub fn run(a: MintArgs) -> anyhow::Result<()> {
@@ -53,6 +56,7 @@ pub fn run(a: MintArgs) -> anyhow::Result<()> {
         tickets,
         inactive,
         policy,
+        manifest,
     } = a;
     let state = StateDir::open(&state)?;
     // Everything is checked before anything is written: the policy file,
@@ -90,20 +94,78 @@ pub fn run(a: MintArgs) -> anyhow::Result<()> {
         // A running gateway learns the policy before any pad bound to it exists.
         admin.call(AdminOp::ReloadPolicies)?;
     }
-    // Each pad is credited as soon as its files are written and printed
-    // once credited: what is printed has its value; what failed is gone.
+    let mut manifest = match &manifest {
+        Some(path) => Some(Manifest::create(path)?),
+        None => None,
+    };
+    // Each pad is credited (or, minted blank, recorded as waiting for a
+    // till) as soon as its files are written, and printed once it is: what
+    // is printed has its value; what failed is gone.
     mint_pads(&state, &req, &plan, |p| {
         let serial = p
             .file_stem()
             .and_then(|s| s.to_str())
             .unwrap_or_default()
             .to_string();
-        admin.call(AdminOp::Issue {
-            serial,
-            value: req.value_micros,
-        })?;
+        let op = if req.inactive {
+            AdminOp::IssueInactive {
+                serial: serial.clone(),
+                value: req.value_micros,
+            }
+        } else {
+            AdminOp::Issue {
+                serial: serial.clone(),
+                value: req.value_micros,
+            }
+        };
+        admin.call(op)?;
+        if let Some(m) = &mut manifest {
+            m.row(&serial, req.value_micros, req.inactive)?;
+        }
         println!("{}", p.display());
         Ok(())
     })?;
     Ok(())
+}
+
+/// The shop's inventory list beside the pads: `serial,value,status`, one
+/// row per pad once it is minted and recorded, synced at each row (a row
+/// names a pad that exists).
+struct Manifest {
+    file: std::fs::File,
+    path: PathBuf,
+}
+
+impl Manifest {
+    fn create(path: &std::path::Path) -> anyhow::Result<Manifest> {
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .with_context(|| {
+                format!(
+                    "--manifest {}: cannot create it (it must not exist yet)",
+                    path.display()
+                )
+            })?;
+        writeln!(file, "serial,value,status")
+            .with_context(|| format!("--manifest {}", path.display()))?;
+        Ok(Manifest {
+            file,
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn row(&mut self, serial: &str, value: i64, inactive: bool) -> anyhow::Result<()> {
+        use std::io::Write;
+        let status = if inactive { "inactive" } else { "active" };
+        writeln!(
+            self.file,
+            "{serial},{},{status}",
+            crate::units::format_amount(value)
+        )
+        .and_then(|()| self.file.sync_data())
+        .with_context(|| format!("--manifest {}", self.path.display()))
+    }
 }

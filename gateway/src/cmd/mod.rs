@@ -6,5 +6,6 @@ pub mod init;
 pub mod mint;
 pub mod policy;
 pub mod report;
+pub mod retail;
 pub mod serve;
 pub mod site;

@@ -16,6 +16,8 @@ use crate::policies::PolicyStore;
 use crate::portal::Portal;
 use crate::request::fetch::{Fetch, FetchConfig};
 use crate::request::guard::UpstreamGuard;
+use crate::retail::till::Till;
+use crate::retail::RetailOps;
 use crate::sites::categories::CategoryList;
 use crate::sites::ops::SiteOps;
 use crate::state_dir::StateDir;
@@ -55,6 +57,9 @@ pub struct ServeArgs {
     /// Serve the owner portal (site owners' API and pages) on ADDR. Port 0 picks a free port.
     #[arg(long, value_name = "ADDR")]
     pub owner_listen: Option<String>,
+    /// Serve the retail API (shops' tills activate blank pads) on ADDR. Port 0 picks a free port.
+    #[arg(long, value_name = "ADDR")]
+    pub retail_listen: Option<String>,
     /// The operator's host → category list (TOML) for sites not registered.
     #[arg(long, value_name = "FILE")]
     pub categories: Option<PathBuf>,
@@ -73,6 +78,7 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
         tariff,
         threads,
         owner_listen,
+        retail_listen,
         categories,
     } = a;
     let state = StateDir::open(&state)?;
@@ -174,6 +180,21 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
             std::io::stdout().flush()?;
             tokio::spawn(crate::portal::serve(l, Portal::new(site_ops.clone())));
         }
+        let retail = RetailOps {
+            ledger: ledger.clone(),
+            state: state.clone(),
+            registry: Some(registry.clone()),
+            currency: state.config.currency.clone(),
+        };
+        retail.sync_twins(&registry);
+        if let Some(addr) = &retail_listen {
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("--retail-listen {addr}"))?;
+            println!("padnet-gateway retail API on http://{}", l.local_addr()?);
+            std::io::stdout().flush()?;
+            tokio::spawn(crate::retail::till::serve(l, Till::new(retail.clone())));
+        }
         let services = Arc::new(Services {
             ledger: ledger.clone(),
             tariff,
@@ -194,6 +215,7 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
             })),
             currency: state.config.currency.clone(),
             sites: site_ops,
+            retail,
         });
         tokio::spawn(async move {
             if let Err(e) = serve_admin(api).await {

@@ -78,6 +78,13 @@ pub async fn accept(
             return Err(Refused::NoHello);
         }
     }
+    // The ledger's word on a blank pad overrides its twin's file.
+    let serial = pad.header().serial.to_string();
+    let status = if ledger.read(|b| b.is_inactive(&serial)) {
+        PadStatus::Inactive
+    } else {
+        status
+    };
     // This connection, and no other, claimed the slot: it alone replies.
     let status = match (status, leases) {
         (PadStatus::Active, Some(_)) => ReplyStatus::Ok,

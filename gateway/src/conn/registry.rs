@@ -58,6 +58,14 @@ impl Registry {
         }
     }
 
+    /// Every twin loaded.
+    pub fn all(&self) -> Vec<Arc<AllocatingPad>> {
+        self.pads
+            .read()
+            .map(|p| p.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
     pub fn get(&self, serial: &Serial) -> Option<Arc<AllocatingPad>> {
         self.pads.read().ok()?.get(serial).cloned()
     }

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 pub use book::{
     Account, AdCredit, AuditReport, Book, Capture, Changes, DayUsage, Hold, LedgerError, Micros,
-    Owner, Premium, Prices, Site, SiteCharge, Statement, StatementKey,
+    Owner, PadState, Premium, Prices, Retailer, Site, SiteCharge, Statement, StatementKey,
 };
 
 /// Where the book is kept. Implementations write each batch atomically.

@@ -9,64 +9,17 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::{body, Portal, PortalBody, Refusal};
 use crate::sites::input::{from_json, PricesInput, RegisterInput};
 use crate::sites::ops::{Actor, OpError};
 
-/// An operation's failure as the API answers it.
-pub fn op_refusal(e: OpError) -> Refusal {
-    let status = match &e {
-        OpError::Input(_) => StatusCode::BAD_REQUEST,
-        OpError::NotFound(_) => StatusCode::NOT_FOUND,
-        OpError::Forbidden(_) => StatusCode::FORBIDDEN,
-        OpError::Conflict(_) => StatusCode::CONFLICT,
-        OpError::Unverified(_) => StatusCode::UNPROCESSABLE_ENTITY,
-        OpError::Ledger(_) => StatusCode::SERVICE_UNAVAILABLE,
-    };
-    let field = match &e {
-        OpError::Input(f) => Some(f.field.clone()),
-        _ => None,
-    };
-    Refusal {
-        field,
-        ..Refusal::new(status, e.to_string())
-    }
-}
-
-fn json_response(status: StatusCode, v: &Value) -> Response<PortalBody> {
-    let mut r = Response::new(PortalBody::new(Bytes::from(format!("{v}\n"))));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
-    r.headers_mut().insert(
-        http::header::CACHE_CONTROL,
-        http::HeaderValue::from_static("no-store"),
-    );
-    r
-}
+pub use crate::rim::{json_response, op_refusal};
 
 /// A refusal as JSON.
 pub fn refusal(r: Refusal) -> Response<PortalBody> {
-    let mut v = json!({ "error": r.message });
-    if let Some(f) = &r.field {
-        v["field"] = Value::String(f.clone());
-    }
-    let mut resp = json_response(r.status, &v);
-    if let Some(s) = r.retry_after {
-        resp.headers_mut()
-            .insert(http::header::RETRY_AFTER, http::HeaderValue::from(s));
-    }
-    if r.status == StatusCode::UNAUTHORIZED {
-        resp.headers_mut().insert(
-            http::header::WWW_AUTHENTICATE,
-            http::HeaderValue::from_static("Bearer realm=\"padnet owner portal\""),
-        );
-    }
-    resp
+    crate::rim::json_refusal(r, "padnet owner portal")
 }
 
 /// The host a `/api/sites/HOST[/verify]` path names (percent-decoded).

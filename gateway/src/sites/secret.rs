@@ -1,6 +1,7 @@
-//! Owner ids, owner secrets and verification tokens. A secret is shown once
-//! and kept only as its argon2 hash; it names its owner (`pno_<owner>_<key>`)
-//! so a check needs one hash, compared in constant time by argon2.
+//! Owner ids, owner secrets, retailers' till tokens and verification tokens.
+//! A secret is shown once and kept only as its argon2 hash; it names whose
+//! it is (`pno_<owner>_<key>`, `prt_<retailer>_<key>`) so a check needs one
+//! hash, compared in constant time by argon2.
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
@@ -28,6 +29,31 @@ pub fn new_secret(owner: &str) -> Result<(Zeroizing<String>, String), String> {
     let secret = Zeroizing::new(format!("pno_{owner}_{}", random_hex(32)));
     let hash = hash(&secret)?;
     Ok((secret, hash))
+}
+
+/// A new till token for retailer `name`, and its hash to store.
+pub fn new_retail_token(name: &str) -> Result<(Zeroizing<String>, String), String> {
+    let token = Zeroizing::new(format!("prt_{name}_{}", random_hex(32)));
+    let hash = hash(&token)?;
+    Ok((token, hash))
+}
+
+/// The retailer a presented till token claims to be (before it is checked).
+pub fn claimed_retailer(token: &str) -> Option<&str> {
+    let rest = token.strip_prefix("prt_")?;
+    let (name, key) = rest.rsplit_once('_')?;
+    let ok =
+        is_retailer_name(name) && key.len() == 64 && key.bytes().all(|b| b.is_ascii_hexdigit());
+    ok.then_some(name)
+}
+
+/// A retailer's name as the operator gives it: 1 to 32 lower-case letters,
+/// digits and dashes ("corner-shop").
+pub fn is_retailer_name(name: &str) -> bool {
+    (1..=32).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 fn hash(secret: &str) -> Result<String, String> {
@@ -64,6 +90,19 @@ pub fn matches(secret: &str, hash: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_till_token_names_its_retailer_and_only_it_matches_its_hash() {
+        let (token, hash) = new_retail_token("corner-shop").unwrap();
+        assert_eq!(claimed_retailer(&token), Some("corner-shop"));
+        assert!(matches(&token, &hash));
+        let mut other = token.to_string();
+        other.pop();
+        other.push('0');
+        assert!(!matches(&other, &hash) || other == *token);
+        assert_eq!(claimed_retailer("prt_Bad_00"), None);
+        assert_eq!(claimed_retailer(&token.replace("prt_", "pno_")), None);
+    }
 
     #[test]
     fn a_secret_names_its_owner_and_only_it_matches_its_hash() {

@@ -7,9 +7,11 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 mod owners;
+mod retail;
 pub use owners::{
     AdCredit, Capture, Owner, Premium, Prices, Site, SiteCharge, Statement, StatementKey,
 };
+pub use retail::{PadState, Retailer};
 
 /// Micro-units of the currency (1 = 0.000001).
 pub type Micros = i64;
@@ -113,6 +115,8 @@ pub struct Changes {
     pub owners: Vec<String>,
     pub sites: Vec<String>,
     pub statements: Vec<StatementKey>,
+    pub pad_states: Vec<String>,
+    pub retailers: Vec<String>,
 }
 
 /// The whole ledger state.
@@ -128,6 +132,9 @@ pub struct Book {
     /// Registered sites by host name (lower case, no port).
     pub sites: BTreeMap<String, Site>,
     pub statements: BTreeMap<StatementKey, Statement>,
+    /// Pads that are not simply active (blanks waiting for a till).
+    pub pad_states: BTreeMap<String, PadState>,
+    pub retailers: BTreeMap<String, Retailer>,
 }
 
 /// What `audit` found.
@@ -430,6 +437,7 @@ impl Book {
             }
         }
         self.audit_owners(&mut problems);
+        self.audit_retail(&mut problems);
         let outstanding = i128::from(self.issued) - i128::from(self.redeemed);
         if balances + held != outstanding {
             problems.push(format!(
