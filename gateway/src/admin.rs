@@ -20,6 +20,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tunnel::pad::Serial;
 use tunnel::store::{AllocatingPad, PadStatus};
 
+use crate::accounts::{AccountOps, CancelTo};
 use crate::conn::registry::Registry;
 use crate::ledger::redb_store::open_migrating;
 use crate::ledger::{Account, Ledger};
@@ -107,6 +108,17 @@ pub enum AdminOp {
     RetailerShow {
         name: String,
     },
+    /// Cancel a pad into a user's account, or into a replacement pad
+    /// minted in `replace_out` (an absolute path).
+    Cancel {
+        serial: String,
+        to_account: Option<String>,
+        replace_out: Option<PathBuf>,
+        size: Option<String>,
+    },
+    AccountShow {
+        account: String,
+    },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -131,6 +143,8 @@ pub struct AdminApi {
     pub sites: SiteOps,
     /// Retailers and the activation of blank pads.
     pub retail: RetailOps,
+    /// Users' accounts and cancellations.
+    pub accounts: AccountOps,
 }
 
 /// Run an async operation from a blocking admin thread (in the serving
@@ -215,6 +229,27 @@ impl AdminApi {
                 .map_err(|e| e.to_string()),
             AdminOp::RetailerAdd { name } => self.retail.add(name).map_err(|e| e.to_string()),
             AdminOp::RetailerShow { name } => self.retail.show(name).map_err(|e| e.to_string()),
+            AdminOp::Cancel {
+                serial,
+                to_account,
+                replace_out,
+                size,
+            } => {
+                let to = match (to_account, replace_out) {
+                    (Some(a), None) => CancelTo::Account(a),
+                    (None, Some(out)) => CancelTo::Replacement {
+                        out,
+                        size: size.as_deref(),
+                    },
+                    _ => {
+                        return Err("name one of --to-account ACCOUNT or --replace --out DIR".into())
+                    }
+                };
+                self.accounts.cancel(serial, to).map_err(|e| e.to_string())
+            }
+            AdminOp::AccountShow { account } => {
+                self.accounts.show(account).map_err(|e| e.to_string())
+            }
         }
     }
 
@@ -455,6 +490,11 @@ impl Admin {
                             ledger: ledger.clone(),
                             state: state.clone(),
                             registry: None,
+                            currency: currency.to_string(),
+                        },
+                        accounts: AccountOps {
+                            ledger: ledger.clone(),
+                            state: state.clone(),
                             currency: currency.to_string(),
                         },
                     }),

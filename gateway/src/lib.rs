@@ -26,6 +26,7 @@
 //!   lock; `units`: money and sizes as people write them.
 #![forbid(unsafe_code)]
 
+mod accounts;
 mod admin;
 pub mod cmd;
 mod conn;

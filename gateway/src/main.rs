@@ -54,6 +54,13 @@ enum Cmd {
     },
     /// Activate pads minted with --inactive (as a till would).
     Activate(cmd::retail::ActivateArgs),
+    /// Cancel a lost or stolen pad: its value to a user's account or into a replacement pad.
+    Cancel(cmd::retail::CancelArgs),
+    /// Users' anonymous accounts.
+    Account {
+        #[command(subcommand)]
+        cmd: cmd::retail::AccountCmd,
+    },
 }
 
 fn main() {
@@ -80,6 +87,8 @@ fn main() {
         Cmd::Owner { cmd } => cmd::site::owner(cmd),
         Cmd::Retailer { cmd } => cmd::retail::retailer(cmd),
         Cmd::Activate(a) => cmd::retail::activate(a),
+        Cmd::Cancel(a) => cmd::retail::cancel(a),
+        Cmd::Account { cmd } => cmd::retail::account(cmd),
         Cmd::Audit(a) => match cmd::report::audit(a) {
             Ok(true) => Ok(()),
             Ok(false) => std::process::exit(1),

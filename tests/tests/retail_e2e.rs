@@ -177,3 +177,94 @@ fn blanks_serve_only_once_a_till_activates_them_and_the_shop_is_counted() {
     let (ok, out) = audit(&st.state);
     assert!(ok, "{out}");
 }
+
+#[test]
+fn a_cancelled_pad_is_refused_and_its_value_lives_on_in_the_replacement() {
+    let st = stage("<p>page</p>");
+    let s = st.state.to_string_lossy().to_string();
+    let gw = start_gateway(
+        &st.state,
+        "127.0.0.1:0",
+        &["--allow-private-upstreams"],
+        st.dir.path(),
+    );
+    let pad = mint(&st.state, "5.00", "2MiB", st.dir.path());
+    let serial = serial_of(&pad);
+    let page = format!("http://{}/", st.origin.http);
+    let agent = start_agent(&pad, gw.addr, &[], st.dir.path());
+    assert_eq!(get_via(agent.addr, &page, &[]).0, 200);
+    drop(agent);
+    let left = wait_settled(&st.state, &serial)["balance"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // Nowhere to put the value, or nothing to cancel: refused, nothing changed.
+    let o = gateway_cmd(&["cancel", "--state", &s, &serial]);
+    assert!(!o.status.success());
+    let o = gateway_cmd(&["cancel", "--state", &s, &serial, "--to-account", "99999999"]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("no account 99999999"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = gateway_cmd(&[
+        "cancel",
+        "--state",
+        &s,
+        "0000-0000-0000-0000",
+        "--replace",
+        "--out",
+        "/tmp",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("no pad 0000-0000-0000-0000"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(pad_show(&st.state, &serial)["balance"], left.as_str());
+
+    // Into a replacement: the old file is refused at its next hello, the new one holds its value.
+    let out = st.dir.path().join("replacement");
+    let o = gateway_cmd(&[
+        "cancel",
+        "--state",
+        &s,
+        &serial,
+        "--replace",
+        "--out",
+        &out.to_string_lossy(),
+        "--size",
+        "2MiB",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let new = std::path::PathBuf::from(String::from_utf8_lossy(&o.stdout).trim());
+    assert_eq!(
+        pad_show(&st.state, &serial_of(&new))["balance"],
+        left.as_str()
+    );
+    assert_eq!(pad_show(&st.state, &serial)["balance"], "0.00");
+    let agent = start_agent(&pad, gw.addr, &[], st.dir.path());
+    let (code, body) = get_via(agent.addr, &page, &[]);
+    assert_eq!(code, 402, "{}", String::from_utf8_lossy(&body));
+    assert!(
+        String::from_utf8_lossy(&body).contains("cancelled"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    let agent = start_agent(&new, gw.addr, &[], st.dir.path());
+    assert_eq!(get_via(agent.addr, &page, &[]).0, 200);
+    let o = gateway_cmd(&[
+        "cancel",
+        "--state",
+        &s,
+        &serial,
+        "--replace",
+        "--out",
+        &out.to_string_lossy(),
+    ]);
+    assert!(!o.status.success(), "cancelled twice");
+    let (ok, out) = audit(&st.state);
+    assert!(ok, "{out}");
+}

@@ -1,7 +1,7 @@
-//! `padnet-gateway retailer ...` and `activate`: the operator's side of pads
-//! sold at a till (make a shop and its till token, see its count and sum;
-//! activate blank pads by hand). Through the running gateway or, when none
-//! runs, directly.
+//! `padnet-gateway retailer ...`, `activate`, `cancel` and `account show`:
+//! the operator's side of pads as money (shops and their till tokens, blanks
+//! activated by hand, lost or stolen pads cancelled into an account or a
+//! replacement, accounts shown). Through the running gateway or directly.
 
 use std::path::PathBuf;
 
@@ -40,6 +40,92 @@ pub struct ActivateArgs {
     /// The value to activate with (default: the value each was minted with).
     #[arg(long, value_name = "AMOUNT")]
     pub value: Option<String>,
+}
+
+#[derive(clap::Args)]
+pub struct CancelArgs {
+    #[arg(long)]
+    pub state: PathBuf,
+    pub serial: String,
+    /// Move the pad's value into this user's account.
+    #[arg(long, value_name = "ACCOUNT", conflicts_with = "replace")]
+    pub to_account: Option<String>,
+    /// Move the pad's value into a new pad minted in --out (prints its path).
+    #[arg(long, requires = "out")]
+    pub replace: bool,
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Key material of the replacement pad.
+    #[arg(long, default_value = crate::accounts::DEFAULT_REPLACEMENT_SIZE)]
+    pub size: String,
+}
+
+#[derive(clap::Subcommand)]
+pub enum AccountCmd {
+    /// A user's account: its balance and registered pads.
+    Show {
+        #[arg(long)]
+        state: PathBuf,
+        account: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Cancel a pad (its hellos refused from now on) into an account or a replacement pad.
+pub fn cancel(a: CancelArgs) -> anyhow::Result<()> {
+    if a.to_account.is_none() && !a.replace {
+        anyhow::bail!("name where the value goes: --to-account ACCOUNT, or --replace --out DIR");
+    }
+    let replace_out = match (a.replace, &a.out) {
+        (true, Some(out)) => {
+            std::fs::create_dir_all(out)
+                .map_err(|e| anyhow::anyhow!("--out {}: {e}", out.display()))?;
+            Some(
+                std::fs::canonicalize(out)
+                    .map_err(|e| anyhow::anyhow!("--out {}: {e}", out.display()))?,
+            )
+        }
+        _ => None,
+    };
+    let v = admin(&a.state)?.call(AdminOp::Cancel {
+        serial: a.serial,
+        to_account: a.to_account,
+        replace_out,
+        size: Some(a.size),
+    })?;
+    match v["replacement"].as_str() {
+        Some(path) => {
+            eprintln!(
+                "cancelled {}; {} moved into the replacement",
+                v["serial"].as_str().unwrap_or(""),
+                v["moved"].as_str().unwrap_or("")
+            );
+            println!("{path}");
+        }
+        None => println!(
+            "cancelled {}; {} moved to {}",
+            v["serial"].as_str().unwrap_or(""),
+            v["moved"].as_str().unwrap_or(""),
+            v["to"].as_str().unwrap_or("")
+        ),
+    }
+    Ok(())
+}
+
+pub fn account(cmd: AccountCmd) -> anyhow::Result<()> {
+    let AccountCmd::Show {
+        state,
+        account,
+        json,
+    } = cmd;
+    let v = admin(&state)?.call(AdminOp::AccountShow { account })?;
+    if json {
+        println!("{v}");
+    } else {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    }
+    Ok(())
 }
 
 fn admin(state: &std::path::Path) -> anyhow::Result<Admin> {

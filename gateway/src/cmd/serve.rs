@@ -216,6 +216,11 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
             currency: state.config.currency.clone(),
             sites: site_ops,
             retail,
+            accounts: crate::accounts::AccountOps {
+                ledger: ledger.clone(),
+                state: state.clone(),
+                currency: state.config.currency.clone(),
+            },
         });
         tokio::spawn(async move {
             if let Err(e) = serve_admin(api).await {

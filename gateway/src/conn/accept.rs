@@ -78,12 +78,12 @@ pub async fn accept(
             return Err(Refused::NoHello);
         }
     }
-    // The ledger's word on a blank pad overrides its twin's file.
+    // The ledger's word on a blank or cancelled pad overrides its twin's file.
     let serial = pad.header().serial.to_string();
-    let status = if ledger.read(|b| b.is_inactive(&serial)) {
-        PadStatus::Inactive
-    } else {
-        status
+    let status = match ledger.read(|b| (b.is_inactive(&serial), b.is_cancelled(&serial))) {
+        (true, _) => PadStatus::Inactive,
+        (_, true) => PadStatus::Cancelled,
+        _ => status,
     };
     // This connection, and no other, claimed the slot: it alone replies.
     let status = match (status, leases) {

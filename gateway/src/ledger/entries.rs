@@ -1,11 +1,13 @@
 //! The ledger's key-value layout, shared by every store: prefixed keys (`a/`
 //! accounts, `h/` holds, `d/` day counters, `m/` totals, `o/` owners, `s/`
-//! sites, `t/` owner statements, `p/` blank pads' status, `r/` retailers).
+//! sites, `t/` owner statements, `p/` blank and cancelled pads' status, `r/`
+//! retailers, `u/` users' accounts).
 //! Balances and aggregate counters only: nothing that names a pad names a
 //! host or a retailer, and nothing names an address.
 
 use super::book::{
-    Account, Book, Changes, DayUsage, Hold, LedgerError, Owner, PadState, Retailer, Site, Statement,
+    Account, Book, Changes, DayUsage, Hold, LedgerError, Owner, PadState, Retailer, Site,
+    Statement, UserAccount,
 };
 
 /// One store change: the key, and its new value (`None`: remove it).
@@ -87,6 +89,13 @@ pub fn encode(book: &Book, changes: &Changes) -> Result<Vec<Entry>, LedgerError>
         };
         out.push((format!("r/{name}").into_bytes(), v));
     }
+    for id in &changes.user_accounts {
+        let v = match book.accounts.get(id) {
+            Some(a) => Some(serde_json::to_vec(a).map_err(store_err)?),
+            None => None,
+        };
+        out.push((format!("u/{id}").into_bytes(), v));
+    }
     if changes.totals {
         out.push((
             b"m/issued".to_vec(),
@@ -114,6 +123,7 @@ pub fn encode_all(book: &Book) -> Result<Vec<Entry>, LedgerError> {
         statements: book.statements.keys().cloned().collect(),
         pad_states: book.pad_states.keys().cloned().collect(),
         retailers: book.retailers.keys().cloned().collect(),
+        user_accounts: book.accounts.keys().cloned().collect(),
     };
     encode(book, &changes)
 }
@@ -171,6 +181,10 @@ pub fn decode(
             let name = String::from_utf8_lossy(r).into_owned();
             let shop: Retailer = serde_json::from_slice(&v).map_err(store_err)?;
             book.retailers.insert(name, shop);
+        } else if let Some(u) = k.strip_prefix(b"u/") {
+            let id = String::from_utf8_lossy(u).into_owned();
+            let a: UserAccount = serde_json::from_slice(&v).map_err(store_err)?;
+            book.accounts.insert(id, a);
         } else if &*k == b"m/issued" {
             book.issued = i64_of(&v, &key)?;
         } else if &*k == b"m/redeemed" {
@@ -215,6 +229,12 @@ mod tests {
             },
         )
         .unwrap();
+        b.issue("pad-d", 7).unwrap();
+        b.open_account("12345678", "pin".into(), 20_000, "pad-d")
+            .unwrap();
+        b.cancel_pad("pad-d", &Account::User("12345678".into()))
+            .unwrap();
+        b.pin_checked("12345678", false, 99).unwrap();
         b.reserve("pad-a", 10, 100).unwrap();
         let entries = encode_all(&b).unwrap();
         let decoded = decode(

@@ -118,7 +118,8 @@ impl SiteOps {
 
     /// Every record the ledger and registry keep, for audits: balances by
     /// account, open reservations, pads' day counters, owners (without
-    /// secrets' hashes), sites, statements, totals. Nothing joins a pad to
+    /// secrets' hashes), sites, statements, retailers (without tokens'
+    /// hashes), blank pads, totals. Nothing joins a pad to
     /// a site: that join is never stored.
     pub fn export(&self) -> Value {
         self.ledger.read(|b| {
@@ -159,8 +160,37 @@ impl SiteOps {
                     "charged": st.charged, "credits": st.credits, "ad_paid": st.ad_paid,
                 }))
                 .collect();
+            let retailers: Vec<Value> = b
+                .retailers
+                .iter()
+                .map(|(n, r)| json!({ "retailer": n, "created": date_of(r.created), "activated": r.count, "sum": r.sum }))
+                .collect();
+            let blanks: Vec<Value> = b
+                .pad_states
+                .iter()
+                .map(|(pad, st)| match st {
+                    crate::ledger::PadState::Inactive { value } => {
+                        json!({ "pad": pad, "status": "inactive", "value": value })
+                    }
+                    crate::ledger::PadState::Cancelled { to } => {
+                        json!({ "pad": pad, "status": "cancelled", "value_to": to.key() })
+                    }
+                })
+                .collect();
+            // What an account links (the pads registered to it), never a PIN's hash.
+            let user_accounts: Vec<Value> = b
+                .accounts
+                .iter()
+                .map(|(id, a)| json!({
+                    "account": id, "created": date_of(a.created), "pads": a.pads,
+                    "balance": b.balance(&Account::User(id.clone())).unwrap_or(0),
+                }))
+                .collect();
             json!({
                 "currency": self.currency,
+                "retailers": retailers,
+                "pad_states": blanks,
+                "user_accounts": user_accounts,
                 "issued": b.issued,
                 "redeemed": b.redeemed,
                 "accounts": accounts,

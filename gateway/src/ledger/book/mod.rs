@@ -6,8 +6,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+mod accounts;
 mod owners;
 mod retail;
+pub use accounts::{UserAccount, FIRST_LOCK_SECS, PIN_FAILURES_TO_LOCK};
 pub use owners::{
     AdCredit, Capture, Owner, Premium, Prices, Site, SiteCharge, Statement, StatementKey,
 };
@@ -27,6 +29,8 @@ pub enum Account {
     Pad(String),
     /// A site owner's earnings (and an advertiser's budget), by owner id.
     Owner(String),
+    /// A user's anonymous account, by account number.
+    User(String),
 }
 
 impl Account {
@@ -36,6 +40,7 @@ impl Account {
             Account::Revenue => "revenue",
             Account::Pad(_) => "pad",
             Account::Owner(_) => "owner",
+            Account::User(_) => "account",
         }
     }
 
@@ -46,6 +51,7 @@ impl Account {
             Account::Revenue => "revenue".into(),
             Account::Pad(s) => format!("pad:{s}"),
             Account::Owner(o) => format!("owner:{o}"),
+            Account::User(u) => format!("account:{u}"),
         }
     }
 
@@ -59,6 +65,10 @@ impl Account {
                 .or_else(|| {
                     k.strip_prefix("owner:")
                         .map(|o| Account::Owner(o.to_string()))
+                })
+                .or_else(|| {
+                    k.strip_prefix("account:")
+                        .map(|u| Account::User(u.to_string()))
                 }),
         }
     }
@@ -117,6 +127,7 @@ pub struct Changes {
     pub statements: Vec<StatementKey>,
     pub pad_states: Vec<String>,
     pub retailers: Vec<String>,
+    pub user_accounts: Vec<String>,
 }
 
 /// The whole ledger state.
@@ -135,6 +146,8 @@ pub struct Book {
     /// Pads that are not simply active (blanks waiting for a till).
     pub pad_states: BTreeMap<String, PadState>,
     pub retailers: BTreeMap<String, Retailer>,
+    /// Users' anonymous accounts, by account number.
+    pub accounts: BTreeMap<String, UserAccount>,
 }
 
 /// What `audit` found.
@@ -311,6 +324,7 @@ impl Book {
         changes.accounts.push(acct);
         changes.accounts.sort();
         changes.accounts.dedup();
+        self.sweep_cancelled(&h.pad, &mut changes);
         Ok(changes)
     }
 
@@ -358,11 +372,13 @@ impl Book {
         if let Some(open) = self.holds.get_mut(&hold) {
             open.amount = keep;
         }
-        Ok(Changes {
+        let mut changes = Changes {
             accounts: vec![acct],
             holds: vec![hold],
             ..Changes::default()
-        })
+        };
+        self.sweep_cancelled(&h.pad, &mut changes);
+        Ok(changes)
     }
 
     fn count_day(

@@ -13,6 +13,9 @@ pub enum PadState {
     /// Minted as a blank, waiting for a till; `value` is what it was
     /// minted with (used when the till names none).
     Inactive { value: Micros },
+    /// Cancelled (lost or stolen): refused at every hello; value that comes
+    /// back to it moves on to `to` (a user's account, or a replacement pad).
+    Cancelled { to: Account },
 }
 
 /// A shop that activates pads at its tills. Its token is kept only as its
@@ -59,6 +62,9 @@ impl Book {
         let minted = match (self.pad_states.get(pad), self.balances.contains_key(&acct)) {
             (Some(PadState::Inactive { value }), true) => *value,
             (None, true) => return Err(refused(format!("pad {pad} is already active"))),
+            (Some(PadState::Cancelled { .. }), _) => {
+                return Err(refused(format!("pad {pad} is cancelled")))
+            }
             _ => return Err(LedgerError::NoAccount(pad.to_string())),
         };
         let value = value.unwrap_or(minted);
@@ -134,11 +140,14 @@ impl Book {
     /// Problems with blank pads: one that holds value before activation.
     pub(super) fn audit_retail(&self, problems: &mut Vec<String>) {
         for (pad, state) in &self.pad_states {
-            let PadState::Inactive { .. } = state;
+            let what = match state {
+                PadState::Inactive { .. } => "inactive",
+                PadState::Cancelled { .. } => "cancelled",
+            };
             match self.balance(&Account::Pad(pad.clone())) {
                 Some(0) => {}
-                Some(v) => problems.push(format!("inactive pad {pad} holds {v}")),
-                None => problems.push(format!("inactive pad {pad} has no account")),
+                Some(v) => problems.push(format!("{what} pad {pad} holds {v}")),
+                None => problems.push(format!("{what} pad {pad} has no account")),
             }
         }
     }
