@@ -237,3 +237,13 @@ where
         });
     }
 }
+
+/// Run a blocking operation (a ledger write waits for its flush) off the runtime.
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, OpError> + Send + 'static,
+) -> Result<T, Refusal> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(op_refusal)
+}

@@ -15,7 +15,7 @@ use super::{body, Portal, PortalBody, Refusal};
 use crate::sites::input::{from_json, PricesInput, RegisterInput};
 use crate::sites::ops::{Actor, OpError};
 
-pub use crate::rim::{json_response, op_refusal};
+pub use crate::rim::{blocking, json_response, op_refusal};
 
 /// A refusal as JSON.
 pub fn refusal(r: Refusal) -> Response<PortalBody> {
@@ -34,16 +34,6 @@ fn host_in(rest: &str) -> Result<String, Refusal> {
 #[serde(deny_unknown_fields)]
 struct CashoutInput {
     size: Option<String>,
-}
-
-/// Run a blocking operation (a ledger write waits for its flush) off the runtime.
-pub async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, OpError> + Send + 'static,
-) -> Result<T, Refusal> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-        .map_err(op_refusal)
 }
 
 pub async fn route(

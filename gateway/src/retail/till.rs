@@ -12,7 +12,9 @@ use hyper::body::Incoming;
 use serde::Deserialize;
 
 use super::RetailOps;
-use crate::rim::{self, json_refusal, json_response, op_refusal, Body, Refusal, Throttle};
+use crate::rim::{
+    self, blocking, json_refusal, json_response, op_refusal, Body, Refusal, Throttle,
+};
 use crate::sites::input::{from_json, parse_price, FieldError};
 use crate::sites::ops::OpError;
 
@@ -67,15 +69,6 @@ pub async fn serve(listener: tokio::net::TcpListener, till: Arc<Till>) {
         }
     })
     .await
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, OpError> + Send + 'static,
-) -> Result<T, Refusal> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-        .map_err(op_refusal)
 }
 
 async fn route(
