@@ -324,6 +324,27 @@ mod tests {
     }
 
     #[test]
+    fn a_replacement_pad_receives_the_value_and_what_follows() {
+        let mut b = book();
+        b.issue("new", 0).unwrap();
+        let (hold, _, _) = b.reserve("a", 0, 1_000_000).unwrap();
+        let (moved, _) = b.cancel_pad("a", &Account::Pad("new".into())).unwrap();
+        assert_eq!(moved, 4_000_000);
+        b.trim(hold, 10).unwrap();
+        assert_eq!(b.balance(&Account::Pad("new".into())), Some(4_999_990));
+        b.settle(hold, 10, 0, 0).unwrap();
+        assert!(b.audit().problems.is_empty(), "{:?}", b.audit().problems);
+        assert!(
+            b.cancel_pad("new", &Account::Pad("new".into())).is_err(),
+            "not into itself"
+        );
+        assert!(
+            b.cancel_pad("b", &Account::Pad("a".into())).is_err(),
+            "not into a cancelled pad"
+        );
+    }
+
+    #[test]
     fn transfers_refuse_what_is_not_there_and_change_nothing() {
         let mut b = book();
         let before = b.clone();

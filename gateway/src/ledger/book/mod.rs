@@ -360,6 +360,8 @@ impl Book {
             open.amount -= total;
         }
         self.count_day(&h.pad, total, capture.bytes, day, &mut changes);
+        // An advertiser's credit to a pad cancelled meanwhile goes on with its value.
+        self.sweep_cancelled(&h.pad, &mut changes);
         Ok(changes)
     }
 
