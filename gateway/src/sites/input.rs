@@ -101,7 +101,9 @@ pub fn parse_host(raw: &str, guard: &UpstreamGuard) -> Result<SiteHost, FieldErr
         .map_err(|_| bad(field, format!("{raw:?} is not a host[:port]")))?;
     let host = auth.host();
     let name = policy::normalise_host(host).map_err(|e| bad(field, e))?;
-    if let Ok(ip) = host.trim_start_matches('[').trim_end_matches(']').parse() {
+    // The normalised name, not the raw one: "10.1", "0x7f.1" or "2130706433"
+    // are addresses too once normalised.
+    if let Ok(ip) = name.trim_start_matches('[').trim_end_matches(']').parse() {
         if !guard.allows(ip) {
             return Err(bad(
                 field,
@@ -255,6 +257,14 @@ mod tests {
     const OPEN: UpstreamGuard = UpstreamGuard {
         allow_private: true,
     };
+
+    #[test]
+    fn private_addresses_are_refused_however_they_are_spelled() {
+        for raw in ["001", "10.1", "2130706433", "0x7f.1", "0.0.0.0:80", "10.0.0.011"] {
+            assert!(parse_host(raw, &GUARD).is_err(), "{raw} was accepted");
+        }
+        assert_eq!(parse_host("2130706433", &OPEN).unwrap().name, "127.0.0.1");
+    }
 
     #[test]
     fn hosts_keep_their_port_for_the_fetch_and_drop_it_from_the_name() {
