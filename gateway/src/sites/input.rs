@@ -260,7 +260,14 @@ mod tests {
 
     #[test]
     fn private_addresses_are_refused_however_they_are_spelled() {
-        for raw in ["001", "10.1", "2130706433", "0x7f.1", "0.0.0.0:80", "10.0.0.011"] {
+        for raw in [
+            "001",
+            "10.1",
+            "2130706433",
+            "0x7f.1",
+            "0.0.0.0:80",
+            "10.0.0.011",
+        ] {
             assert!(parse_host(raw, &GUARD).is_err(), "{raw} was accepted");
         }
         assert_eq!(parse_host("2130706433", &OPEN).unwrap().name, "127.0.0.1");
