@@ -27,99 +27,12 @@ use crate::ledger::{Account, Ledger};
 use crate::metering::float::Floats;
 use crate::request::guard::UpstreamGuard;
 use crate::retail::RetailOps;
-use crate::sites::input::PricesInput;
 use crate::sites::ops::{Actor, SiteOps};
 use crate::state_dir::{lease_len_for, StateDir};
 use crate::units::format_amount;
 
-/// One operator request.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
-pub enum AdminOp {
-    /// Credit a newly minted pad with its value (issuance → pad).
-    Issue {
-        serial: String,
-        value: i64,
-    },
-    /// Balances by account kind.
-    Ledger,
-    /// One pad's value, key material and status.
-    PadShow {
-        serial: String,
-    },
-    /// Check conservation.
-    Audit,
-    /// Re-read policy files (after `policy update` or a mint with a policy).
-    ReloadPolicies,
-    /// Register a site (and a new owner for it, whose secret is returned once).
-    SiteAdd {
-        host: String,
-        prices: PricesInput,
-        category: Option<String>,
-    },
-    /// Fetch a site's token and mark it verified.
-    SiteVerify {
-        host: String,
-    },
-    SiteShow {
-        host: String,
-    },
-    SiteList,
-    /// Change prices (fields not given keep theirs) and the category
-    /// (`Some("")` clears it).
-    SiteSet {
-        host: String,
-        prices: PricesInput,
-        category: Option<String>,
-    },
-    SiteRemove {
-        host: String,
-    },
-    OwnerShow {
-        owner: String,
-    },
-    /// An advertiser prepaid the operator: issuance → the owner's balance.
-    OwnerFund {
-        owner: String,
-        amount: i64,
-    },
-    /// Mint the owner's whole balance into a pad in `out` (an absolute path).
-    OwnerCashout {
-        owner: String,
-        out: PathBuf,
-        size: Option<String>,
-    },
-    /// Every record the ledger and registry keep.
-    LedgerExport,
-    /// Record a pad minted blank: an empty account until activated.
-    IssueInactive {
-        serial: String,
-        value: i64,
-    },
-    /// Activate a blank pad (with `value`, or the value it was minted with).
-    Activate {
-        serial: String,
-        value: Option<i64>,
-    },
-    /// Make a retailer (its till token is returned once).
-    RetailerAdd {
-        name: String,
-    },
-    RetailerShow {
-        name: String,
-    },
-    /// Cancel a pad into a user's account, or into a replacement pad
-    /// minted in `replace_out` (an absolute path).
-    Cancel {
-        serial: String,
-        to_account: Option<String>,
-        replace_out: Option<PathBuf>,
-        size: Option<String>,
-    },
-    AccountShow {
-        account: String,
-    },
-}
+mod op;
+pub use op::AdminOp;
 
 #[derive(Serialize, Deserialize)]
 struct Envelope {
