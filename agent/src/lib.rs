@@ -4,6 +4,8 @@
 //! # Layout
 //!
 //! - [`access`]: who may use the agent (`--proxy-auth`).
+//! - [`account`]: the user's money operations (JSON API and `/account` forms),
+//!   carried to the gateway's account service.
 //! - `hello`: the resend rule (which ticket slot the next hello uses).
 //! - `dial`: the agent side of the handshake.
 //! - [`link`]: the one h2-over-OtpStream connection, kept up with backoff.
@@ -15,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 pub mod access;
+pub mod account;
 mod dial;
 mod hello;
 pub mod link;

@@ -108,6 +108,9 @@ pub struct Link {
     pub hellos: Mutex<HelloPlan>,
     /// The latest prices of the priced sites reached (in memory only).
     pub sites: SitePrices,
+    /// The token the agent's own forms carry (random per process): a form
+    /// posted from a page on another site cannot know it.
+    pub page_token: String,
 }
 
 impl Link {
@@ -121,6 +124,11 @@ impl Link {
             totals: Totals::default(),
             hellos: Mutex::new(HelloPlan::default()),
             sites: SitePrices::default(),
+            page_token: {
+                let mut raw = [0u8; 32];
+                rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut raw);
+                raw.iter().map(|b| format!("{b:02x}")).collect()
+            },
         })
     }
 

@@ -59,7 +59,7 @@ pub fn link_error(state: &LinkState, link: &Link) -> Response<Body> {
                     "This pad has opened as many tunnels as it has tickets for. Buy a new pad and start the agent with it.".to_string(),
                 ),
                 Finished::ValueExhausted => ("Value used up", "This pad's value is used up. Buy a new pad, or top up your account.".to_string()),
-                Finished::Cancelled => ("Pad cancelled", "The operator cancelled this pad.".to_string()),
+                Finished::Cancelled => ("Pad cancelled", "This pad was cancelled, by the holder of the account it is registered to or by the operator; its value moved to that account (or into the pad it was handed to). Use another pad, or top one up from the account.".to_string()),
                 Finished::NotActivated => ("Pad not activated", "This pad has not been activated yet: the shop that sold it activates it at the till. Once it is, start the agent again.".to_string()),
             };
             let mut r = simple(StatusCode::PAYMENT_REQUIRED, title, &Html::text(&msg));
@@ -146,10 +146,15 @@ pub fn tunnel_failed(err: &str) -> Response<Body> {
     r
 }
 
-/// Requests to the agent itself. Only the agent's own origin may read them
-/// (see `own_origin`), and only with GET or HEAD: none of them changes
-/// anything.
-pub fn own(link: &Link, listen: std::net::SocketAddr, req: Request<Incoming>) -> Response<Body> {
+/// Requests to the agent itself. Only the agent's own origin may use them
+/// (see `own_origin`): a page on another site can neither read them nor
+/// post to them. The account operations (`/api/account/*`,
+/// `/api/pad/receive`, `/account`) take POST; the rest are read-only.
+pub async fn own(
+    link: &Link,
+    listen: std::net::SocketAddr,
+    req: Request<Incoming>,
+) -> Response<Body> {
     if let Err(foreign) = crate::own_origin::check(req.headers(), listen) {
         let what = match foreign {
             Foreign::Host(h) => format!("Host {h:?}"),
@@ -166,11 +171,18 @@ pub fn own(link: &Link, listen: std::net::SocketAddr, req: Request<Incoming>) ->
         error_code(&mut r, "foreign-origin");
         return r;
     }
+    let path = req.uri().path();
+    if let Some(op) = crate::account::api_operation(path) {
+        return crate::account::api(link, op, req).await;
+    }
+    if req.method() == Method::POST && (path == "/account" || path == "/account/receive") {
+        return crate::account::form(link, req).await;
+    }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return simple(
             StatusCode::METHOD_NOT_ALLOWED,
             "Method not allowed",
-            &Html::text("The agent's pages are read-only: GET or HEAD."),
+            &Html::text("The agent's pages are read with GET or HEAD; account operations are POSTs to /account or /api/account/."),
         );
     }
     match req.uri().path() {
@@ -193,6 +205,7 @@ pub fn own(link: &Link, listen: std::net::SocketAddr, req: Request<Incoming>) ->
             );
             r
         }
+        "/account" => crate::account::page(link, None),
         "/" => {
             let mut r = Response::new(body(home(link, listen)));
             r.headers_mut().insert(
@@ -205,7 +218,7 @@ pub fn own(link: &Link, listen: std::net::SocketAddr, req: Request<Incoming>) ->
             StatusCode::NOT_FOUND,
             "Not found",
             &Html::text(
-                "The agent serves /, /status and /proxy.pac. To browse, use it as a proxy.",
+                "The agent serves /, /account, /status and /proxy.pac. To browse, use it as a proxy.",
             ),
         ),
     }
@@ -233,7 +246,7 @@ fn home(link: &Link, listen: std::net::SocketAddr) -> String {
     page::render(
         "padnet agent",
         &Html::trusted(format!(
-            "<table>{rows}</table>{sites}<p>Point your browser's HTTP proxy at <code>{listen}</code>, \
+            "<table>{rows}</table>{sites}<p><a href=\"/account\">Your account</a>: open one, cancel a lost pad, top up, receive a pad handed to you.</p><p>Point your browser's HTTP proxy at <code>{listen}</code>, \
              or use <a href=\"/proxy.pac\">/proxy.pac</a> for automatic configuration.</p>",
             sites = site_prices(&link.sites.list()).as_str(),
         )),

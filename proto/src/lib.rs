@@ -4,6 +4,7 @@
 //!
 //! # Layout
 //!
+//! - [`account`]: the account service's reserved authority and its requests.
 //! - [`headers`]: the hop-by-hop list, `x-padnet-*` names, error codes, stop reasons, site prices.
 //! - [`h2`]: the HTTP/2 settings of the tunnel, one builder per side.
 //! - [`page`]: the one HTML page template and escaper for every page a browser sees.
@@ -12,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod accept;
+pub mod account;
 pub mod h2;
 pub mod headers;
 pub mod lease;

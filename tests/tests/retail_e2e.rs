@@ -204,8 +204,21 @@ fn a_cancelled_pad_is_refused_and_its_value_lives_on_in_the_replacement() {
     assert!(!o.status.success());
     let o = gateway_cmd(&["cancel", "--state", &s, &serial, "--to-account", "99999999"]);
     assert!(!o.status.success());
+    let o2 = gateway_cmd(&[
+        "cancel",
+        "--state",
+        &s,
+        &serial,
+        "--to-account",
+        "1111-2222-3333-4444",
+    ]);
     assert!(
-        String::from_utf8_lossy(&o.stderr).contains("no account 99999999"),
+        String::from_utf8_lossy(&o2.stderr).contains("no account 1111-2222-3333-4444"),
+        "{}",
+        String::from_utf8_lossy(&o2.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("\"99999999\" is not an account number"),
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );

@@ -55,11 +55,32 @@ pub async fn handle(
             return Ok(pages::credentials_required(proxied));
         }
     }
+    if proxied && is_account_service(req.uri()) {
+        // Only the agent's own account code speaks to it: a page the
+        // browser loads must not reach the user's money through the proxy.
+        return Ok(pages::simple(
+            http::StatusCode::FORBIDDEN,
+            "Reserved",
+            &proto::page::Html::text(&format!(
+                "{} is the gateway's account service; only the agent's own page reaches it.",
+                proto::account::AUTHORITY
+            )),
+        ));
+    }
     Ok(if req.method() == Method::CONNECT {
         connect::connect(&link, req, permit).await
     } else if req.uri().scheme().is_some() {
         forward::forward(&link, req).await
     } else {
-        pages::own(&link, listen, req)
+        pages::own(&link, listen, req).await
+    })
+}
+
+/// Whether a proxied request names the account service's authority (in any
+/// case, with or without a trailing dot).
+fn is_account_service(uri: &http::Uri) -> bool {
+    uri.host().is_some_and(|h| {
+        h.trim_end_matches('.')
+            .eq_ignore_ascii_case(proto::account::AUTHORITY)
     })
 }

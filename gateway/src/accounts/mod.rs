@@ -1,7 +1,12 @@
-//! Pads as money, the operator's side: cancel a pad (a retailer's stolen
-//! stock, a user's lost pad) into a user's account or into a freshly minted
-//! replacement pad, and show an account. The movements' rules are the
-//! ledger's (ledger/book/accounts.rs); this is where they meet pad files.
+//! Pads as money: the operator's side (cancel a pad — a retailer's stolen
+//! stock, a user's lost pad — into a user's account or into a freshly
+//! minted replacement pad, and show an account) and, in `service`, the
+//! users' side their agents reach through the tunnel. The movements' rules
+//! are the ledger's (ledger/book/accounts.rs); this is where they meet pad
+//! files and tunnels.
+
+mod service;
+pub use service::AccountService;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -9,6 +14,7 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 use tunnel::pad::Serial;
 
+use crate::conn::live::LiveTunnels;
 use crate::ledger::{Account, Ledger, LedgerError};
 use crate::mint::{mint_pads, plan, MintRequest};
 use crate::sites::input::FieldError;
@@ -25,6 +31,9 @@ pub struct AccountOps {
     pub ledger: Arc<Ledger>,
     pub state: StateDir,
     pub currency: String,
+    /// The serving gateway's open tunnels (`None` when no gateway runs):
+    /// a cancelled pad's are closed at once.
+    pub live: Option<Arc<LiveTunnels>>,
 }
 
 /// Where a cancelled pad's value goes.
@@ -51,6 +60,10 @@ fn serial_of(raw: &str) -> Result<String, OpError> {
         .map_err(|e| bad("serial", format!("{raw:?} is not a pad serial: {e}")))
 }
 
+fn account_of(raw: &str) -> Result<proto::account::AccountNumber, OpError> {
+    proto::account::AccountNumber::parse(raw).map_err(|e| bad(&e.field, e.why))
+}
+
 fn not_found_pad(serial: &str) -> impl Fn(LedgerError) -> OpError + '_ {
     move |e| match e {
         LedgerError::NoAccount(m) if m == serial => {
@@ -63,35 +76,13 @@ fn not_found_pad(serial: &str) -> impl Fn(LedgerError) -> OpError + '_ {
 impl AccountOps {
     /// An account's balance and its registered pads (balance and status).
     pub fn show(&self, id: &str) -> Result<Value, OpError> {
+        let id = account_of(id)?;
+        let id = id.as_str();
         self.ledger.read(|b| {
-            let a = b
-                .accounts
-                .get(id)
-                .ok_or_else(|| OpError::NotFound(format!("no account {id}")))?;
-            let pads: Vec<Value> = a
-                .pads
-                .iter()
-                .map(|p| {
-                    let status = if b.is_cancelled(p) {
-                        "cancelled"
-                    } else if b.is_inactive(p) {
-                        "inactive"
-                    } else {
-                        "active"
-                    };
-                    json!({
-                        "serial": p,
-                        "balance": format_amount(b.balance(&Account::Pad(p.clone())).unwrap_or(0)),
-                        "status": status,
-                    })
-                })
-                .collect();
-            Ok(json!({
-                "account": id,
-                "balance": format_amount(b.account_balance(id).unwrap_or(0)),
-                "currency": self.currency,
-                "pads": pads,
-            }))
+            if !b.accounts.contains_key(id) {
+                return Err(OpError::NotFound(format!("no account {id}")));
+            }
+            Ok(service::show(b, id, &self.currency))
         })
     }
 
@@ -100,8 +91,21 @@ impl AccountOps {
     /// `{"serial", "moved", "to"}` (and the replacement's path).
     pub fn cancel(&self, serial: &str, to: CancelTo<'_>) -> Result<Value, OpError> {
         let serial = serial_of(serial)?;
+        let done = self.cancel_into(&serial, to);
+        if done.is_ok() {
+            if let Some(live) = &self.live {
+                live.close(&serial, tunnel::stream::CloseReason::Cancelled);
+            }
+        }
+        done
+    }
+
+    fn cancel_into(&self, serial: &str, to: CancelTo<'_>) -> Result<Value, OpError> {
+        let serial = serial.to_string();
         match to {
             CancelTo::Account(id) => {
+                let id = account_of(id)?;
+                let id = id.as_str();
                 let dest = Account::User(id.to_string());
                 if self.ledger.read(|b| !b.accounts.contains_key(id)) {
                     return Err(OpError::NotFound(format!("no account {id}")));

@@ -186,10 +186,16 @@ impl AdminApi {
                 .iter()
                 .filter(|(a, _)| matches!(a, Account::Owner(_)))
                 .fold((0u64, 0i64), |(n, t), (_, v)| (n + 1, t + v));
+            let (users, user_total) = b
+                .balances
+                .iter()
+                .filter(|(a, _)| matches!(a, Account::User(_)))
+                .fold((0u64, 0i64), |(n, t), (_, v)| (n + 1, t + v));
             json!({
                 "currency": self.currency,
                 "pads": { "accounts": pads, "used_up": empty, "balance": format_amount(pad_total) },
                 "owners": { "accounts": owners, "balance": format_amount(owner_total) },
+                "users": { "accounts": users, "balance": format_amount(user_total) },
                 "revenue": format_amount(b.balance(&Account::Revenue).unwrap_or(0)),
                 "issuance": format_amount(b.balance(&Account::Issuance).unwrap_or(0)),
                 "reserved": { "open": b.holds.len(), "amount": format_amount(held) },
@@ -409,6 +415,7 @@ impl Admin {
                             ledger: ledger.clone(),
                             state: state.clone(),
                             currency: currency.to_string(),
+                            live: None,
                         },
                     }),
                     _lock: lock,

@@ -102,6 +102,11 @@ pub fn ledger(a: LedgerArgs) -> anyhow::Result<()> {
             s(v, "/owners/balance"),
             s(v, "/owners/accounts")
         );
+        println!(
+            "accounts   {:>16} {c}  ({} users' accounts)",
+            s(v, "/users/balance"),
+            s(v, "/users/accounts")
+        );
         println!("revenue    {:>16} {c}", s(v, "/revenue"));
         println!("issuance   {:>16} {c}", s(v, "/issuance"));
         println!("issued     {:>16} {c}", s(v, "/issued"));

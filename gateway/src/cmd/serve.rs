@@ -204,6 +204,13 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
             tasks: Default::default(),
             categories: Arc::new(categories),
         });
+        let live: Arc<crate::conn::live::LiveTunnels> = Default::default();
+        let accounts = crate::accounts::AccountService::new(
+            ledger.clone(),
+            registry.clone(),
+            live.clone(),
+            state.config.currency.clone(),
+        );
         let reload = policies.clone();
         let api = Arc::new(AdminApi {
             state: state.clone(),
@@ -220,6 +227,7 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
                 ledger: ledger.clone(),
                 state: state.clone(),
                 currency: state.config.currency.clone(),
+                live: Some(live),
             },
         });
         tokio::spawn(async move {
@@ -238,6 +246,7 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
             services,
             registry,
             fetch,
+            accounts,
             probe_hold: Duration::from_millis(probe_hold_ms),
             stopping: Default::default(),
             tunnels: Default::default(),

@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::accounts::AccountService;
 use crate::conn::accept::{accept, Refused};
 use crate::conn::pending::Pending;
 use crate::conn::registry::Registry;
@@ -33,6 +34,9 @@ pub struct Server {
     pub registry: Arc<Registry>,
     pub services: Arc<Services>,
     pub fetch: Fetch,
+    /// The account service tunnels reach at its reserved authority (it
+    /// also knows which tunnels are open, to close a cancelled pad's).
+    pub accounts: Arc<AccountService>,
     /// How long a connection without a valid hello is held before closing.
     pub probe_hold: Duration,
     /// Cancelled at shutdown: every tunnel finishes its open streams (h2
@@ -180,6 +184,8 @@ impl Server {
         );
         self.services.floats.register(&float);
         let notifier = accepted.stream.notifier();
+        // Open until this function returns: a cancellation closes it.
+        let _live = self.accounts.live.enter(&serial, notifier.clone());
         let ctx = Arc::new(PadContext {
             serial,
             policy_id: header.policy_id,
@@ -199,7 +205,8 @@ impl Server {
         if let Some(balance) = self.services.ledger.pad_balance(&ctx.serial) {
             ctx.notify_balance(balance);
         }
-        let service = TowerToHyperService::new(stack::build(self.fetch.clone(), ctx));
+        let service =
+            TowerToHyperService::new(stack::build(self.fetch.clone(), self.accounts.clone(), ctx));
         let h2 = proto::h2::server(TokioExecutor::new());
         let conn = h2.serve_connection(TokioIo::new(accepted.stream), service);
         tokio::pin!(conn);

@@ -7,6 +7,7 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use tower::{Service, ServiceExt};
 
+use crate::accounts::AccountService;
 use crate::error::GatewayError;
 use crate::metering::context::PadContext;
 use crate::request::admit::Admit;
@@ -16,6 +17,8 @@ use crate::Body;
 
 /// Build the stack for one tunnel.
 ///
+/// 0. the account service (`proto::account::AUTHORITY`), steered aside
+///    before anything else: it is the gateway's own, not a site.
 /// 1. error pages (`map_result`) — outermost, so every failure below
 ///    becomes a page the user can read, never a reset stream. (The error
 ///    type stays the layers' own only because `map_result` converts
@@ -25,6 +28,7 @@ use crate::Body;
 /// 4. `Fetch` — innermost: the guarded upstream fetch or CONNECT splice.
 pub fn build(
     fetch: Fetch,
+    accounts: Arc<AccountService>,
     ctx: Arc<PadContext>,
 ) -> impl Service<
     Request<Incoming>,
@@ -34,6 +38,7 @@ pub fn build(
 > + Clone
        + Send
        + 'static {
+    let ctx_for_accounts = ctx.clone();
     let admit: Admit<Charge<Fetch>> = Admit {
         inner: Charge {
             inner: fetch,
@@ -41,7 +46,35 @@ pub fn build(
         },
         ctx,
     };
-    ServiceExt::<Request<Incoming>>::map_result(admit, |r: Result<Response<Body>, GatewayError>| {
-        Ok(r.unwrap_or_else(GatewayError::into_response))
+    let pages = ServiceExt::<Request<Incoming>>::map_result(
+        admit,
+        |r: Result<Response<Body>, GatewayError>| Ok(r.unwrap_or_else(GatewayError::into_response)),
+    );
+    // 0. The account service's reserved authority, answered here: never
+    //    admitted as a site, charged, or fetched.
+    tower::steer::Steer::new(
+        vec![
+            pages.boxed_clone(),
+            account_service(accounts, ctx_for_accounts),
+        ],
+        |req: &Request<Incoming>, _: &[_]| usize::from(is_account_service(req)),
+    )
+}
+
+/// Whether a request is for the account service (its authority, any case,
+/// with or without a trailing dot).
+pub fn is_account_service<B>(req: &Request<B>) -> bool {
+    req.uri().host().is_some_and(|h| {
+        h.trim_end_matches('.')
+            .eq_ignore_ascii_case(proto::account::AUTHORITY)
     })
+}
+
+type Boxed = tower::util::BoxCloneService<Request<Incoming>, Response<Body>, GatewayError>;
+
+fn account_service(accounts: Arc<AccountService>, ctx: Arc<PadContext>) -> Boxed {
+    tower::util::BoxCloneService::new(tower::service_fn(move |req: Request<Incoming>| {
+        let (accounts, ctx) = (accounts.clone(), ctx.clone());
+        async move { Ok::<_, GatewayError>(accounts.handle(ctx, req).await) }
+    }))
 }

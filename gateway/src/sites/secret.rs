@@ -56,7 +56,8 @@ pub fn is_retailer_name(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
-fn hash(secret: &str) -> Result<String, String> {
+/// The argon2id hash (PHC string, fresh salt) to store for `secret`.
+pub fn hash(secret: &str) -> Result<String, String> {
     let salt = SaltString::generate(&mut rand::rngs::OsRng);
     Argon2::default()
         .hash_password(secret.as_bytes(), &salt)

@@ -152,9 +152,20 @@ impl FollowingPad {
     /// Give up on the pending hello (if any; it is erased, and counts in
     /// the streak) and take the next ticket slot: durably mark it used and
     /// pending with `version`, then read it. A slot is never claimed twice.
+    ///
+    /// Slots already erased in the file (used by another copy of the pad,
+    /// on another device, or before a `.state` was lost) are skipped: their
+    /// tickets are gone, and a hello on them could never be answered.
     pub fn claim_slot(&self, version: u8) -> io::Result<(u32, Slot)> {
         let mut st = self.lock();
-        let i = st.next_slot;
+        let mut i = st.next_slot;
+        while i < self.pad.header().ticket_slots {
+            match self.pad.read_ticket(i) {
+                Ok(_) => break,
+                Err(e) if e.kind() == io::ErrorKind::InvalidData => i += 1,
+                Err(e) => return Err(e),
+            }
+        }
         if i >= self.pad.header().ticket_slots {
             return Err(io::Error::other(
                 "every ticket slot of this pad is used: the pad cannot open more tunnels",

@@ -156,6 +156,23 @@ fn agent_never_claims_a_slot_twice_across_restarts() {
     assert_eq!(a.streak(), 0, "a reply ends the streak");
 }
 
+/// A copy of the pad whose earlier slots were used elsewhere (another
+/// device, a lost `.state`): its agent skips the erased slots instead of
+/// failing on each.
+#[test]
+fn erased_slots_are_skipped_when_claiming() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, u) = minted(dir.path());
+    PadFile::open(&u).unwrap().erase_slots(0, 3).unwrap();
+    let a = FollowingPad::open(&u, None).unwrap();
+    let (i, _) = a.claim_slot(1).unwrap();
+    assert_eq!(i, 3);
+    assert_eq!(a.slots_left(), 4);
+    PadFile::open(&u).unwrap().erase_slots(4, 8).unwrap();
+    let e = a.claim_slot(1).unwrap_err().to_string();
+    assert!(e.contains("every ticket slot"), "{e}");
+}
+
 #[test]
 fn a_second_agent_on_the_same_pad_is_refused() {
     let dir = tempfile::tempdir().unwrap();

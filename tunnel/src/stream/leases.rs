@@ -75,6 +75,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> OtpStream<T> {
     pub(super) fn maintain(&mut self, _cx: &mut Context<'_>) -> io::Result<()> {
         let both = self.both.clone();
         let cx = &mut Context::from_waker(&both);
+        let asked = self.stats.close_pending.swap(0, Ordering::AcqRel);
+        if asked != 0 {
+            self.queue_close(CloseReason::from_u8(asked));
+        }
         // A NOTICE may never eat the reserve the next LEASE_NEXT needs:
         // without that record the lease cannot be switched, and the stream
         // would wait forever. It waits for room (or the next lease) instead.

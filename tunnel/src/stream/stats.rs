@@ -1,11 +1,12 @@
 //! Counters a stream keeps (pad and payload bytes, leases, balance, the
 //! peer's CLOSE reason), shared with whoever watches it, and the notifier
-//! through which the gateway's meter has NOTICE records sent.
+//! through which the gateway's meter has NOTICE records sent and the
+//! gateway closes a tunnel from outside.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 
-use super::control::pack_currency;
+use super::control::{pack_currency, CloseReason};
 use super::wakers::BothWakers;
 use crate::lease::Lease;
 
@@ -33,6 +34,8 @@ pub struct StreamStats {
     /// The ledger's currency (three ASCII letters, packed; 0 = not told):
     /// the gateway sets it, NOTICE records carry it, the agent keeps it.
     pub currency: AtomicU32,
+    /// A CLOSE asked for from outside the stream (its reason; 0: none).
+    pub(super) close_pending: AtomicU8,
 }
 
 /// Lets code outside the stream (the gateway's meter, after a settlement)
@@ -58,6 +61,19 @@ impl Notifier {
             .notice_key_left
             .store(key_left, Ordering::Relaxed);
         self.stats.notice_pending.store(true, Ordering::Release);
+        BothWakers::wake(&self.wakers.read);
+        BothWakers::wake(&self.wakers.write);
+    }
+}
+
+impl Notifier {
+    /// Have the stream send CLOSE with `reason` (the gateway ending a
+    /// cancelled pad's tunnels): nothing more is sealed after it, and the
+    /// peer learns why.
+    pub fn close(&self, reason: CloseReason) {
+        self.stats
+            .close_pending
+            .store(reason as u8, Ordering::Release);
         BothWakers::wake(&self.wakers.read);
         BothWakers::wake(&self.wakers.write);
     }

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeSet;
 
+use policy::units::format_amount;
 use serde::{Deserialize, Serialize};
 
 use super::{Account, Book, Changes, LedgerError, Micros, PadState};
@@ -226,7 +227,9 @@ impl Book {
         };
         if from_balance < amount {
             return Err(refused(format!(
-                "{what} holds {from_balance}, less than the {amount} asked for"
+                "{what} holds {}, less than the {} asked for",
+                format_amount(from_balance),
+                format_amount(amount)
             )));
         }
         let (pb, ab) = if to_account {

@@ -130,6 +130,27 @@ pub struct Changes {
     pub user_accounts: Vec<String>,
 }
 
+impl Changes {
+    /// Add what `other` names (for one write of several operations).
+    pub fn absorb(&mut self, other: Changes) {
+        fn join<T: Ord>(a: &mut Vec<T>, b: Vec<T>) {
+            a.extend(b);
+            a.sort();
+            a.dedup();
+        }
+        join(&mut self.accounts, other.accounts);
+        join(&mut self.holds, other.holds);
+        join(&mut self.days, other.days);
+        self.totals |= other.totals;
+        join(&mut self.owners, other.owners);
+        join(&mut self.sites, other.sites);
+        join(&mut self.statements, other.statements);
+        join(&mut self.pad_states, other.pad_states);
+        join(&mut self.retailers, other.retailers);
+        join(&mut self.user_accounts, other.user_accounts);
+    }
+}
+
 /// The whole ledger state.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Book {

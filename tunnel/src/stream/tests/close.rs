@@ -16,6 +16,43 @@ async fn close_ends_the_peers_read_cleanly() {
     );
 }
 
+/// A CLOSE asked for through the notifier goes out while the tunnel is
+/// idle, with its reason, and the peer's reader ends cleanly.
+#[tokio::test]
+async fn a_close_from_outside_reaches_an_idle_peer_with_its_reason() {
+    let (gw, mut ag, _) = pair(1 << 20, 64 * 1024);
+    let notifier = gw.notifier();
+    // The gateway's side is being read (as h2 does), nothing is written.
+    let reader = tokio::spawn(async move {
+        let mut gw = gw;
+        let mut sink = Vec::new();
+        let r = gw.read_to_end(&mut sink).await;
+        (gw, r)
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    notifier.close(CloseReason::Cancelled);
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), ag.read_to_end(&mut got))
+        .await
+        .expect("the CLOSE arrives")
+        .unwrap();
+    assert!(got.is_empty());
+    assert_eq!(
+        ag.stats().close_reason.load(Ordering::Relaxed),
+        CloseReason::Cancelled as u8
+    );
+    ag.flush().await.expect("the answer goes out");
+    let (mut gw, r) = tokio::time::timeout(Duration::from_secs(5), reader)
+        .await
+        .expect("the gateway's reader ends")
+        .unwrap();
+    r.expect("an answered CLOSE is a clean end");
+    assert!(
+        gw.write_all(b"late").await.is_err(),
+        "nothing after the CLOSE"
+    );
+}
+
 /// The CLOSE is answered with a CLOSE: both readers end cleanly, and
 /// the initiator hears the answer.
 #[tokio::test]
