@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use tunnel::pad::Serial;
 
 use crate::conn::live::LiveTunnels;
-use crate::ledger::{Account, Ledger, LedgerError};
+use crate::ledger::{Account, Book, Ledger, LedgerError};
 use crate::mint::{mint_pads, plan, MintRequest};
 use crate::sites::input::FieldError;
 use crate::sites::ops::OpError;
@@ -82,7 +82,7 @@ impl AccountOps {
             if !b.accounts.contains_key(id) {
                 return Err(OpError::NotFound(format!("no account {id}")));
             }
-            Ok(service::show(b, id, &self.currency))
+            Ok(show(b, id, &self.currency))
         })
     }
 
@@ -173,4 +173,35 @@ impl AccountOps {
             "replacement": path.display().to_string(),
         }))
     }
+}
+
+/// An account's balance and its pads, as `show` answers.
+pub fn show(b: &Book, id: &str, currency: &str) -> Value {
+    let pads: Vec<Value> = b
+        .accounts
+        .get(id)
+        .map(|a| a.pads.iter().collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|p| {
+            let status = if b.is_cancelled(p) {
+                "cancelled"
+            } else if b.is_inactive(p) {
+                "inactive"
+            } else {
+                "active"
+            };
+            json!({
+                "serial": p,
+                "balance": format_amount(b.balance(&Account::Pad(p.clone())).unwrap_or(0)),
+                "status": status,
+            })
+        })
+        .collect();
+    json!({
+        "account": id,
+        "balance": format_amount(b.account_balance(id).unwrap_or(0)),
+        "currency": currency,
+        "pads": pads,
+    })
 }

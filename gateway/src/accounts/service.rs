@@ -123,7 +123,7 @@ impl AccountService {
             AccountRequest::Show { account, pin } => {
                 let currency = self.currency.clone();
                 self.with_pin(account, pin, move |b, id| {
-                    Ok((show(b, id, &currency), Changes::default()))
+                    Ok((super::show(b, id, &currency), Changes::default()))
                 })
                 .await
             }
@@ -468,35 +468,4 @@ fn stripe_of(id: &str) -> usize {
     id.bytes()
         .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize))
         % STRIPES
-}
-
-/// An account's balance and its pads, as `show` answers.
-pub fn show(b: &Book, id: &str, currency: &str) -> Value {
-    let pads: Vec<Value> = b
-        .accounts
-        .get(id)
-        .map(|a| a.pads.iter().collect::<Vec<_>>())
-        .unwrap_or_default()
-        .into_iter()
-        .map(|p| {
-            let status = if b.is_cancelled(p) {
-                "cancelled"
-            } else if b.is_inactive(p) {
-                "inactive"
-            } else {
-                "active"
-            };
-            json!({
-                "serial": p,
-                "balance": format_amount(b.balance(&Account::Pad(p.clone())).unwrap_or(0)),
-                "status": status,
-            })
-        })
-        .collect();
-    json!({
-        "account": id,
-        "balance": format_amount(b.account_balance(id).unwrap_or(0)),
-        "currency": currency,
-        "pads": pads,
-    })
 }
