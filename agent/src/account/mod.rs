@@ -8,7 +8,7 @@
 //! - `page`: the `/account` page and its forms (per-process token).
 
 mod page;
-pub mod receive;
+mod receive;
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode, Version};
