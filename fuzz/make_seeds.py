@@ -122,3 +122,26 @@ with open(os.path.join(DATA, "categories.toml"), "rb") as f:
 # site_price: the header value a gateway sends with a priced site's response
 write("site_price", "premium", b"host=news.example; per_hit=0.002; per_mib=0.01; hit=0.05; currency=EUR")
 write("site_price", "negative", b"host=ads.example; per_hit=-1; per_mib=0; hit=-1; currency=USD")
+
+# account_request: an operation byte (0 open .. 6 receive, Operation::ALL order), then the JSON body
+write("account_request", "open", b'\0{"pin": "246810"}')
+write("account_request", "show", b'\2{"account": "8805-2008-5758-2694", "pin": "246810"}')
+write("account_request", "cancel", b'\3{"account": "8805200857582694", "pin": "246810", "serial": "3f9a-71c2-0b4e-d815"}')
+write("account_request", "withdraw", b'\5{"account": "8805-2008-5758-2694", "pin": "246810", "amount": "1.25"}')
+write("account_request", "receive", b'\6{"serial": "3f9a-71c2-0b4e-d815", "proof": "' + b"ab" * 64 + b'"}')
+
+
+# pad_upload: a chunk-size byte, then a pad file: a whole small one (8 slots,
+# one page of data), one with its first slots erased, one cut short
+def pad_file(slots=8, data=4096, erased=0):
+    body = bytes((i * 7 + 3) % 251 for i in range(slots * 256))
+    body = bytes(256 * erased) + body[256 * erased:]
+    end = 4096 + slots * 256
+    pad_to = -(-end // 4096) * 4096
+    return header(slots, data, ["127.0.0.1:7000"]) + body + bytes(pad_to - end) + bytes(data)
+
+
+write("pad_upload", "whole", b"\7" + pad_file())
+write("pad_upload", "erased", b"\x40" + pad_file(erased=5))
+write("pad_upload", "cut", b"\1" + pad_file()[:6000])
+write("pad_upload", "junk", b"\3" + bytes(range(256)) * 8)

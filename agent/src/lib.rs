@@ -14,11 +14,14 @@
 //! - [`sites`]: the priced sites' prices the gateway named, for the agent's pages.
 //! - `pages`: the agent's own pages and error pages; `own_origin`: which
 //!   requests may read them (Host and Origin naming the agent).
+//! - `fuzzing`, hidden, for the fuzz targets.
 #![forbid(unsafe_code)]
 
 pub mod access;
 pub mod account;
 mod dial;
+#[doc(hidden)]
+pub mod fuzzing;
 mod hello;
 pub mod link;
 pub mod listen;

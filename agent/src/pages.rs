@@ -160,20 +160,24 @@ pub async fn own(
             Foreign::Host(h) => format!("Host {h:?}"),
             Foreign::Origin(o) => format!("Origin {o:?}"),
         };
-        let mut r = simple(
-            StatusCode::FORBIDDEN,
-            "Forbidden",
-            &Html::text(&format!(
-                "The agent's pages answer only at http://{listen}/ (or http://localhost:{}/); this request came with {what}.",
-                listen.port()
-            )),
+        let why = format!(
+            "The agent's pages answer only at http://{listen}/ (or http://localhost:{}/); this request came with {what}.",
+            listen.port()
         );
+        let mut r = if req.uri().path().starts_with("/api/") {
+            crate::account::Answer::error(StatusCode::FORBIDDEN, why).into_response()
+        } else {
+            simple(StatusCode::FORBIDDEN, "Forbidden", &Html::text(&why))
+        };
         error_code(&mut r, "foreign-origin");
         return r;
     }
     let path = req.uri().path();
     if let Some(op) = crate::account::api_operation(path) {
         return crate::account::api(link, op, req).await;
+    }
+    if path.starts_with("/api/") {
+        return crate::account::unknown_api(path);
     }
     if req.method() == Method::POST && (path == "/account" || path == "/account/receive") {
         return crate::account::form(link, req).await;

@@ -21,6 +21,7 @@ use crate::link::{Finished, Link, LinkState};
 use crate::Body;
 
 pub use page::{form, page};
+pub use receive::{Upload, UploadError};
 
 /// The most of a gateway answer the agent reads.
 const MAX_ANSWER: usize = 64 * 1024;
@@ -87,6 +88,25 @@ pub fn api_operation(path: &str) -> Option<Operation> {
         .find(|o| o.name() == name && *o != Operation::Receive)
 }
 
+/// Answer a path under `/api/` that names no operation.
+pub fn unknown_api(path: &str) -> Response<Body> {
+    let names: Vec<String> = Operation::ALL
+        .into_iter()
+        .map(|o| match o {
+            Operation::Receive => "/api/pad/receive".to_string(),
+            o => format!("/api/account/{}", o.name()),
+        })
+        .collect();
+    Answer::error(
+        StatusCode::NOT_FOUND,
+        format!(
+            "{path} is not an operation of the agent; they are {}",
+            names.join(", ")
+        ),
+    )
+    .into_response()
+}
+
 /// Answer `POST /api/account/NAME` (a JSON object) or `POST
 /// /api/pad/receive` (the pad file itself).
 pub async fn api(link: &Link, op: Operation, req: Request<Incoming>) -> Response<Body> {
@@ -105,15 +125,17 @@ pub async fn api(link: &Link, op: Operation, req: Request<Incoming>) -> Response
     } else {
         // A JSON body only: a form on another site cannot send one
         // without the browser asking first (and the agent never says yes).
-        let json = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| {
+        // Exactly one Content-Type: with two, which one counts would be
+        // a guess.
+        let mut types = req.headers().get_all(header::CONTENT_TYPE).iter();
+        let json = match (types.next(), types.next()) {
+            (Some(v), None) => v.to_str().is_ok_and(|v| {
                 v.split(';')
                     .next()
                     .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
-            });
+            }),
+            _ => false,
+        };
         if !json {
             return Answer::error(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
