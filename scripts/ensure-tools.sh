@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
-# Installs what the tests and benchmarks need beyond the Rust toolchain (curl).
+# Installs what the tests and benchmarks need beyond the Rust toolchain:
+# curl, and Chromium for the browser tests (Debian's package).
 set -euo pipefail
-if ! command -v curl >/dev/null 2>&1; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    apt-get update -qq && apt-get install -y -qq curl >/dev/null
-  else
-    echo "curl is needed: install it (apt-get install curl)" >&2
-    exit 1
-  fi
+missing=()
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "ensure-tools: installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+else
+  echo "needed: ${missing[*]} (apt-get install ${missing[*]})" >&2
+  exit 1
 fi

@@ -2,8 +2,8 @@
 //! agent's parser of untrusted bytes: a handed-over pad file, whatever a
 //! web form uploads. Not part of the public API.
 
-use tunnel::handshake::HELLO_LEN;
-use tunnel::pad::Serial;
+use tunnel::handshake::{HELLO_LEN, SLOT_SIZE, TICKET_LEN};
+use tunnel::pad::{holds_erased_block, PadHeader, Serial, HEADER_LEN};
 
 use proto::account::MAX_PROOFS;
 
@@ -11,7 +11,8 @@ use crate::account::Upload;
 
 /// A pad upload: the first byte sets the chunk size the rest arrives in.
 /// Feeding and finishing never panic; a finished upload yields 1 to
-/// [`MAX_PROOFS`] distinct hellos and is never the pad in use.
+/// [`MAX_PROOFS`] hellos, never for the pad in use, each on the next slot
+/// of the file not erased, in order (its ticket is the slot's first bytes).
 pub fn pad_upload(data: &[u8]) {
     let Some((&size, file)) = data.split_first() else {
         return;
@@ -24,12 +25,24 @@ pub fn pad_upload(data: &[u8]) {
         }
     }
     let own = Serial::random();
-    if let Ok((serial, proofs)) = upload.finish(own) {
-        assert_ne!(serial, own);
-        assert!((1..=MAX_PROOFS).contains(&proofs.len()));
-        for (i, p) in proofs.iter().enumerate() {
-            assert_eq!(p.len(), HELLO_LEN);
-            assert!(proofs[..i].iter().all(|q| q != p), "two proofs alike");
-        }
+    let Ok((serial, proofs)) = upload.finish(own) else {
+        return;
+    };
+    assert_ne!(serial, own);
+    assert!((1..=MAX_PROOFS).contains(&proofs.len()));
+    let header = PadHeader::decode(&file[..HEADER_LEN as usize]).expect("it was read");
+    assert_eq!(header.serial, serial);
+    let slots = &file[HEADER_LEN as usize..];
+    let unused = slots
+        .chunks_exact(SLOT_SIZE)
+        .take(header.ticket_slots as usize)
+        .filter(|s| !holds_erased_block(s));
+    for (proof, slot) in proofs.iter().zip(unused) {
+        assert_eq!(proof.len(), HELLO_LEN);
+        assert_eq!(
+            proof[..TICKET_LEN],
+            slot[..TICKET_LEN],
+            "a proof not on its slot"
+        );
     }
 }

@@ -12,6 +12,8 @@
 //! - [`listen`]: the browsers' listener: connection cap, header deadline, accept backoff.
 //! - [`proxy`]: the browser-facing proxy: dispatch, `forward` (absolute-form), `connect`.
 //! - [`sites`]: the priced sites' prices the gateway named, for the agent's pages.
+//! - `home`: the agent's page `/` (the wallet, refusals, prices) and `/status`.
+//! - [`refusals`]: the last refused requests, for that page.
 //! - `pages`: the agent's own pages and error pages; `own_origin`: which
 //!   requests may read them (Host and Origin naming the agent).
 //! - `fuzzing`, hidden, for the fuzz targets.
@@ -23,11 +25,13 @@ mod dial;
 #[doc(hidden)]
 pub mod fuzzing;
 mod hello;
+mod home;
 pub mod link;
 pub mod listen;
 mod own_origin;
 mod pages;
 pub mod proxy;
+pub mod refusals;
 pub mod sites;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -3,7 +3,7 @@
 //! reconnects with backoff, and a waiting request can kick an early retry.
 
 use policy::units::format_amount;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,11 +16,14 @@ use tunnel::stream::{CloseReason, StreamStats};
 
 use crate::dial::{dial, DialError};
 use crate::hello::HelloPlan;
+use crate::refusals::Refusals;
 use crate::sites::SitePrices;
 use crate::Body;
 
 const BACKOFF_START: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// The low-balance warning's default threshold: 0.50 in the currency.
+pub const DEFAULT_WARN_BELOW: i64 = 500_000;
 
 /// What the link is doing now.
 #[derive(Clone)]
@@ -108,6 +111,12 @@ pub struct Link {
     pub hellos: Mutex<HelloPlan>,
     /// The latest prices of the priced sites reached (in memory only).
     pub sites: SitePrices,
+    /// The last refused requests (in memory only).
+    pub refusals: Refusals,
+    /// Below this balance (micro-units) the page shows a banner and the
+    /// log says so once (`--warn-below`).
+    pub warn_below: AtomicI64,
+    warned_low: AtomicBool,
     /// The token the agent's own forms carry (random per process): a form
     /// posted from a page on another site cannot know it.
     pub page_token: String,
@@ -124,6 +133,9 @@ impl Link {
             totals: Totals::default(),
             hellos: Mutex::new(HelloPlan::default()),
             sites: SitePrices::default(),
+            refusals: Refusals::default(),
+            warn_below: AtomicI64::new(DEFAULT_WARN_BELOW),
+            warned_low: AtomicBool::new(false),
             page_token: {
                 let mut raw = [0u8; 32];
                 rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut raw);
@@ -214,6 +226,14 @@ impl Link {
                     if let Some(c) = c.filter(|_| last != Some(b)) {
                         last = Some(b);
                         tracing::info!("balance {} {c}", format_amount(b));
+                        let below = self.warn_below.load(Ordering::Relaxed);
+                        if b < below && !self.warned_low.swap(true, Ordering::Relaxed) {
+                            tracing::warn!(
+                                "low balance: {} {c} left, below {} (--warn-below); top up or buy a new pad",
+                                format_amount(b),
+                                format_amount(below)
+                            );
+                        }
                     }
                 }
             }

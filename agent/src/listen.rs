@@ -54,6 +54,7 @@ pub async fn serve(
     limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    crate::pages::set_home(listener.local_addr()?);
     let serving = Arc::new(Serving {
         link,
         local: listener.local_addr()?,

@@ -47,6 +47,10 @@ struct Cli {
     /// to be accepted (default: 1024, or fewer if the open-files limit is lower).
     #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     max_connections: Option<usize>,
+    /// Below this balance (an amount, e.g. 0.50) the agent's page shows a
+    /// low-balance banner and the log says so once.
+    #[arg(long, value_name = "AMOUNT", default_value = "0.50", value_parser = parse_amount)]
+    warn_below: i64,
     /// Append every lease and ticket slot used to FILE (pad offsets only; for audits and tests).
     #[arg(long, value_name = "FILE", hide = true)]
     lease_journal: Option<PathBuf>,
@@ -115,6 +119,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             .with_context(|| format!("binding {}", cli.listen))?;
         let local = listener.local_addr()?;
         let link = Link::new(pad.clone(), addrs, Duration::from_secs(cli.timeout));
+        link.warn_below
+            .store(cli.warn_below, std::sync::atomic::Ordering::Relaxed);
         tokio::spawn(link.clone().run());
         tracing::info!(
             "pad {}: {} key bytes, {} ticket slots left",
@@ -154,4 +160,9 @@ fn warn_if_others_can_read(pad: &std::path::Path) {
             }
         }
     }
+}
+
+/// `--warn-below`: an amount in the currency, as the gateway writes them.
+fn parse_amount(s: &str) -> Result<i64, String> {
+    policy::units::parse_amount(s).map_err(|e| format!("{s:?}: {e}"))
 }

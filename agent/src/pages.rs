@@ -2,7 +2,8 @@
 //! browser sees when the tunnel cannot carry a request, each with the right
 //! status and what to do about it.
 
-use std::sync::atomic::Ordering;
+use std::net::SocketAddr;
+use std::sync::OnceLock;
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
@@ -12,9 +13,25 @@ use hyper::body::Incoming;
 use crate::link::{Finished, Link, LinkState};
 use crate::own_origin::Foreign;
 use crate::Body;
-pub use policy::units::format_amount;
-use proto::headers::SitePrice;
 use proto::page::{self, escape, Html};
+
+/// The agent's own address, once it listens: every page links to it.
+static HOME: OnceLock<SocketAddr> = OnceLock::new();
+
+/// Record where the agent's own page is (the listener's address).
+pub fn set_home(listen: SocketAddr) {
+    let _ = HOME.set(listen);
+}
+
+/// The line every page ends with: where the agent's page is.
+fn home_link() -> String {
+    match HOME.get() {
+        Some(a) => format!(
+            "<p><a href=\"http://{a}/\">Your agent's page</a> shows your balance, what you spent and why requests were refused.</p>"
+        ),
+        None => String::new(),
+    }
+}
 
 fn body(s: String) -> Body {
     Full::new(Bytes::from(s))
@@ -25,7 +42,7 @@ fn body(s: String) -> Body {
 /// An HTML page with a status, a title and a message (markup: escape text
 /// with [`Html::text`]).
 pub fn simple(status: StatusCode, title: &str, msg: &Html) -> Response<Body> {
-    let body_html = Html::trusted(format!("<p>{}</p>", msg.as_str()));
+    let body_html = Html::trusted(format!("<p>{}</p>{}", msg.as_str(), home_link()));
     let page = page::render(
         &format!("{} {title}", status.as_u16()),
         &body_html,
@@ -43,6 +60,13 @@ pub fn simple(status: StatusCode, title: &str, msg: &Html) -> Response<Body> {
 fn error_code(r: &mut Response<Body>, code: &'static str) {
     r.headers_mut()
         .insert(proto::headers::ERROR, HeaderValue::from_static(code));
+}
+
+/// The refusal in words, for the agent's list of refusals (the proxy
+/// removes it before the browser sees the page).
+fn set_reason(r: &mut Response<Body>, why: &str) {
+    r.headers_mut()
+        .insert(proto::headers::REASON, proto::headers::reason_value(why));
 }
 
 /// The page for a request the link could not carry.
@@ -64,6 +88,7 @@ pub fn link_error(state: &LinkState, link: &Link) -> Response<Body> {
             };
             let mut r = simple(StatusCode::PAYMENT_REQUIRED, title, &Html::text(&msg));
             error_code(&mut r, "pad-finished");
+            set_reason(&mut r, title);
             r
         }
         LinkState::Down { tried } => {
@@ -77,6 +102,10 @@ pub fn link_error(state: &LinkState, link: &Link) -> Response<Body> {
                 &Html::trusted(format!("The agent could not open a tunnel to any gateway of this pad. It tried:<ul>{list}</ul>It keeps retrying; reload in a moment.")),
             );
             error_code(&mut r, "gateway-unreachable");
+            set_reason(
+                &mut r,
+                &format!("gateway unreachable: {}", tried.join("; ")),
+            );
             r
         }
         _ => {
@@ -191,7 +220,7 @@ pub async fn own(
     }
     match req.uri().path() {
         "/status" => {
-            let mut r = Response::new(body(status_json(link).to_string() + "\n"));
+            let mut r = Response::new(body(crate::home::status_json(link).to_string() + "\n"));
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),
@@ -211,7 +240,7 @@ pub async fn own(
         }
         "/account" => crate::account::page(link, None),
         "/" => {
-            let mut r = Response::new(body(home(link, listen)));
+            let mut r = Response::new(body(crate::home::home(link, listen)));
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("text/html; charset=utf-8"),
@@ -228,215 +257,52 @@ pub async fn own(
     }
 }
 
-/// The agent's own page: its status as a table, the sites' prices when it
-/// has seen any, and how to point a browser at it.
-fn home(link: &Link, listen: std::net::SocketAddr) -> String {
-    let s = status_json(link);
-    let rows: String = s
-        .as_object()
-        .map(|o| {
-            o.iter()
-                .filter(|(k, _)| k.as_str() != "sites") // a table of its own
-                .map(|(k, v)| {
-                    format!(
-                        "<tr><th>{}</th><td>{}</td></tr>",
-                        escape(k),
-                        escape(&v.to_string())
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    page::render(
-        "padnet agent",
+/// The page for a request the gateway refused, in the agent's words: what
+/// happened (the gateway's reason), what to do next, and the way to the
+/// agent's page. `code` and `reason` came from the gateway: escaped.
+pub fn refused(status: StatusCode, code: &str, reason: &str) -> Response<Body> {
+    let (title, next) = match code {
+        "value-exhausted" => (
+            "Value used up",
+            "Top up this pad from your account, or start the agent with a new pad.",
+        ),
+        "daily-limit" => (
+            "Daily limit reached",
+            "This pad's policy sets a daily limit; it resets at midnight UTC.",
+        ),
+        "policy-denied" => (
+            "Not allowed by this pad's policy",
+            "Whoever issued this pad (your employer) set a policy that does not allow this. Ask them if you need it.",
+        ),
+        "rate-limited" => (
+            "Too many requests",
+            "This pad's policy limits requests per minute; wait the time given and reload.",
+        ),
+        "private-upstream" | "port-not-allowed" => (
+            "Not reachable through padnet",
+            "padnet's gateway does not reach private networks or unusual ports.",
+        ),
+        "upstream-unreachable" | "origin-headers-too-large" => (
+            "Site unreachable",
+            "The gateway could not get this page from the site; the site may be down. Reload later.",
+        ),
+        "ledger-unavailable" => (
+            "Payments paused",
+            "The gateway cannot record payments right now; nothing was charged. Reload shortly.",
+        ),
+        _ => ("Refused", "Reload, or see the agent's page."),
+    };
+    let mut r = simple(
+        status,
+        title,
         &Html::trusted(format!(
-            "<table>{rows}</table>{sites}<p><a href=\"/account\">Your account</a>: open one, cancel a lost pad, top up, receive a pad handed to you.</p><p>Point your browser's HTTP proxy at <code>{listen}</code>, \
-             or use <a href=\"/proxy.pac\">/proxy.pac</a> for automatic configuration.</p>",
-            sites = site_prices(&link.sites.list()).as_str(),
+            "{}</p><p>{}",
+            Html::text(reason).as_str(),
+            Html::text(next).as_str()
         )),
-        "padnet agent",
-    )
-}
-
-/// The "Site prices" table, empty markup when there are none. Every field
-/// came from the network: each goes through [`Html::text`].
-fn site_prices(sites: &[SitePrice]) -> Html {
-    if sites.is_empty() {
-        return Html::trusted(String::new());
+    );
+    if let Ok(v) = HeaderValue::from_str(code) {
+        r.headers_mut().insert(proto::headers::ERROR, v);
     }
-    let amount = |a: &str, currency: &str| Html::text(&format!("{a} {currency}"));
-    let rows: String = sites
-        .iter()
-        .map(|p| {
-            format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                Html::text(&p.host).as_str(),
-                amount(&p.per_hit, &p.currency).as_str(),
-                amount(&p.per_mib, &p.currency).as_str(),
-                amount(&p.hit, &p.currency).as_str(),
-            )
-        })
-        .collect();
-    Html::trusted(format!(
-        "<h2>Site prices</h2><table><tr><th>host</th><th>per hit</th><th>per MiB</th>\
-         <th>last hit charged</th></tr>{rows}</table>"
-    ))
-}
-
-/// The agent's status as JSON.
-pub fn status_json(link: &Link) -> serde_json::Value {
-    let h = link.pad.header();
-    let t = &link.totals;
-    let spent = t.max(|s| s.lease_hwm.load(Ordering::Relaxed));
-    let balance = t.balance().unwrap_or(h.value_micros);
-    serde_json::json!({
-        "serial": h.serial.to_string(),
-        "balance": format_amount(balance),
-        "currency": t.currency(),
-        "key_bytes_left": h.data_size.saturating_sub(spent),
-        "ticket_slots_left": link.pad.slots_left(),
-        "tunnel": link.state.borrow().word(),
-        "gateways": link.addrs,
-        "payload_bytes_sent": t.sum(|s| s.payload_sent.load(Ordering::Relaxed)),
-        "payload_bytes_received": t.sum(|s| s.payload_recv.load(Ordering::Relaxed)),
-        "pad_bytes_sent": t.sum(|s| s.pad_sent.load(Ordering::Relaxed)),
-        "pad_bytes_received": t.sum(|s| s.pad_recv.load(Ordering::Relaxed)),
-        "pad_bytes_wasted": t.sum(|s| s.pad_wasted.load(Ordering::Relaxed)),
-        "sites": link.sites.json(),
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::Arc;
-    use std::time::{Duration, Instant};
-    use tunnel::mint::mint;
-    use tunnel::pad::{Mode, PadHeader, Serial, PAGE};
-    use tunnel::store::FollowingPad;
-
-    /// A link over a freshly minted pad (never dialled); keep the directory alive.
-    fn link() -> (tempfile::TempDir, Arc<Link>) {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("user.pad");
-        let h = PadHeader {
-            mode: Mode::Otp,
-            serial: Serial::random(),
-            ticket_slots: 8,
-            data_size: 16 * PAGE,
-            created_unix: 0,
-            value_micros: 5_000_000,
-            policy_id: [0; 32],
-            gateways: vec!["127.0.0.1:1".into()],
-        };
-        mint(&h, std::slice::from_ref(&path), |_| {}).unwrap();
-        let pad = Arc::new(FollowingPad::open(&path, None).unwrap());
-        let link = Link::new(pad, vec!["127.0.0.1:1".into()], Duration::from_secs(1));
-        (dir, link)
-    }
-
-    fn price(host: &str, per_hit: &str, hit: &str) -> SitePrice {
-        SitePrice {
-            host: host.into(),
-            per_hit: per_hit.into(),
-            per_mib: "0.01".into(),
-            hit: hit.into(),
-            currency: "EUR".into(),
-        }
-    }
-
-    fn listen() -> std::net::SocketAddr {
-        "127.0.0.1:8080".parse().unwrap()
-    }
-
-    mod status_json {
-        use super::*;
-
-        #[test]
-        fn keeps_every_key_and_adds_sites_sorted_by_host() {
-            let (_dir, link) = link();
-            let s = status_json(&link);
-            let keys: Vec<&str> = s.as_object().unwrap().keys().map(|k| k.as_str()).collect();
-            for k in [
-                "serial",
-                "balance",
-                "currency",
-                "key_bytes_left",
-                "ticket_slots_left",
-                "tunnel",
-                "gateways",
-                "payload_bytes_sent",
-                "payload_bytes_received",
-                "pad_bytes_sent",
-                "pad_bytes_received",
-                "pad_bytes_wasted",
-                "sites",
-            ] {
-                assert!(keys.contains(&k), "{k} missing from {s}");
-            }
-            assert_eq!(s["sites"], serde_json::json!([]));
-
-            let t = Instant::now();
-            link.sites.record(price("news.example", "0.002", "0.05"), t);
-            link.sites.record(price("ads.example", "-0.01", "0"), t);
-            let s = status_json(&link);
-            assert_eq!(s["sites"][0]["host"], "ads.example");
-            assert_eq!(s["sites"][0]["per_hit"], "-0.01");
-            assert_eq!(s["sites"][0]["last_hit"], "0");
-            assert_eq!(s["sites"][1]["host"], "news.example");
-            assert_eq!(s["sites"][1]["per_mib"], "0.01");
-            assert_eq!(s["sites"][1]["last_hit"], "0.05");
-            assert_eq!(s["sites"][1]["currency"], "EUR");
-        }
-    }
-
-    mod home {
-        use super::*;
-
-        #[test]
-        fn shows_no_price_table_before_any_priced_site() {
-            let (_dir, link) = link();
-            let page = home(&link, listen());
-            assert!(!page.contains("Site prices"), "{page}");
-            assert!(!page.contains("<th>sites</th>"), "{page}");
-        }
-
-        #[test]
-        fn shows_the_prices_seen() {
-            let (_dir, link) = link();
-            link.sites
-                .record(price("news.example", "0.002", "0.05"), Instant::now());
-            let page = home(&link, listen());
-            assert!(page.contains("<h2>Site prices</h2>"), "{page}");
-            assert!(
-                page.contains(
-                    "<tr><td>news.example</td><td>0.002 EUR</td><td>0.01 EUR</td><td>0.05 EUR</td></tr>"
-                ),
-                "{page}"
-            );
-        }
-    }
-
-    mod site_prices {
-        use super::*;
-
-        #[test]
-        fn escapes_every_field() {
-            let evil = SitePrice {
-                host: "<script>alert(1)</script>".into(),
-                per_hit: "\"1".into(),
-                per_mib: "'2".into(),
-                hit: "&3".into(),
-                currency: "<b>".into(),
-            };
-            let html = site_prices(&[evil]);
-            let html = html.as_str();
-            assert!(!html.contains("<script>"), "{html}");
-            assert!(!html.contains("<b>"), "{html}");
-            assert!(html.contains("&lt;script&gt;"), "{html}");
-            assert!(html.contains("&quot;1 &lt;b&gt;"), "{html}");
-            assert!(html.contains("&#39;2"), "{html}");
-            assert!(html.contains("&amp;3"), "{html}");
-        }
-    }
+    r
 }

@@ -159,6 +159,10 @@ impl GatewayError {
             http::HeaderValue::from_static("text/html; charset=utf-8"),
         );
         h.insert(proto::headers::ERROR, http::HeaderValue::from_static(code));
+        h.insert(
+            proto::headers::REASON,
+            proto::headers::reason_value(&self.to_string()),
+        );
         if let Some(secs) = retry_after {
             h.insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
         }

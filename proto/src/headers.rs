@@ -16,6 +16,12 @@ pub const CONTENT_LENGTH: HeaderName = HeaderName::from_static("x-padnet-content
 pub const STOPPED: HeaderName = HeaderName::from_static("x-padnet-stopped");
 /// The price of the site a response came from (only the gateway sends it; the agent strips it).
 pub const SITE_PRICE: HeaderName = HeaderName::from_static("x-padnet-site-price");
+/// Beside `x-padnet-error`: the refusal in words, as the gateway's page
+/// says it (the agent keeps it for its own page: a browser never shows a
+/// refused CONNECT's page).
+pub const REASON: HeaderName = HeaderName::from_static("x-padnet-reason");
+/// The most of a reason that travels.
+pub const MAX_REASON: usize = 512;
 /// Every padnet header starts so.
 pub const PREFIX: &str = "x-padnet-";
 
@@ -45,6 +51,24 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
     for n in named.iter().chain(HOP_BY_HOP.iter()) {
         h.remove(n);
     }
+}
+
+/// A reason as a header value: visible ASCII only (anything else becomes
+/// `?`), at most [`MAX_REASON`] bytes.
+pub fn reason_value(reason: &str) -> HeaderValue {
+    let text: String = reason
+        .chars()
+        .take(MAX_REASON)
+        .map(|c| {
+            if c == ' ' || c.is_ascii_graphic() {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect();
+    // Only visible ASCII and spaces remain, which a header value may hold.
+    HeaderValue::from_str(text.trim()).unwrap_or(HeaderValue::from_static("?"))
 }
 
 /// Remove every `x-padnet-*` header: only the gateway may send those to the
@@ -207,6 +231,17 @@ fn plausible_amount(a: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reason_header_is_visible_ascii_and_bounded() {
+        let v = reason_value("policy \"Acme — staff\", rule deny ads.example\r\nX: y");
+        assert_eq!(
+            v.to_str().unwrap(),
+            "policy \"Acme ? staff\", rule deny ads.example??X: y"
+        );
+        assert_eq!(reason_value(&"é".repeat(2000)).len(), MAX_REASON);
+        assert_eq!(reason_value("").to_str().unwrap(), "");
+    }
 
     #[test]
     fn strips_hop_by_hop_and_connection_named_headers() {

@@ -37,11 +37,17 @@ impl Html {
     }
 }
 
+/// The pages' only style, inline: nothing a page loads leaves the machine.
+const STYLE: &str = "<style>body{font-family:system-ui,sans-serif;max-width:52em;margin:1.5em auto;padding:0 1em;color:#222}\
+table{border-collapse:collapse;margin:.5em 0}th,td{text-align:left;padding:.25em .8em .25em 0;vertical-align:top}\
+.warn{background:#fff3cd;border-left:4px solid #e0a800;padding:.5em .8em}progress{width:12em}\
+small{color:#666}</style>";
+
 /// A whole page: `title` (text) in the tab and as the heading, `body`
 /// (markup), and who answered (`padnet agent`, `padnet gateway`).
 pub fn render(title: &str, body: &Html, by: &str) -> String {
     format!(
-        "<!doctype html><html><head><meta charset=utf-8><title>{t}</title></head><body>\
+        "<!doctype html><html><head><meta charset=utf-8><title>{t}</title>{STYLE}</head><body>\
          <h1>{t}</h1>{b}<p><small>{by}</small></p></body></html>\n",
         t = escape(title),
         b = body.as_str(),

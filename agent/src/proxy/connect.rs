@@ -12,11 +12,18 @@ use crate::link::Link;
 use crate::pages;
 use crate::Body;
 
-pub(super) async fn connect(
-    link: &Link,
-    mut req: Request<Incoming>,
-    permit: Permit,
-) -> Response<Body> {
+pub(super) async fn connect(link: &Link, req: Request<Incoming>, permit: Permit) -> Response<Body> {
+    let host = req
+        .uri()
+        .authority()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let mut resp = open(link, req, permit).await;
+    super::note_refusal(link, &host, &mut resp);
+    resp
+}
+
+async fn open(link: &Link, mut req: Request<Incoming>, permit: Permit) -> Response<Body> {
     let mut sender = match link.sender().await {
         Ok(s) => s,
         Err(state) => return pages::link_error(&state, link),
@@ -53,7 +60,8 @@ pub(super) async fn connect(
     // The site's price (on the 200 and on a refusal alike) is for the agent's pages.
     link.sites.take(resp.headers_mut());
     if !resp.status().is_success() {
-        // The gateway's page (403, 502...) goes to the browser as it is.
+        // The gateway's page (403, 502...) goes to the browser as it is
+        // (browsers do not show it; the agent's page names the refusal).
         let (parts, body) = resp.into_parts();
         return Response::from_parts(parts, body.map_err(Into::into).boxed());
     }

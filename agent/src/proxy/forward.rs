@@ -14,6 +14,17 @@ use crate::pages;
 use crate::Body;
 
 pub(super) async fn forward(link: &Link, req: Request<Incoming>) -> Response<Body> {
+    let host = req
+        .uri()
+        .authority()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let mut resp = send(link, req).await;
+    super::note_refusal(link, &host, &mut resp);
+    resp
+}
+
+async fn send(link: &Link, req: Request<Incoming>) -> Response<Body> {
     let mut sender = match link.sender().await {
         Ok(s) => s,
         Err(state) => return pages::link_error(&state, link),
@@ -31,6 +42,26 @@ pub(super) async fn forward(link: &Link, req: Request<Incoming>) -> Response<Bod
     let req = Request::from_parts(parts, body.map_err(Into::into).boxed());
     match sender.send_request(req).await {
         Ok(resp) => {
+            if let Some(code) = resp.headers().get(proto::headers::ERROR) {
+                // The gateway refused: its words on the agent's page.
+                let code = code.to_str().unwrap_or("refused").to_string();
+                let reason = resp
+                    .headers()
+                    .get(proto::headers::REASON)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or(&code)
+                    .to_string();
+                let mut page = pages::refused(resp.status(), &code, &reason);
+                if let Some(after) = resp.headers().get(header::RETRY_AFTER) {
+                    page.headers_mut()
+                        .insert(header::RETRY_AFTER, after.clone());
+                }
+                page.headers_mut().insert(
+                    proto::headers::REASON,
+                    proto::headers::reason_value(&reason),
+                );
+                return page;
+            }
             let (mut parts, body) = resp.into_parts();
             // The site's price is for the agent's pages, not the browser.
             link.sites.take(&mut parts.headers);

@@ -76,6 +76,14 @@ pub async fn handle(
     })
 }
 
+/// Keep a refusal (a response naming `x-padnet-error`) for the agent's
+/// page, then drop its reason header: the browser has the page.
+fn note_refusal(link: &Link, host: &str, resp: &mut Response<Body>) {
+    link.refusals
+        .record_answer(host, resp.status(), resp.headers());
+    resp.headers_mut().remove(proto::headers::REASON);
+}
+
 /// Whether a proxied request names the account service's authority (in any
 /// case, with or without a trailing dot).
 fn is_account_service(uri: &http::Uri) -> bool {

@@ -37,8 +37,10 @@ impl Mode {
     }
 }
 
-/// A pad's serial number: printed on it, used by people and admin commands,
-/// never sent inside the tunnel.
+/// A pad's serial number: printed on it, used by people and admin commands.
+/// It never crosses the network in the clear: the tunnel names its pad by a
+/// one-time ticket, and the serial is sent only inside it (account
+/// operations naming a pad to cancel or receive).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Serial(pub [u8; 8]);
 
