@@ -8,6 +8,7 @@ use bytes::Bytes;
 use http::{Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 
+use crate::metrics::Outcome;
 use crate::units::format_amount;
 use crate::Body;
 
@@ -95,6 +96,19 @@ impl GatewayError {
             GatewayError::OriginHeadersTooLarge { .. } => {
                 (StatusCode::BAD_GATEWAY, "origin-headers-too-large")
             }
+        }
+    }
+
+    /// How `padnet_requests_total` counts this failure's answer.
+    pub fn outcome(&self) -> Outcome {
+        match self {
+            GatewayError::ValueExhausted { .. } => Outcome::ValueExhausted,
+            GatewayError::DailyLimit { .. } => Outcome::DailyLimit,
+            GatewayError::PolicyDenied { .. }
+            | GatewayError::PrivateUpstream(_)
+            | GatewayError::PortNotAllowed(..) => Outcome::Forbidden,
+            GatewayError::RateLimited { .. } => Outcome::RateLimited,
+            other => Outcome::of_status(other.status_and_code().0),
         }
     }
 

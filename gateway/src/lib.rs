@@ -20,6 +20,8 @@
 //! - `destination`: host and port of a request; `error`: failures and
 //!   the page each becomes.
 //! - [`ledger`]: value accounts, reservations, group commit (redb, one fsync per group).
+//! - `metrics`: the operator's aggregate counters (no pad, host or
+//!   address in any label) and their Prometheus page (`--metrics-listen`).
 //! - `mint`: minting pads (twin + user copy); `policies`: the policy
 //!   store (by id, current per name); `tariff`: prices and their
 //!   arithmetic; `state_dir`: the state directory, its config and the serve
@@ -36,6 +38,7 @@ mod error;
 pub mod fuzzing;
 pub mod ledger;
 mod metering;
+mod metrics;
 mod mint;
 mod policies;
 mod portal;

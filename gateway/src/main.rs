@@ -11,8 +11,18 @@ use padnet_gateway::cmd;
     about = "padnet gateway: serves OTP tunnels for prepaid pads"
 )]
 struct Cli {
+    /// How log lines on stderr are written: `text` for people, `json` (one
+    /// object a line) for log collectors.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     cmd: Cmd,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -64,19 +74,22 @@ enum Cmd {
 }
 
 fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("PADNET_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let cli = Cli::parse();
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("PADNET_LOG").unwrap_or_else(|_| "info".into());
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
     // Pads and the ledger are keys and money: out of core dumps, in files
     // only the operator reads.
     for failed in tunnel::process::harden() {
         tracing::warn!("{failed}");
     }
-    let result = match Cli::parse().cmd {
+    let result = match cli.cmd {
         Cmd::Init(a) => cmd::init::run(a),
         Cmd::Serve(a) => cmd::serve::run(a),
         Cmd::Mint(a) => cmd::mint::run(a),
@@ -96,7 +109,11 @@ fn main() {
         },
     };
     if let Err(e) = result {
-        eprintln!("padnet-gateway: {e:#}");
+        match cli.log_format {
+            LogFormat::Text => eprintln!("padnet-gateway: {e:#}"),
+            // Every stderr line stays JSON for the collector.
+            LogFormat::Json => tracing::error!("padnet-gateway: {e:#}"),
+        }
         std::process::exit(1);
     }
 }

@@ -1,5 +1,6 @@
 //! `padnet-gateway serve`: open the store, build the services, listen for
-//! tunnels and the admin endpoint, drain and flush on SIGTERM / Ctrl-C.
+//! tunnels, the admin endpoint and the optional portal, retail and metrics
+//! listeners, drain and flush on SIGTERM / Ctrl-C.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -12,6 +13,7 @@ use crate::admin::{open_ledger, serve_admin, socket_path, AdminApi};
 use crate::conn::registry::Registry;
 use crate::conn::serve::Server;
 use crate::metering::context::Services;
+use crate::metrics::Metrics;
 use crate::policies::PolicyStore;
 use crate::portal::Portal;
 use crate::request::fetch::{Fetch, FetchConfig};
@@ -63,6 +65,11 @@ pub struct ServeArgs {
     /// The operator's host → category list (TOML) for sites not registered.
     #[arg(long, value_name = "FILE")]
     pub categories: Option<PathBuf>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (aggregates only; no
+    /// authentication: keep it on loopback or a private admin network).
+    /// Port 0 picks a free port.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
 }
 
 pub fn run(a: ServeArgs) -> anyhow::Result<()> {
@@ -80,6 +87,7 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
         owner_listen,
         retail_listen,
         categories,
+        metrics_listen,
     } = a;
     let state = StateDir::open(&state)?;
     let _lock = state.lock_for_serve()?;
@@ -99,6 +107,8 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
         None => CategoryList::default(),
     };
     let (ledger, released) = open_ledger(&state)?;
+    let metrics = Arc::new(Metrics::new());
+    ledger.set_metrics(metrics.clone());
     let policies = PolicyStore::open(&state.root)?;
     if released > 0 {
         tracing::info!("released {released} reservation(s) left open by a crash");
@@ -195,6 +205,22 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
             std::io::stdout().flush()?;
             tokio::spawn(crate::retail::till::serve(l, Till::new(retail.clone())));
         }
+        if let Some(addr) = &metrics_listen {
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("--metrics-listen {addr}"))?;
+            println!(
+                "padnet-gateway metrics on http://{}{}",
+                l.local_addr()?,
+                crate::metrics::PATH
+            );
+            std::io::stdout().flush()?;
+            let m = metrics.clone();
+            tokio::spawn(crate::rim::serve(l, "metrics", move |_peer, req| {
+                let answer = m.answer(&req);
+                async move { answer }
+            }));
+        }
         let services = Arc::new(Services {
             ledger: ledger.clone(),
             tariff,
@@ -203,6 +229,7 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
             floats: Default::default(),
             tasks: Default::default(),
             categories: Arc::new(categories),
+            metrics,
         });
         let live: Arc<crate::conn::live::LiveTunnels> = Default::default();
         let accounts = crate::accounts::AccountService::new(

@@ -19,6 +19,7 @@ use tunnel::stream::{KeySource, OtpStream, Role};
 
 use crate::conn::registry::Registry;
 use crate::ledger::Ledger;
+use crate::metrics::HelloRefusal;
 
 /// Why a connection did not become a tunnel (for counters, never for the peer).
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +34,21 @@ pub enum Refused {
     NotServing(ReplyStatus),
     #[error("i/o during the handshake: {0}")]
     Io(#[from] std::io::Error),
+}
+
+impl Refused {
+    /// The refusal as `padnet_hellos_refused_total` counts it.
+    pub fn reason(&self) -> HelloRefusal {
+        match self {
+            Refused::NoHello => HelloRefusal::NoHello,
+            Refused::UnknownTicket => HelloRefusal::UnknownTicket,
+            Refused::BadHello => HelloRefusal::BadHello,
+            Refused::NotServing(ReplyStatus::NotActivated) => HelloRefusal::NotActivated,
+            Refused::NotServing(ReplyStatus::Cancelled) => HelloRefusal::Cancelled,
+            Refused::NotServing(ReplyStatus::KeyExhausted) => HelloRefusal::KeyExhausted,
+            Refused::NotServing(_) | Refused::Io(_) => HelloRefusal::Other,
+        }
+    }
 }
 
 /// A tunnel that passed the handshake.

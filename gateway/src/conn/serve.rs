@@ -162,6 +162,10 @@ impl Server {
         )
         .await;
         drop(waiting);
+        let metrics = &self.services.metrics;
+        if let Err(e) = &accepted {
+            metrics.hello_refused(e.reason());
+        }
         let accepted = match accepted {
             Ok(a) => a,
             Err(Refused::Io(e)) => {
@@ -173,6 +177,8 @@ impl Server {
                 return;
             }
         };
+        // Counted as open until this function returns.
+        let _open = metrics.tunnel_opened();
         tracing::debug!("tunnel open");
         let header = accepted.pad.header();
         let serial = header.serial.to_string();
@@ -181,6 +187,7 @@ impl Server {
             serial.clone(),
             self.services.float_refill(),
             self.services.tasks.clone(),
+            self.services.metrics.clone(),
         );
         self.services.floats.register(&float);
         let notifier = accepted.stream.notifier();

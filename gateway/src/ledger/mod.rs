@@ -18,8 +18,10 @@ pub mod redb_store;
 pub mod sled_store;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
+
+use crate::metrics::Metrics;
 
 pub use book::{
     Account, AdCredit, AuditReport, Book, Capture, Changes, DayUsage, Hold, LedgerError, Micros,
@@ -52,6 +54,20 @@ struct Shared {
     stop: AtomicBool,
     flushed: tokio::sync::watch::Sender<Seq>,
     flushes: AtomicU64,
+    /// Set by `serve`: each flush counted and timed.
+    metrics: OnceLock<Arc<Metrics>>,
+}
+
+impl Shared {
+    /// Flush the store, counting and timing a flush that succeeds.
+    fn flush(&self) -> Result<(), LedgerError> {
+        let started = std::time::Instant::now();
+        self.store.flush()?;
+        if let Some(m) = self.metrics.get() {
+            m.ledger_flushed(started.elapsed());
+        }
+        Ok(())
+    }
 }
 
 /// The ledger shared by every tunnel and the admin endpoint.
@@ -81,6 +97,7 @@ impl Ledger {
             stop: AtomicBool::new(false),
             flushed,
             flushes: AtomicU64::new(0),
+            metrics: OnceLock::new(),
         });
         let s = shared.clone();
         let flusher = std::thread::Builder::new()
@@ -155,13 +172,19 @@ impl Ledger {
     /// Flush now, blocking (for commands and shutdown).
     pub fn flush_now(&self) -> Result<(), LedgerError> {
         let seq = self.lock().1;
-        self.shared.store.flush()?;
+        self.shared.flush()?;
         self.shared.flushed.send_if_modified(|f| {
             let newer = *f < seq;
             *f = (*f).max(seq);
             newer
         });
         Ok(())
+    }
+
+    /// Count and time every flush from now on (`padnet_ledger_flush*`);
+    /// only the first call takes effect.
+    pub(crate) fn set_metrics(&self, metrics: Arc<Metrics>) {
+        let _ = self.shared.metrics.set(metrics);
     }
 
     /// How many group flushes have run (for benchmarks).
@@ -338,7 +361,7 @@ fn flush_loop(s: &Shared) {
         };
         // Everything written before this flush starts is covered by it; a
         // writer racing with us gets a later flush.
-        match s.store.flush() {
+        match s.flush() {
             Ok(()) => {
                 s.flushes.fetch_add(1, Ordering::Relaxed);
                 s.flushed.send_if_modified(|f| {

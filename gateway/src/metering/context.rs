@@ -8,6 +8,7 @@ use crate::error::GatewayError;
 use crate::ledger::{Ledger, Micros};
 use crate::metering::float::{Float, Floats};
 use crate::metering::rate_limit::RateLimiters;
+use crate::metrics::Metrics;
 use crate::policies::PolicyStore;
 use crate::pricing::Price;
 use crate::sites::categories::CategoryList;
@@ -28,6 +29,8 @@ pub struct Services {
     pub tasks: tokio_util::task::TaskTracker,
     /// The operator's categories for sites not registered (`--categories`).
     pub categories: Arc<CategoryList>,
+    /// Aggregate counters for `--metrics-listen`.
+    pub metrics: Arc<Metrics>,
 }
 
 impl Services {
@@ -37,7 +40,7 @@ impl Services {
         policy: &policy::Policy,
         facts: &policy::RequestFacts,
     ) -> policy::Decision {
-        self.ledger.read(|book| {
+        let decision = self.ledger.read(|book| {
             policy.decide(
                 facts,
                 &Categories {
@@ -45,7 +48,9 @@ impl Services {
                     listed: &self.categories,
                 },
             )
-        })
+        });
+        self.metrics.policy_decided(decision.is_allowed());
+        decision
     }
 
     /// The price of a request to `host` (`path`: `None` for CONNECT):

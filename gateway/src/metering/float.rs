@@ -12,6 +12,7 @@ use tokio_util::task::TaskTracker;
 use crate::metering::rules::SETTLE_DELAY;
 
 use crate::ledger::{Capture, Ledger, LedgerError, Micros, Seq};
+use crate::metrics::Metrics;
 
 #[derive(Default)]
 struct State {
@@ -52,6 +53,8 @@ pub struct Float {
     /// Where background work that moves value runs (refills, captures), so
     /// a shutdown waits for it rather than for a guessed delay.
     tasks: TaskTracker,
+    /// Counts refills (`padnet_float_refills_total`).
+    metrics: Arc<Metrics>,
 }
 
 impl Float {
@@ -60,6 +63,7 @@ impl Float {
         serial: String,
         refill: Micros,
         tasks: TaskTracker,
+        metrics: Arc<Metrics>,
     ) -> Arc<Float> {
         Arc::new(Float {
             ledger,
@@ -68,6 +72,7 @@ impl Float {
             state: Mutex::default(),
             refill_lock: tokio::sync::Mutex::new(()),
             tasks,
+            metrics,
         })
     }
 
@@ -154,6 +159,9 @@ impl Float {
         // in the hold, and the next refill confirms it rather than losing it.
         self.lock().unconfirmed = Some((got, seq));
         self.ledger.durable(seq).await?;
+        if got > 0 {
+            self.metrics.float_refilled();
+        }
         let mut s = self.lock();
         s.unconfirmed = None;
         s.available = s.available.saturating_add(got);

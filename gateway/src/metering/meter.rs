@@ -15,6 +15,7 @@ use crate::error::GatewayError;
 use crate::ledger::{LedgerError, Micros};
 use crate::metering::clock::today;
 use crate::metering::context::PadContext;
+use crate::metrics::Direction;
 use crate::pricing::{Parts, Price};
 
 use crate::metering::rules::{CAPTURE_LAG, CHUNK, FIRST_CHUNK, POLICY_RECHECK};
@@ -223,6 +224,15 @@ impl Meter {
         }
         s.wakers[dir as usize] = Some(cx.waker().clone());
         Poll::Pending
+    }
+
+    /// `n` bytes went on `dir` (for `padnet_bytes_total`).
+    pub fn carried(&self, dir: Dir, n: usize) {
+        let dir = match dir {
+            Dir::Up => Direction::Up,
+            Dir::Down => Direction::Down,
+        };
+        self.ctx.services.metrics.carried(dir, n);
     }
 
     /// Return bytes taken but not carried.

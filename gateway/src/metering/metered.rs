@@ -84,6 +84,7 @@ where
                     }
                 };
                 let out = data.split_to(n);
+                me.meter.carried(me.dir, n);
                 if data.is_empty() {
                     me.pending = None;
                 }
@@ -161,6 +162,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for MeteredIo<T> {
             Poll::Ready(Ok(())) => {
                 buf.advance(n);
                 me.meter.give_back(allowed - n);
+                me.meter.carried(Dir::Up, n);
                 Poll::Ready(Ok(()))
             }
             other => {
@@ -183,6 +185,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for MeteredIo<T> {
         match Pin::new(&mut me.inner).poll_write(cx, &data[..allowed]) {
             Poll::Ready(Ok(n)) => {
                 me.meter.give_back(allowed - n);
+                me.meter.carried(Dir::Down, n);
                 Poll::Ready(Ok(n))
             }
             other => {

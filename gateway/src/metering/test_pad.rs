@@ -59,12 +59,14 @@ impl TestPad {
             floats: Default::default(),
             tasks: tokio_util::task::TaskTracker::new(),
             categories: Default::default(),
+            metrics: Default::default(),
         });
         let float = Float::new(
             services.ledger.clone(),
             SERIAL.into(),
             services.float_refill(),
             services.tasks.clone(),
+            services.metrics.clone(),
         );
         let ctx = Arc::new(PadContext {
             serial: SERIAL.into(),

@@ -340,6 +340,24 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn bytes_carried_and_float_refills_are_counted() {
+        let pad = TestPad::new(10_000_000, "0.01", "0.0001");
+        let size = 300_000;
+        let mut svc = Charge {
+            inner: origin(size, false),
+            ctx: pad.ctx.clone(),
+        };
+        let resp = send(&mut svc, get()).await.unwrap();
+        assert_eq!(download(resp).await, (size, None));
+        let text = pad.services.metrics.render().unwrap();
+        let down = format!("padnet_bytes_total{{direction=\"down\"}} {size}\n");
+        assert!(text.contains(&down), "{text}");
+        assert!(text.contains("padnet_float_refills_total 1\n"), "{text}");
+        drop(svc);
+        pad.finish().await;
+    }
+
+    #[tokio::test]
     async fn the_content_length_travels_beside_the_metered_body() {
         let pad = TestPad::new(1_000_000, "0.01", "0.0001");
         let mut svc = Charge {

@@ -211,6 +211,9 @@ impl Fetch {
                         if upstream.write_all(&first).await.is_err() {
                             return;
                         }
+                        if let Some(m) = &meter {
+                            m.carried(Dir::Up, first.len());
+                        }
                     }
                     let mut client = match meter {
                         Some(m) => Either::Left(MeteredIo::new(client, m)),

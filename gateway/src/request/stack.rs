@@ -10,6 +10,7 @@ use tower::{Service, ServiceExt};
 use crate::accounts::AccountService;
 use crate::error::GatewayError;
 use crate::metering::context::PadContext;
+use crate::metrics::Outcome;
 use crate::request::admit::Admit;
 use crate::request::charge::Charge;
 use crate::request::fetch::Fetch;
@@ -20,7 +21,8 @@ use crate::Body;
 /// 0. the account service (`proto::account::AUTHORITY`), steered aside
 ///    before anything else: it is the gateway's own, not a site.
 /// 1. error pages (`map_result`) — outermost, so every failure below
-///    becomes a page the user can read, never a reset stream. (The error
+///    becomes a page the user can read, never a reset stream; each answer
+///    is counted here (`padnet_requests_total`). (The error
 ///    type stays the layers' own only because `map_result` converts
 ///    readiness errors with `From`; no layer has any.)
 /// 2. `Admit` — the pad's policy (403), rate limit (429), daily limits (402).
@@ -39,6 +41,7 @@ pub fn build(
        + Send
        + 'static {
     let ctx_for_accounts = ctx.clone();
+    let metrics = ctx.services.metrics.clone();
     let admit: Admit<Charge<Fetch>> = Admit {
         inner: Charge {
             inner: fetch,
@@ -48,7 +51,14 @@ pub fn build(
     };
     let pages = ServiceExt::<Request<Incoming>>::map_result(
         admit,
-        |r: Result<Response<Body>, GatewayError>| Ok(r.unwrap_or_else(GatewayError::into_response)),
+        move |r: Result<Response<Body>, GatewayError>| {
+            // Counted once, here, where the final status is known.
+            metrics.request(
+                r.as_ref()
+                    .map_or_else(GatewayError::outcome, |ok| Outcome::of_status(ok.status())),
+            );
+            Ok(r.unwrap_or_else(GatewayError::into_response))
+        },
     );
     // 0. The account service's reserved authority, answered here: never
     //    admitted as a site, charged, or fetched.
@@ -75,6 +85,12 @@ type Boxed = tower::util::BoxCloneService<Request<Incoming>, Response<Body>, Gat
 fn account_service(accounts: Arc<AccountService>, ctx: Arc<PadContext>) -> Boxed {
     tower::util::BoxCloneService::new(tower::service_fn(move |req: Request<Incoming>| {
         let (accounts, ctx) = (accounts.clone(), ctx.clone());
-        async move { Ok::<_, GatewayError>(accounts.handle(ctx, req).await) }
+        async move {
+            let resp = accounts.handle(ctx.clone(), req).await;
+            ctx.services
+                .metrics
+                .request(Outcome::of_status(resp.status()));
+            Ok::<_, GatewayError>(resp)
+        }
     }))
 }
