@@ -33,6 +33,7 @@ mod pages;
 pub mod proxy;
 pub mod refusals;
 pub mod sites;
+pub mod spend;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type Body = http_body_util::combinators::BoxBody<bytes::Bytes, BoxError>;

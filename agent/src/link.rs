@@ -18,6 +18,7 @@ use crate::dial::{dial, DialError};
 use crate::hello::HelloPlan;
 use crate::refusals::Refusals;
 use crate::sites::SitePrices;
+use crate::spend::{Settled, Spending};
 use crate::Body;
 
 const BACKOFF_START: Duration = Duration::from_millis(200);
@@ -113,6 +114,9 @@ pub struct Link {
     pub sites: SitePrices,
     /// The last refused requests (in memory only).
     pub refusals: Refusals,
+    /// Each request's charge as the gateway reports it, matched to the
+    /// agent's own count.
+    pub spending: Arc<Spending>,
     /// Below this balance (micro-units) the page shows a banner and the
     /// log says so once (`--warn-below`).
     pub warn_below: AtomicI64,
@@ -134,6 +138,7 @@ impl Link {
             hellos: Mutex::new(HelloPlan::default()),
             sites: SitePrices::default(),
             refusals: Refusals::default(),
+            spending: Arc::default(),
             warn_below: AtomicI64::new(DEFAULT_WARN_BELOW),
             warned_low: AtomicBool::new(false),
             page_token: {
@@ -221,6 +226,7 @@ impl Link {
             tokio::select! {
                 r = &mut conn => break r,
                 _ = tick.tick() => {
+                    self.settle_charges();
                     let b = stats.balance.load(Ordering::Relaxed);
                     let c = tunnel::stream::unpack_currency(stats.currency.load(Ordering::Relaxed));
                     if let Some(c) = c.filter(|_| last != Some(b)) {
@@ -238,6 +244,7 @@ impl Link {
                 }
             }
         };
+        self.settle_charges();
         let pad = self.pad.clone();
         if let Err(e) = tunnel::store::blocking(move || pad.sync_erasures()).await {
             tracing::warn!("flushing erasures: {e}");
@@ -255,6 +262,20 @@ impl Link {
                 _ => None,
             },
         )
+    }
+
+    /// Settle the charges the gateway has reported on every tunnel so far:
+    /// the honest meter checks them and the history records them.
+    pub fn settle_charges(&self) -> Vec<Settled> {
+        let streams = match self.totals.streams.lock() {
+            Ok(s) => s.clone(),
+            Err(p) => p.into_inner().clone(),
+        };
+        let mut settled = Vec::new();
+        for s in &streams {
+            settled.extend(self.spending.settle(s.take_charges(), s.tariff()));
+        }
+        settled
     }
 
     /// A sender for one request: waits for the tunnel while it is

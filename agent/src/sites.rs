@@ -22,23 +22,25 @@ impl SitePrices {
     /// Take the gateway's price header out of a response's headers (the
     /// browser never sees it), and remember the price if it decodes. Call it
     /// on the gateway's headers before anything strips `x-padnet-*` from them.
-    pub fn take(&self, headers: &mut HeaderMap) {
-        self.take_at(headers, Instant::now());
+    /// Returns the price (this request's).
+    pub fn take(&self, headers: &mut HeaderMap) -> Option<SitePrice> {
+        self.take_at(headers, Instant::now())
     }
 
-    fn take_at(&self, headers: &mut HeaderMap, now: Instant) {
+    fn take_at(&self, headers: &mut HeaderMap, now: Instant) -> Option<SitePrice> {
         let mut values = headers.get_all(SITE_PRICE).iter();
         let price = match (values.next(), values.next()) {
-            (None, _) => return,
+            (None, _) => return None,
             // One price per response: two are a confused gateway, and neither is kept.
             (Some(v), None) => SitePrice::decode(v),
             (Some(_), Some(_)) => None,
         };
         headers.remove(SITE_PRICE);
-        match price {
-            Some(p) => self.record(p, now),
+        match &price {
+            Some(p) => self.record(p.clone(), now),
             None => tracing::debug!("the gateway sent a site price that does not parse"),
         }
+        price
     }
 
     /// Remember `price` as its host's latest, seen at `now`; when that makes

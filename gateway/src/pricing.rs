@@ -5,13 +5,9 @@
 use crate::ledger::{AdCredit, Capture, Micros, Site, SiteCharge};
 use crate::tariff::Tariff;
 
-const MIB: u128 = 1 << 20;
+pub use policy::units::mib_cost;
 
-/// ceil(bytes × per_mib / MiB), saturating.
-fn mib_cost(bytes: u64, per_mib: Micros) -> Micros {
-    let c = (u128::from(bytes) * per_mib.max(0) as u128).div_ceil(MIB);
-    c.min(i64::MAX as u128) as Micros
-}
+const MIB: u128 = 1 << 20;
 
 /// A verified site's prices as they apply to one request.
 #[derive(Debug, Clone, PartialEq, Eq)]

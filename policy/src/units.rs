@@ -33,6 +33,14 @@ pub fn parse_amount(s: &str) -> Result<i64, String> {
     Ok(if neg { -v } else { v })
 }
 
+/// What `bytes` cost at `per_mib` micro-units per MiB: ceil(bytes ×
+/// per_mib / MiB), saturating (a negative price counts as 0). The gateway
+/// charges by it and the agent checks charges by it.
+pub fn mib_cost(bytes: u64, per_mib: i64) -> i64 {
+    let c = (u128::from(bytes) * per_mib.max(0) as u128).div_ceil(1 << 20);
+    c.min(i64::MAX as u128) as i64
+}
+
 /// Print micro-units as a decimal with at least two places ("4.23", "0.000150").
 pub fn format_amount(micros: i64) -> String {
     let sign = if micros < 0 { "-" } else { "" };

@@ -16,6 +16,9 @@ pub const CONTENT_LENGTH: HeaderName = HeaderName::from_static("x-padnet-content
 pub const STOPPED: HeaderName = HeaderName::from_static("x-padnet-stopped");
 /// The price of the site a response came from (only the gateway sends it; the agent strips it).
 pub const SITE_PRICE: HeaderName = HeaderName::from_static("x-padnet-site-price");
+/// The agent's id for one request or CONNECT (a decimal u32): the gateway
+/// reports the request's final charge under it in a NOTICE. Never sent on.
+pub const REQUEST: HeaderName = HeaderName::from_static("x-padnet-request");
 /// Beside `x-padnet-error`: the refusal in words, as the gateway's page
 /// says it (the agent keeps it for its own page: a browser never shows a
 /// refused CONNECT's page).

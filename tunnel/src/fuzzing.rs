@@ -18,7 +18,7 @@ use crate::handshake::{
 use crate::lease::Lease;
 use crate::pad::{PadHeader, HEADER_LEN, SLOT_SIZE};
 use crate::record::{seal, LeaseKeys, Opener, RecordType, KEY_OVERHEAD, MAX_PAYLOAD};
-use crate::stream::decode_notice;
+use crate::stream::Notice;
 
 /// Takes bytes and small numbers off the front of the fuzzer's input;
 /// zeros once it runs dry, so every input is a complete script.
@@ -176,7 +176,7 @@ fn decode_control(kind: RecordType, payload: &[u8]) {
             }
         }
         RecordType::Notice => {
-            let _ = decode_notice(payload);
+            let _ = Notice::decode(payload);
         }
         RecordType::Data | RecordType::Close => {}
     }

@@ -1,6 +1,7 @@
 //! Plain requests: an absolute-form browser request becomes an h2 request
 //! through the tunnel, and its response comes back with the origin's length
-//! restored and a gateway stop turned into an aborted transfer.
+//! restored and a gateway stop turned into an aborted transfer; each carries
+//! the agent's request id, and its body bytes are counted both ways.
 
 use std::future::Future;
 
@@ -11,6 +12,7 @@ use hyper::body::Incoming;
 use super::strip_hop_by_hop;
 use crate::link::Link;
 use crate::pages;
+use crate::spend::Tracked;
 use crate::Body;
 
 pub(super) async fn forward(link: &Link, req: Request<Incoming>) -> Response<Body> {
@@ -30,7 +32,13 @@ async fn send(link: &Link, req: Request<Incoming>) -> Response<Body> {
         Err(state) => return pages::link_error(&state, link),
     };
     let (mut parts, body) = req.into_parts();
+    let tracked = link
+        .spending
+        .begin(parts.uri.authority().map_or("", |a| a.as_str()));
     strip_hop_by_hop(&mut parts.headers);
+    parts
+        .headers
+        .insert(proto::headers::REQUEST, tracked.id.into());
     // The authority travels as :authority; a Host header would only repeat it.
     parts.headers.remove(header::HOST);
     parts.version = Version::HTTP_2;
@@ -39,11 +47,19 @@ async fn send(link: &Link, req: Request<Incoming>) -> Response<Body> {
     {
         return refused;
     }
+    let sent = tracked.counter();
+    let body = body.map_frame(move |f| {
+        if let Some(d) = f.data_ref() {
+            sent.fetch_add(d.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        }
+        f
+    });
     let req = Request::from_parts(parts, body.map_err(Into::into).boxed());
     match sender.send_request(req).await {
         Ok(resp) => {
             if let Some(code) = resp.headers().get(proto::headers::ERROR) {
                 // The gateway refused: its words on the agent's page.
+                tracked.refused();
                 let code = code.to_str().unwrap_or("refused").to_string();
                 let reason = resp
                     .headers()
@@ -64,7 +80,7 @@ async fn send(link: &Link, req: Request<Incoming>) -> Response<Body> {
             }
             let (mut parts, body) = resp.into_parts();
             // The site's price is for the agent's pages, not the browser.
-            link.sites.take(&mut parts.headers);
+            tracked.priced(link.sites.take(&mut parts.headers));
             strip_hop_by_hop(&mut parts.headers);
             // The gateway carries the origin's length beside the h2 stream
             // (so a metered download can end early in order); restore it.
@@ -72,7 +88,7 @@ async fn send(link: &Link, req: Request<Incoming>) -> Response<Body> {
                 parts.headers.insert(header::CONTENT_LENGTH, len);
             }
             parts.version = Version::HTTP_11;
-            Response::from_parts(parts, Body::new(StopAware(body, None)))
+            Response::from_parts(parts, Body::new(StopAware(body, None, tracked)))
         }
         Err(e) => pages::tunnel_failed(&e.to_string()),
     }
@@ -83,10 +99,12 @@ async fn send(link: &Link, req: Request<Incoming>) -> Response<Body> {
 /// sees an aborted transfer, never a complete-looking short one. The error
 /// waits a moment first: hyper flushes its write buffer while the body is
 /// pending, so every byte that arrived (and was paid for) reaches the browser
-/// before the connection is cut.
+/// before the connection is cut. The bytes that arrive count for the
+/// request's charge check (see `spend`).
 struct StopAware(
     Incoming,
     Option<(String, std::pin::Pin<Box<tokio::time::Sleep>>)>,
+    Tracked,
 );
 
 impl http_body::Body for StopAware {
@@ -119,7 +137,12 @@ impl http_body::Body for StopAware {
                     self.1 = Some((why, sleep));
                     std::task::Poll::Pending
                 }
-                None => std::task::Poll::Ready(Some(Ok(f))),
+                None => {
+                    if let Some(d) = f.data_ref() {
+                        self.2.count(d.len());
+                    }
+                    std::task::Poll::Ready(Some(Ok(f)))
+                }
             },
             Some(Err(e)) => std::task::Poll::Ready(Some(Err(e.into()))),
             None => std::task::Poll::Ready(None),

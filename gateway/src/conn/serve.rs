@@ -199,7 +199,11 @@ impl Server {
             issued: header.value_micros,
             tell_agent: {
                 let (notifier, pad) = (notifier.clone(), accepted.pad.clone());
-                Box::new(move |balance| notifier.post(balance, pad.key_left()))
+                Box::new(move |balance, reserved| notifier.post(balance, reserved, pad.key_left()))
+            },
+            report_charge: {
+                let notifier = notifier.clone();
+                Box::new(move |charge| notifier.report(charge))
             },
             services: self.services.clone(),
             float,
@@ -209,6 +213,10 @@ impl Server {
         PadContext::spawn_notices(&ctx);
         // Tell the agent its balance and currency at once.
         notifier.set_currency(&self.services.tariff.currency);
+        notifier.set_tariff(tunnel::stream::TariffNote {
+            per_mib: self.services.tariff.per_mib,
+            per_request: self.services.tariff.per_request,
+        });
         if let Some(balance) = self.services.ledger.pad_balance(&ctx.serial) {
             ctx.notify_balance(balance);
         }

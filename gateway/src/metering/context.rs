@@ -74,7 +74,10 @@ impl Services {
 }
 
 /// How a tunnel tells its agent the pad's balance (a NOTICE record).
-pub type TellAgent = Box<dyn Fn(Micros) + Send + Sync>;
+/// (spendable, held by open requests).
+pub type TellAgent = Box<dyn Fn(Micros, Micros) + Send + Sync>;
+/// How a tunnel reports a finished request's charge (in its next NOTICE).
+pub type ReportCharge = Box<dyn Fn(tunnel::stream::ChargeNote) + Send + Sync>;
 
 /// One tunnel's pad, as the request path sees it: facts from its header,
 /// its float, and a way to tell the agent its balance. No pad file is
@@ -86,6 +89,7 @@ pub struct PadContext {
     /// The value the pad was issued with.
     pub issued: Micros,
     pub tell_agent: TellAgent,
+    pub report_charge: ReportCharge,
     pub services: Arc<Services>,
     /// The tunnel's durable reservation its requests draw from.
     pub float: Arc<Float>,
@@ -155,7 +159,7 @@ impl PadContext {
 
     /// Tell the agent the pad's balance (a NOTICE record).
     pub fn notify_balance(&self, balance: Micros) {
-        (self.tell_agent)(balance);
+        (self.tell_agent)(balance, self.float.assigned());
     }
 
     /// The balance changed: the agent hears within [`NOTICE_INTERVAL`].

@@ -64,6 +64,9 @@ pub struct Meter {
     price: Price,
     state: Mutex<State>,
     served: std::sync::atomic::AtomicBool,
+    /// The agent's id for the request (`x-padnet-request`): its final
+    /// charge is reported under it.
+    report_as: std::sync::OnceLock<u32>,
 }
 
 impl Meter {
@@ -134,11 +137,17 @@ impl Meter {
                 wakers: [None, None],
             }),
             served: false.into(),
+            report_as: std::sync::OnceLock::new(),
         }))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Report this request's final charge to the agent under `id`.
+    pub fn report_as(&self, id: u32) {
+        let _ = self.report_as.set(id);
     }
 
     /// The origin answered: the request is chargeable.
@@ -333,6 +342,7 @@ impl Drop for Meter {
             s.used.saturating_sub(s.captured_bytes),
             hits,
         );
+        let used = s.used;
         let remaining = owed.total().saturating_sub(s.captured.total()).max(0);
         let unused = s
             .held_total
@@ -346,6 +356,14 @@ impl Drop for Meter {
             if self.ctx.ad_due(&ad.site) {
                 capture.ads.push(ad);
             }
+        }
+        if let Some(&request) = self.report_as.get() {
+            let paid = capture.ads.iter().map(|a| a.paid).sum::<Micros>();
+            (self.ctx.report_charge)(tunnel::stream::ChargeNote {
+                request,
+                amount: owed.total().saturating_sub(paid),
+                bytes: used,
+            });
         }
         let float = self.ctx.float.clone();
         float.give_back(unused);

@@ -20,6 +20,8 @@ pub struct TestPad {
     pub refuse_writes: Arc<std::sync::atomic::AtomicBool>,
     /// Set to make every flush fail (nothing written becomes durable).
     pub refuse_flushes: Arc<std::sync::atomic::AtomicBool>,
+    /// The charges the tunnel reported to its agent, in order.
+    pub reported: Arc<std::sync::Mutex<Vec<tunnel::stream::ChargeNote>>>,
     _policies: tempfile::TempDir,
 }
 
@@ -68,11 +70,16 @@ impl TestPad {
             services.tasks.clone(),
             services.metrics.clone(),
         );
+        let reported = Arc::new(std::sync::Mutex::new(Vec::new()));
         let ctx = Arc::new(PadContext {
             serial: SERIAL.into(),
             policy_id: [0; 32],
             issued: value,
-            tell_agent: Box::new(|_balance| {}),
+            tell_agent: Box::new(|_balance, _reserved| {}),
+            report_charge: {
+                let reported = reported.clone();
+                Box::new(move |c| reported.lock().unwrap().push(c))
+            },
             services: services.clone(),
             float,
             balance_dirty: false.into(),
@@ -80,6 +87,7 @@ impl TestPad {
         });
         TestPad {
             ctx,
+            reported,
             services,
             refuse_writes,
             refuse_flushes,

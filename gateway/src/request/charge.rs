@@ -7,7 +7,9 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::{Request, Response};
-use proto::headers::{SitePrice, CONTENT_LENGTH as LENGTH_HEADER, SITE_PRICE};
+use proto::headers::{
+    SitePrice, CONTENT_LENGTH as LENGTH_HEADER, REQUEST as REQUEST_ID, SITE_PRICE,
+};
 
 use crate::error::{BoxFuture, GatewayError};
 use crate::metering::context::PadContext;
@@ -74,6 +76,13 @@ where
             });
             let dest = if ctx.restricted() { to } else { None };
             let meter = Meter::start_priced(ctx, dest, price).await?;
+            if let Some(id) = req
+                .headers()
+                .get(REQUEST_ID)
+                .and_then(|v| v.to_str().ok()?.parse::<u32>().ok())
+            {
+                meter.report_as(id);
+            }
             let is_head = req.method() == http::Method::HEAD;
             let mut req: Request<Body> = req.map(|b| metered(b, meter.clone(), Dir::Up));
             if is_connect {
@@ -270,6 +279,37 @@ mod tests {
         assert_eq!((got, stopped), (size, None), "the whole body, not stopped");
         drop(svc);
         assert_eq!(pad.finish().await, 10_000_000 - expected);
+    }
+
+    /// The agent's request id comes back with the request's final charge,
+    /// exactly what the pad paid; a request without one is not reported.
+    #[tokio::test]
+    async fn a_finished_request_reports_its_exact_charge_under_the_agents_id() {
+        let pad = TestPad::new(10_000_000, "0.01", "0.0001");
+        let size = 2 * MIB + 7;
+        let mut svc = Charge {
+            inner: origin(size, true),
+            ctx: pad.ctx.clone(),
+        };
+        let mut req = get();
+        req.headers_mut()
+            .insert(proto::headers::REQUEST, "41".parse().unwrap());
+        let (got, _) = download(send(&mut svc, req).await.unwrap()).await;
+        assert_eq!(got, size);
+        download(send(&mut svc, get()).await.unwrap()).await;
+        let reported = pad.reported.lock().unwrap().clone();
+        let expected = pad.tariff().charge(size as u64);
+        assert_eq!(
+            reported,
+            vec![tunnel::stream::ChargeNote {
+                request: 41,
+                amount: expected,
+                bytes: size as u64
+            }]
+        );
+        drop(svc);
+        let one_more = pad.tariff().charge(size as u64);
+        assert_eq!(pad.finish().await, 10_000_000 - expected - one_more);
     }
 
     #[tokio::test]

@@ -16,9 +16,11 @@ const IDENTIFYING: [HeaderName; 6] = [
 
 pub use proto::headers::{strip_hop_by_hop, strip_padnet};
 
-/// Prepare headers of a request for the origin.
+/// Prepare headers of a request for the origin (padnet's own headers,
+/// such as the agent's request id, never leave the gateway).
 pub fn for_origin(h: &mut HeaderMap) {
     strip_hop_by_hop(h);
+    strip_padnet(h);
     for n in &IDENTIFYING {
         h.remove(n);
     }

@@ -82,17 +82,18 @@ impl<T: AsyncRead + AsyncWrite + Unpin> OtpStream<T> {
         // A NOTICE may never eat the reserve the next LEASE_NEXT needs:
         // without that record the lease cannot be switched, and the stream
         // would wait forever. It waits for room (or the next lease) instead.
-        let notice_fits = !self.send_next.is_empty()
-            || self.send.remaining() >= 2 * KEY_OVERHEAD + 16 + CONTROL_RESERVE;
-        if self.role == Role::Allocator
-            && notice_fits
-            && !self.closing()
-            && self.control.is_empty()
-            && self.stats.notice_pending.swap(false, Ordering::Acquire)
-        {
-            let balance = self.stats.notice_balance.load(Ordering::Relaxed);
-            let key_left = self.stats.notice_key_left.load(Ordering::Relaxed);
-            self.queue_notice(balance, key_left);
+        if self.role == Role::Allocator && !self.closing() && self.control.is_empty() {
+            if let Some(notice) = self.stats.notice_due() {
+                let fits = !self.send_next.is_empty()
+                    || self.send.remaining()
+                        >= 2 * KEY_OVERHEAD + notice.encoded_len() + CONTROL_RESERVE;
+                if fits {
+                    self.stats.sent_notice(&notice);
+                    self.control.push_back(Control::notice(&notice));
+                } else {
+                    self.stats.notice_later();
+                }
+            }
         }
         if self.role == Role::Allocator && !self.closing() {
             // Our own next downstream lease, once half of the current one is used.

@@ -14,6 +14,7 @@
 
 mod control;
 mod leases;
+mod notice;
 mod recv;
 mod send;
 mod stats;
@@ -22,7 +23,6 @@ mod wakers;
 use std::collections::VecDeque;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll, Waker};
 
@@ -36,9 +36,9 @@ use control::Control;
 use leases::{Allocation, Loading};
 use wakers::BothWakers;
 
-pub(crate) use control::decode_notice;
 pub use control::{pack_currency, unpack_currency, CloseReason};
-pub use stats::{Notifier, StreamStats};
+pub use notice::{ChargeNote, Notice, TariffNote, MAX_CHARGES};
+pub use stats::{Notifier, StreamStats, CHARGES_KEPT};
 
 /// Room kept free at the end of a lease until the next lease is announced,
 /// so control records (LEASE_NEXT, CLOSE, NOTICE) always fit.
@@ -234,13 +234,6 @@ impl<T: AsyncRead + AsyncWrite + Unpin> OtpStream<T> {
             self.phase = Phase::Closing;
             self.control.push_back(Control::close(reason));
         }
-    }
-
-    /// Queue a NOTICE (balance in micro-units, key bytes left).
-    pub fn queue_notice(&mut self, balance: i64, key_left: u64) {
-        let currency = self.stats.currency.load(Ordering::Relaxed);
-        self.control
-            .push_back(Control::notice(balance, key_left, currency));
     }
 
     /// Our CLOSE is queued or sent: nothing more may be sealed.

@@ -9,8 +9,8 @@ use std::task::{ready, Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::control::decode_notice;
 use super::leases::Loading;
+use super::notice::Notice;
 use super::{CloseReason, OtpStream, Phase, Role, PLAIN_IN_CAP, READ_CHUNK};
 use crate::record::{RecordType, KEY_OVERHEAD};
 
@@ -132,12 +132,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> OtpStream<T> {
                 self.recv_next
                     .push_back(Loading::start(&self.source, lease));
             }
-            (RecordType::Notice, Role::Follower) if decode_notice(&payload).is_some() => {
-                if let Some((balance, currency)) = decode_notice(&payload) {
-                    self.stats.balance.store(balance, Ordering::Relaxed);
-                    if let Some(v) = currency {
-                        self.stats.currency.store(v, Ordering::Relaxed);
-                    }
+            (RecordType::Notice, Role::Follower) if Notice::decode(&payload).is_some() => {
+                if let Some(n) = Notice::decode(&payload) {
+                    self.stats.received_notice(n);
                 }
             }
             (RecordType::Close, _) if payload.len() == 1 => {

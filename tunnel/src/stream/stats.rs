@@ -3,10 +3,12 @@
 //! through which the gateway's meter has NOTICE records sent and the
 //! gateway closes a tunnel from outside.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicU8, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::control::{pack_currency, CloseReason};
+use super::notice::{ChargeNote, Notice, TariffNote, MAX_CHARGES};
 use super::wakers::BothWakers;
 use crate::lease::Lease;
 
@@ -25,17 +27,49 @@ pub struct StreamStats {
     pub lease_hwm: AtomicU64,
     /// The peer's CLOSE reason, if any.
     pub close_reason: AtomicU8,
-    /// The last balance the gateway reported (micro-units).
+    /// The last balance the gateway reported (micro-units): what the pad
+    /// can spend, beside what open requests hold (`reserved`).
     pub balance: AtomicI64,
+    pub reserved: AtomicI64,
     /// A NOTICE waiting to be sent (allocating side): balance and key bytes left.
     pub(super) notice_pending: AtomicBool,
     pub(super) notice_balance: AtomicI64,
+    pub(super) notice_reserved: AtomicI64,
     pub(super) notice_key_left: AtomicU64,
     /// The ledger's currency (three ASCII letters, packed; 0 = not told):
     /// the gateway sets it, NOTICE records carry it, the agent keeps it.
     pub currency: AtomicU32,
     /// A CLOSE asked for from outside the stream (its reason; 0: none).
     pub(super) close_pending: AtomicU8,
+    /// Allocating side: the tariff and finished requests' charges the next
+    /// NOTICE carries.
+    pub(super) outbox: Mutex<Outbox>,
+    /// Following side: the tariff the gateway last named, and the charges
+    /// it reported that nobody has taken yet.
+    pub(super) inbox: Mutex<Inbox>,
+}
+
+/// Charges kept waiting at most, each way: beyond it the oldest are dropped
+/// (a stalled tunnel or a reader that never takes them cannot grow memory).
+pub const CHARGES_KEPT: usize = 4096;
+
+#[derive(Debug, Default)]
+pub(super) struct Outbox {
+    pub tariff: Option<TariffNote>,
+    pub charges: VecDeque<ChargeNote>,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct Inbox {
+    pub tariff: Option<TariffNote>,
+    pub charges: VecDeque<ChargeNote>,
+}
+
+fn keep_last(q: &mut VecDeque<ChargeNote>, c: ChargeNote) {
+    if q.len() >= CHARGES_KEPT {
+        q.pop_front();
+    }
+    q.push_back(c);
 }
 
 /// Lets code outside the stream (the gateway's meter, after a settlement)
@@ -55,8 +89,23 @@ impl Notifier {
             .store(pack_currency(code), Ordering::Relaxed);
     }
 
-    pub fn post(&self, balance: i64, key_left: u64) {
+    /// Set the transport tariff every NOTICE on this stream names.
+    pub fn set_tariff(&self, tariff: TariffNote) {
+        lock(&self.stats.outbox).tariff = Some(tariff);
+    }
+
+    /// A request ended with this charge: the next NOTICE reports it.
+    pub fn report(&self, charge: ChargeNote) {
+        keep_last(&mut lock(&self.stats.outbox).charges, charge);
+    }
+
+    /// Have a NOTICE sent with this balance (spendable, and held by open
+    /// requests) and key bytes left, and any charges reported since the last.
+    pub fn post(&self, balance: i64, reserved: i64, key_left: u64) {
         self.stats.notice_balance.store(balance, Ordering::Relaxed);
+        self.stats
+            .notice_reserved
+            .store(reserved, Ordering::Relaxed);
         self.stats
             .notice_key_left
             .store(key_left, Ordering::Relaxed);
@@ -85,8 +134,81 @@ impl std::fmt::Debug for Notifier {
     }
 }
 
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 impl StreamStats {
     pub(super) fn saw_lease(&self, l: Lease) {
         self.lease_hwm.fetch_max(l.end(), Ordering::Relaxed);
+    }
+
+    /// The NOTICE to send now (allocating side), with at most
+    /// [`MAX_CHARGES`] of the charges waiting; `None` unless one was posted.
+    /// Whether it fits is the caller's: it calls [`StreamStats::sent_notice`]
+    /// once it is queued, or [`StreamStats::notice_later`].
+    pub(super) fn notice_due(&self) -> Option<Notice> {
+        if !self.notice_pending.swap(false, Ordering::AcqRel) {
+            return None;
+        }
+        let out = lock(&self.outbox);
+        let currency = self.currency.load(Ordering::Relaxed);
+        let tariff = out.tariff.filter(|_| currency != 0);
+        let charges = match tariff {
+            Some(_) => out.charges.iter().take(MAX_CHARGES).copied().collect(),
+            None => Vec::new(),
+        };
+        Some(Notice {
+            balance: self.notice_balance.load(Ordering::Relaxed),
+            key_left: self.notice_key_left.load(Ordering::Relaxed),
+            currency,
+            tariff,
+            reserved: self.notice_reserved.load(Ordering::Relaxed),
+            charges,
+        })
+    }
+
+    /// `n` (from [`StreamStats::notice_due`]) is queued: its charges are
+    /// out; another NOTICE follows while charges are left.
+    pub(super) fn sent_notice(&self, n: &Notice) {
+        let mut out = lock(&self.outbox);
+        let sent = n.charges.len().min(out.charges.len());
+        out.charges.drain(..sent);
+        if !out.charges.is_empty() {
+            self.notice_pending.store(true, Ordering::Release);
+        }
+    }
+
+    /// The NOTICE from [`StreamStats::notice_due`] did not fit: send it later.
+    pub(super) fn notice_later(&self) {
+        self.notice_pending.store(true, Ordering::Release);
+    }
+
+    /// A NOTICE arrived (following side): keep what it says.
+    pub(super) fn received_notice(&self, n: Notice) {
+        self.balance.store(n.balance, Ordering::Relaxed);
+        if n.tariff.is_some() {
+            self.reserved.store(n.reserved, Ordering::Relaxed);
+        }
+        if n.currency != 0 {
+            self.currency.store(n.currency, Ordering::Relaxed);
+        }
+        let mut inbox = lock(&self.inbox);
+        if n.tariff.is_some() {
+            inbox.tariff = n.tariff;
+        }
+        for c in n.charges {
+            keep_last(&mut inbox.charges, c);
+        }
+    }
+
+    /// The tariff the gateway last named (following side).
+    pub fn tariff(&self) -> Option<TariffNote> {
+        lock(&self.inbox).tariff
+    }
+
+    /// The charges the gateway reported since the last call, oldest first.
+    pub fn take_charges(&self) -> Vec<ChargeNote> {
+        lock(&self.inbox).charges.drain(..).collect()
     }
 }

@@ -68,7 +68,7 @@ async fn notices_never_stall_lease_switches() {
         let mut b = 0i64;
         while !st.load(Ordering::Relaxed) {
             b += 1;
-            n2.post(b, 7);
+            n2.post(b, 0, 7);
             tokio::task::yield_now().await;
         }
     });
@@ -92,7 +92,7 @@ async fn notices_never_stall_lease_switches() {
     poster.await.unwrap();
     let mut gw = g.await.unwrap();
     notifier.set_currency("CHF");
-    notifier.post(-42, 7);
+    notifier.post(-42, 0, 7);
     // Drive the gateway (the NOTICE may wait for its next lease, which
     // only a polled stream switches to) until the follower has read it.
     let mut one = [0u8; 1];
@@ -108,4 +108,44 @@ async fn notices_never_stall_lease_switches() {
         unpack_currency(ag.stats().currency.load(Ordering::Relaxed)).as_deref(),
         Some("CHF")
     );
+}
+
+/// Charges reported on the gateway reach the agent in order, every one of
+/// them, however many wait at once (a NOTICE carries at most MAX_CHARGES),
+/// with the tariff the gateway named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_reported_charge_reaches_the_agent_with_the_tariff() {
+    let (mut gw, mut ag, _) = pair(1 << 20, 64 * 1024);
+    let notifier = gw.notifier();
+    notifier.set_currency("EUR");
+    let tariff = TariffNote {
+        per_mib: 10_000,
+        per_request: 100,
+    };
+    notifier.set_tariff(tariff);
+    let sent: Vec<ChargeNote> = (0..(3 * MAX_CHARGES as u32 + 5))
+        .map(|i| ChargeNote {
+            request: i,
+            amount: i64::from(i) * 3 - 7,
+            bytes: u64::from(i) << 20,
+        })
+        .collect();
+    for c in &sent {
+        notifier.report(*c);
+    }
+    notifier.post(99, 3, 1);
+    let mut got = Vec::new();
+    let mut one = [0u8; 1];
+    for _ in 0..200 {
+        gw.flush().await.unwrap();
+        let _ = tokio::time::timeout(Duration::from_millis(20), ag.read(&mut one)).await;
+        got.extend(ag.stats().take_charges());
+        if got.len() >= sent.len() {
+            break;
+        }
+    }
+    assert_eq!(got, sent);
+    assert_eq!(ag.stats().tariff(), Some(tariff));
+    assert_eq!(ag.stats().balance.load(Ordering::Relaxed), 99);
+    assert_eq!(ag.stats().reserved.load(Ordering::Relaxed), 3);
 }

@@ -6,6 +6,7 @@ use super::leases::Loading;
 use super::*;
 use crate::lease::LeaseAllocator;
 use crate::record;
+use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
