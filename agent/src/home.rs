@@ -74,6 +74,7 @@ impl Wallet {
 
 /// The agent's own page.
 pub fn home(link: &Link, listen: std::net::SocketAddr) -> String {
+    link.settle_charges();
     let w = Wallet::read(link);
     let mut banners = String::new();
     let warn_below = link.warn_below.load(Ordering::Relaxed);
@@ -99,11 +100,13 @@ pub fn home(link: &Link, listen: std::net::SocketAddr) -> String {
     let wallet = format!(
         "<h2>Your pad</h2><table id=wallet>\
          <tr><th>Balance</th><td id=balance>{balance}</td></tr>\
+         <tr><th>Reserved</th><td id=reserved>{reserved} held by transfers in progress (what they do not use comes back)</td></tr>\
          <tr><th>Key material</th><td><progress id=key-bar max=100 value={key_pct}></progress> \
          {left:.1} of {total:.1} MiB left ({key_pct} %), carries about {carries:.0} MiB more</td></tr>\
          <tr><th>Tunnels left</th><td>{slots} (one ticket slot each)</td></tr>\
          <tr><th>Tunnel</th><td id=tunnel>{tunnel} via {gw}</td></tr></table>",
         balance = w.money(w.balance).as_str(),
+        reserved = w.money(link.totals.reserved()).as_str(),
         left = w.key_left as f64 / MIB,
         total = w.key_total as f64 / MIB,
         carries = w.carries_mib(),
@@ -114,13 +117,14 @@ pub fn home(link: &Link, listen: std::net::SocketAddr) -> String {
     page::render(
         "padnet agent",
         &Html::trusted(format!(
-            "{banners}{refused}{wallet}{sites}\
+            "{banners}{refused}{wallet}{spending}{sites}\
              <p><a href=\"/account\">Your account</a>: open one, cancel a lost pad, top up, receive a pad handed to you.</p>\
              <p>Point your browser's HTTP proxy at <code>{listen}</code>, \
              or use <a href=\"/proxy.pac\">/proxy.pac</a> for automatic configuration. \
              When a site will not load (browsers show their own error for a refused HTTPS site), \
              this page says why.</p>",
             sites = site_prices(&link.sites.list()).as_str(),
+            spending = crate::spending_page::section(link, w.balance, w.carries_mib(), &w.currency),
         )),
         "padnet agent",
     )
@@ -199,6 +203,7 @@ fn site_prices(sites: &[SitePrice]) -> Html {
 
 /// The agent's status as JSON.
 pub fn status_json(link: &Link) -> serde_json::Value {
+    link.settle_charges();
     let h = link.pad.header();
     let t = &link.totals;
     let spent = t.max(|s| s.lease_hwm.load(Ordering::Relaxed));
@@ -218,6 +223,15 @@ pub fn status_json(link: &Link) -> serde_json::Value {
         "pad_bytes_wasted": t.sum(|s| s.pad_wasted.load(Ordering::Relaxed)),
         "sites": link.sites.json(),
         "recent_refusals": link.refusals.json(),
+        "reserved": format_amount(t.reserved()),
+        "tariff": t.tariff().map(|t| serde_json::json!({
+            "per_mib": format_amount(t.per_mib),
+            "per_request": format_amount(t.per_request),
+        })),
+        "spent_today": format_amount(link.history.with(|h| {
+            h.spent_since(crate::spending_page::today_start(crate::spending_page::now_unix()))
+        })),
+        "meter": link.spending.check(),
     })
 }
 
@@ -246,7 +260,12 @@ mod tests {
         };
         mint(&h, std::slice::from_ref(&path), |_| {}).unwrap();
         let pad = Arc::new(FollowingPad::open(&path, None).unwrap());
-        let link = Link::new(pad, vec!["127.0.0.1:1".into()], Duration::from_secs(1));
+        let link = Link::new(
+            pad,
+            vec!["127.0.0.1:1".into()],
+            Duration::from_secs(1),
+            Default::default(),
+        );
         (dir, link)
     }
 

@@ -24,6 +24,7 @@ pub mod account;
 mod dial;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod history_store;
 mod hello;
 mod home;
 pub mod link;
@@ -34,6 +35,7 @@ pub mod proxy;
 pub mod refusals;
 pub mod sites;
 pub mod spend;
+mod spending_page;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type Body = http_body_util::combinators::BoxBody<bytes::Bytes, BoxError>;

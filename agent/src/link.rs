@@ -18,6 +18,7 @@ use crate::dial::{dial, DialError};
 use crate::hello::HelloPlan;
 use crate::refusals::Refusals;
 use crate::sites::SitePrices;
+use crate::history_store::HistoryStore;
 use crate::spend::{Settled, Spending};
 use crate::Body;
 
@@ -92,6 +93,20 @@ impl Totals {
             .find_map(|s| tunnel::stream::unpack_currency(s.currency.load(Ordering::Relaxed)))
     }
 
+    /// The gateway's transport tariff, as its last NOTICE named it.
+    pub fn tariff(&self) -> Option<tunnel::stream::TariffNote> {
+        self.streams.lock().ok()?.iter().rev().find_map(|s| s.tariff())
+    }
+
+    /// Value held by the open requests of the current tunnel.
+    pub fn reserved(&self) -> i64 {
+        self.streams
+            .lock()
+            .ok()
+            .and_then(|s| s.last().map(|s| s.reserved.load(Ordering::Relaxed)))
+            .unwrap_or(0)
+    }
+
     pub fn balance(&self) -> Option<i64> {
         self.streams
             .lock()
@@ -117,6 +132,9 @@ pub struct Link {
     /// Each request's charge as the gateway reports it, matched to the
     /// agent's own count.
     pub spending: Arc<Spending>,
+    /// What the money went on, per site over time (beside the pad, or for
+    /// this session only); set once at start.
+    pub history: HistoryStore,
     /// Below this balance (micro-units) the page shows a banner and the
     /// log says so once (`--warn-below`).
     pub warn_below: AtomicI64,
@@ -127,7 +145,12 @@ pub struct Link {
 }
 
 impl Link {
-    pub fn new(pad: Arc<FollowingPad>, addrs: Vec<String>, timeout: Duration) -> Arc<Link> {
+    pub fn new(
+        pad: Arc<FollowingPad>,
+        addrs: Vec<String>,
+        timeout: Duration,
+        history: HistoryStore,
+    ) -> Arc<Link> {
         Arc::new(Link {
             pad,
             addrs,
@@ -139,6 +162,7 @@ impl Link {
             sites: SitePrices::default(),
             refusals: Refusals::default(),
             spending: Arc::default(),
+            history,
             warn_below: AtomicI64::new(DEFAULT_WARN_BELOW),
             warned_low: AtomicBool::new(false),
             page_token: {
@@ -264,6 +288,12 @@ impl Link {
         )
     }
 
+    /// Whether a form carried this process's page token (constant time).
+    pub fn token_ok(&self, given: Option<&str>) -> bool {
+        use subtle::ConstantTimeEq;
+        given.is_some_and(|g| bool::from(g.as_bytes().ct_eq(self.page_token.as_bytes())))
+    }
+
     /// Settle the charges the gateway has reported on every tunnel so far:
     /// the honest meter checks them and the history records them.
     pub fn settle_charges(&self) -> Vec<Settled> {
@@ -275,6 +305,8 @@ impl Link {
         for s in &streams {
             settled.extend(self.spending.settle(s.take_charges(), s.tariff()));
         }
+        self.history
+            .record(crate::spending_page::now_unix(), &settled);
         settled
     }
 

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use padnet_agent::history::HistoryFile;
+use padnet_agent::history_store::HistoryStore;
 use padnet_agent::link::Link;
 use padnet_agent::listen::{default_max_connections, Limits};
 use tunnel::store::{FollowingPad, LeaseJournal};
@@ -51,6 +53,11 @@ struct Cli {
     /// low-balance banner and the log says so once.
     #[arg(long, value_name = "AMOUNT", default_value = "0.50", value_parser = parse_amount)]
     warn_below: i64,
+    /// Keep no spending history on disk (by default it is kept beside the
+    /// pad, in PAD.history, and never sent anywhere); the page then shows
+    /// this session's spending only.
+    #[arg(long)]
+    no_history: bool,
     /// Append every lease and ticket slot used to FILE (pad offsets only; for audits and tests).
     #[arg(long, value_name = "FILE", hide = true)]
     lease_journal: Option<PathBuf>,
@@ -95,6 +102,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .map(Arc::new);
     let pad = Arc::new(FollowingPad::open(&cli.pad, journal)?);
     warn_if_others_can_read(&cli.pad);
+    let history = if cli.no_history {
+        HistoryStore::default()
+    } else {
+        let path = HistoryFile::path_for(&cli.pad);
+        HistoryStore::File(HistoryFile::open(&path).with_context(|| {
+            format!(
+                "the spending history {} cannot be read; move it away (a new one is started) or run with --no-history",
+                path.display()
+            )
+        })?)
+    };
     let addrs = if cli.gateways.is_empty() {
         pad.header().gateways.clone()
     } else {
@@ -118,7 +136,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("binding {}", cli.listen))?;
         let local = listener.local_addr()?;
-        let link = Link::new(pad.clone(), addrs, Duration::from_secs(cli.timeout));
+        let link = Link::new(pad.clone(), addrs, Duration::from_secs(cli.timeout), history);
+        tokio::spawn(save_history(link.clone()));
         link.warn_below
             .store(cli.warn_below, std::sync::atomic::Ordering::Relaxed);
         tokio::spawn(link.clone().run());
@@ -135,12 +154,39 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             max_connections: cli.max_connections.unwrap_or_else(default_max_connections),
             header_timeout: Duration::from_millis(cli.header_timeout_ms),
         };
-        let ctrl_c = async {
-            let _ = tokio::signal::ctrl_c().await;
+        // Ctrl-C or SIGTERM: stop accepting, then save the history.
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let ctrl_c = async move {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
         };
-        padnet_agent::listen::serve(listener, link, auth, limits, ctrl_c).await?;
+        padnet_agent::listen::serve(listener, link.clone(), auth, limits, ctrl_c).await?;
+        link.settle_charges();
+        let keep = link.clone();
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || keep.history.save_if_dirty()).await {
+            tracing::warn!("saving the spending history: {e}");
+        }
         anyhow::Ok(())
     })
+}
+
+/// How often the spending history is saved while it changes.
+const HISTORY_SAVE: Duration = Duration::from_secs(10);
+
+/// Save the spending history every [`HISTORY_SAVE`] while it changes.
+async fn save_history(link: Arc<Link>) {
+    let mut tick = tokio::time::interval(HISTORY_SAVE);
+    loop {
+        tick.tick().await;
+        let keep = link.clone();
+        match tokio::task::spawn_blocking(move || keep.history.save_if_dirty()).await {
+            Ok(Err(e)) => tracing::warn!("saving the spending history: {e}"),
+            Ok(Ok(_)) => {}
+            Err(_) => return,
+        }
+    }
 }
 
 /// A pad (or its state) that other users can read is a pad they can copy

@@ -33,7 +33,7 @@ fn home_link() -> String {
     }
 }
 
-fn body(s: String) -> Body {
+pub(crate) fn body(s: String) -> Body {
     Full::new(Bytes::from(s))
         .map_err(|never| match never {})
         .boxed()
@@ -178,7 +178,8 @@ pub fn tunnel_failed(err: &str) -> Response<Body> {
 /// Requests to the agent itself. Only the agent's own origin may use them
 /// (see `own_origin`): a page on another site can neither read them nor
 /// post to them. The account operations (`/api/account/*`,
-/// `/api/pad/receive`, `/account`) take POST; the rest are read-only.
+/// `/api/pad/receive`, `/account`) and `/history/forget` take POST; the
+/// rest are read-only.
 pub async fn own(
     link: &Link,
     listen: std::net::SocketAddr,
@@ -210,6 +211,9 @@ pub async fn own(
     }
     if req.method() == Method::POST && (path == "/account" || path == "/account/receive") {
         return crate::account::form(link, req).await;
+    }
+    if req.method() == Method::POST && path == "/history/forget" {
+        return crate::spending_page::forget(link, req).await;
     }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return simple(

@@ -136,6 +136,22 @@ fn a_real_browser_browses_sees_its_balance_fall_and_learns_why_a_site_is_refused
     );
     assert!(page.contains("id=\"key-bar\""), "{page}");
     assert!(page.contains("id=\"wallet\""), "{page}");
+    // What the money went on: both sites with their spend, and the charts.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let page = loop {
+        let page = dom(work, None, &home);
+        if page.contains("<td>localhost</td>") || Instant::now() > deadline {
+            break page;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert!(page.contains("id=\"per-site\""), "{page}");
+    assert!(
+        page.contains("<td>127.0.0.1</td>") && page.contains("<td>localhost</td>"),
+        "both sites listed: {page}"
+    );
+    assert!(page.contains("id=\"chart-hours\"") && page.contains("<svg"), "{page}");
+    assert!(page.contains("id=\"spent-today\""), "{page}");
 
     // Browse until the value runs out: the browser shows padnet's 402 page
     // for an HTTP site, linking to the agent's page.

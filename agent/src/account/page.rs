@@ -11,7 +11,6 @@ use hyper::body::Incoming;
 use proto::account::{AccountRequest, Operation, MAX_BODY};
 use proto::page::{self, escape, Html};
 use serde_json::{Map, Value};
-use subtle::ConstantTimeEq;
 
 use super::receive::{self, Upload};
 use super::{ask_gateway, read_body, Answer};
@@ -176,7 +175,7 @@ fn describe(op: Operation, a: &Answer) -> Html {
 }
 
 fn token_ok(link: &Link, given: Option<&str>) -> bool {
-    given.is_some_and(|g| bool::from(g.as_bytes().ct_eq(link.page_token.as_bytes())))
+    link.token_ok(given)
 }
 
 fn refused_form(link: &Link) -> Response<Body> {
