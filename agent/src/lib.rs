@@ -25,6 +25,7 @@ mod dial;
 #[doc(hidden)]
 pub mod fuzzing;
 mod hello;
+pub mod history;
 mod home;
 pub mod link;
 pub mod listen;
