@@ -26,6 +26,7 @@ mod dial;
 pub mod fuzzing;
 pub mod history_store;
 mod hello;
+pub mod history;
 mod home;
 pub mod link;
 pub mod listen;
