@@ -8,6 +8,18 @@ use std::sync::Mutex;
 use crate::history::{History, HistoryError, HistoryFile};
 use crate::spend::Settled;
 
+/// Seconds since the Unix epoch, now.
+pub fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// The start of today (UTC).
+pub fn today_start(now: i64) -> i64 {
+    now - now.rem_euclid(86_400)
+}
+
 /// The agent's spending history.
 #[derive(Debug)]
 pub enum HistoryStore {
@@ -26,7 +38,9 @@ impl Default for HistoryStore {
 impl HistoryStore {
     /// Record settled charges at `at` (Unix seconds).
     pub fn record(&self, at: i64, settled: &[Settled]) {
-        for s in settled {
+        // A request refused before it carried anything cost nothing: it is
+        // not spending (the refusals table has it).
+        for s in settled.iter().filter(|s| s.amount != 0 || s.bytes != 0) {
             match self {
                 HistoryStore::File(f) => f.record(at, &s.site, 1, s.bytes, s.amount),
                 HistoryStore::Session(m) => {

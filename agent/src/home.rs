@@ -229,7 +229,7 @@ pub fn status_json(link: &Link) -> serde_json::Value {
             "per_request": format_amount(t.per_request),
         })),
         "spent_today": format_amount(link.history.with(|h| {
-            h.spent_since(crate::spending_page::today_start(crate::spending_page::now_unix()))
+            h.spent_since(crate::history_store::today_start(crate::history_store::now_unix()))
         })),
         "meter": link.spending.check(),
     })

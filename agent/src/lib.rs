@@ -24,9 +24,10 @@ pub mod account;
 mod dial;
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod history_store;
 mod hello;
 pub mod history;
+pub mod history_chart;
+pub mod history_store;
 mod home;
 pub mod link;
 pub mod listen;

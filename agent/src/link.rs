@@ -16,9 +16,9 @@ use tunnel::stream::{CloseReason, StreamStats};
 
 use crate::dial::{dial, DialError};
 use crate::hello::HelloPlan;
+use crate::history_store::HistoryStore;
 use crate::refusals::Refusals;
 use crate::sites::SitePrices;
-use crate::history_store::HistoryStore;
 use crate::spend::{Settled, Spending};
 use crate::Body;
 
@@ -95,7 +95,12 @@ impl Totals {
 
     /// The gateway's transport tariff, as its last NOTICE named it.
     pub fn tariff(&self) -> Option<tunnel::stream::TariffNote> {
-        self.streams.lock().ok()?.iter().rev().find_map(|s| s.tariff())
+        self.streams
+            .lock()
+            .ok()?
+            .iter()
+            .rev()
+            .find_map(|s| s.tariff())
     }
 
     /// Value held by the open requests of the current tunnel.
@@ -306,7 +311,7 @@ impl Link {
             settled.extend(self.spending.settle(s.take_charges(), s.tariff()));
         }
         self.history
-            .record(crate::spending_page::now_unix(), &settled);
+            .record(crate::history_store::now_unix(), &settled);
         settled
     }
 

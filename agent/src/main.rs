@@ -136,7 +136,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("binding {}", cli.listen))?;
         let local = listener.local_addr()?;
-        let link = Link::new(pad.clone(), addrs, Duration::from_secs(cli.timeout), history);
+        let link = Link::new(
+            pad.clone(),
+            addrs,
+            Duration::from_secs(cli.timeout),
+            history,
+        );
         tokio::spawn(save_history(link.clone()));
         link.warn_below
             .store(cli.warn_below, std::sync::atomic::Ordering::Relaxed);
@@ -165,7 +170,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         padnet_agent::listen::serve(listener, link.clone(), auth, limits, ctrl_c).await?;
         link.settle_charges();
         let keep = link.clone();
-        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || keep.history.save_if_dirty()).await {
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || keep.history.save_if_dirty()).await
+        {
             tracing::warn!("saving the spending history: {e}");
         }
         anyhow::Ok(())

@@ -33,7 +33,7 @@ fn home_link() -> String {
     }
 }
 
-pub(crate) fn body(s: String) -> Body {
+fn body(s: String) -> Body {
     Full::new(Bytes::from(s))
         .map_err(|never| match never {})
         .boxed()
@@ -213,7 +213,7 @@ pub async fn own(
         return crate::account::form(link, req).await;
     }
     if req.method() == Method::POST && path == "/history/forget" {
-        return crate::spending_page::forget(link, req).await;
+        return forget_history(link, req).await;
     }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return simple(
@@ -257,6 +257,50 @@ pub async fn own(
             &Html::text(
                 "The agent serves /, /account, /status and /proxy.pac. To browse, use it as a proxy.",
             ),
+        ),
+    }
+}
+
+/// `POST /history/forget` (the page's button, with the page token): the
+/// history is emptied and its file removed; back to the page.
+async fn forget_history(link: &Link, req: Request<Incoming>) -> Response<Body> {
+    let form = match crate::account::read_body(req.into_body(), 1024).await {
+        Ok(b) => b,
+        Err(a) => return simple(a.status, "Bad request", &Html::text(&a.message())),
+    };
+    let token = form_urlencoded::parse(&form[..])
+        .find(|(k, _)| k == "token")
+        .map(|(_, v)| v.into_owned());
+    if !link.token_ok(token.as_deref()) {
+        let mut r = simple(
+            StatusCode::FORBIDDEN,
+            "Not from the agent's page",
+            &Html::text("This form did not come from the agent's own page (its token is missing or stale: the agent restarted?). Nothing was forgotten."),
+        );
+        r.headers_mut().insert(
+            proto::headers::ERROR,
+            http::HeaderValue::from_static("form-token"),
+        );
+        return r;
+    }
+    // Past charges not yet settled belong to the forgotten past too.
+    link.settle_charges();
+    let result = link.history.forget();
+    match result {
+        Ok(()) => {
+            tracing::info!("spending history forgotten");
+            let mut r = Response::new(body(String::new()));
+            *r.status_mut() = StatusCode::SEE_OTHER;
+            r.headers_mut().insert(
+                http::header::LOCATION,
+                http::HeaderValue::from_static("/#spending"),
+            );
+            r
+        }
+        Err(e) => simple(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "History not forgotten",
+            &Html::text(&format!("The history could not be removed: {e}")),
         ),
     }
 }

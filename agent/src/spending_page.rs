@@ -1,31 +1,18 @@
 //! The spending half of the agent's page: what the balance buys at the
 //! gateway's tariff, spending per site over time (charts and a table from the
-//! local history), the honest meter's verdict, and the "forget history" form.
+//! local history), the honest meter's verdict, and the "forget history" form
+//! (which `pages` answers). Rendering only.
 
 use policy::units::format_amount;
 use proto::page::Html;
 use tunnel::stream::TariffNote;
 
-use http::{Response, StatusCode};
-
 use crate::history::{History, Tally};
+use crate::history_store::{now_unix, today_start};
 use crate::link::Link;
 use crate::spend::MeterCheck;
-use crate::Body;
 
 const MIB: f64 = (1u64 << 20) as f64;
-
-/// Seconds since the Unix epoch, now.
-pub fn now_unix() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
-/// The start of today (UTC).
-pub fn today_start(now: i64) -> i64 {
-    now - now.rem_euclid(86_400)
-}
 
 fn money(micros: i64, currency: &str) -> String {
     let text = format!("{} {currency}", format_amount(micros));
@@ -188,48 +175,6 @@ pub fn section(link: &Link, balance: i64, key_carries_mib: f64, currency: &str) 
     )
 }
 
-/// `POST /history/forget` (the page's button, with the page token): the
-/// history is emptied and its file removed; back to the page.
-pub async fn forget(link: &Link, req: http::Request<hyper::body::Incoming>) -> Response<Body> {
-    let body = match crate::account::read_body(req.into_body(), 1024).await {
-        Ok(b) => b,
-        Err(a) => return crate::pages::simple(a.status, "Bad request", &Html::text(&a.message())),
-    };
-    let token = form_urlencoded::parse(&body[..])
-        .find(|(k, _)| k == "token")
-        .map(|(_, v)| v.into_owned());
-    if !link.token_ok(token.as_deref()) {
-        let mut r = crate::pages::simple(
-            StatusCode::FORBIDDEN,
-            "Not from the agent's page",
-            &Html::text("This form did not come from the agent's own page (its token is missing or stale: the agent restarted?). Nothing was forgotten."),
-        );
-        r.headers_mut().insert(
-            proto::headers::ERROR,
-            http::HeaderValue::from_static("form-token"),
-        );
-        return r;
-    }
-    // Past charges not yet settled belong to the forgotten past too.
-    link.settle_charges();
-    let result = link.history.forget();
-    match result {
-        Ok(()) => {
-            tracing::info!("spending history forgotten");
-            let mut r = Response::new(crate::pages::body(String::new()));
-            *r.status_mut() = StatusCode::SEE_OTHER;
-            r.headers_mut()
-                .insert(http::header::LOCATION, http::HeaderValue::from_static("/#spending"));
-            r
-        }
-        Err(e) => crate::pages::simple(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "History not forgotten",
-            &Html::text(&format!("The history could not be removed: {e}")),
-        ),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -286,7 +231,10 @@ mod tests {
             ..MeterCheck::default()
         };
         let p = meter(over, "EUR");
-        assert!(p.contains("class=warn") && p.contains("0.04 EUR") && p.contains("4.00 MiB"), "{p}");
+        assert!(
+            p.contains("class=warn") && p.contains("0.04 EUR") && p.contains("4.00 MiB"),
+            "{p}"
+        );
     }
 
     #[test]

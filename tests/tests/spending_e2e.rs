@@ -62,7 +62,13 @@ fn charges_add_up_per_site_the_meter_agrees_and_the_history_is_the_users() {
     let gw = start_gateway(
         &st.state,
         "127.0.0.1:0",
-        &["--allow-private-upstreams", "--tariff", &t, "--connect-ports", &port],
+        &[
+            "--allow-private-upstreams",
+            "--tariff",
+            &t,
+            "--connect-ports",
+            &port,
+        ],
         work,
     );
     let pad = mint(&st.state, "5.00", "64MiB", &work.join("pads"));
@@ -94,7 +100,10 @@ fn charges_add_up_per_site_the_meter_agrees_and_the_history_is_the_users() {
         "the reported charges add up to what the pad paid: {s}"
     );
     assert_eq!(s["meter"]["checked"], 4, "{s}");
-    assert_eq!(s["meter"]["over"], 0, "no charge beyond the agent's own count: {s}");
+    assert_eq!(
+        s["meter"]["over"], 0,
+        "no charge beyond the agent's own count: {s}"
+    );
     assert_eq!(s["tariff"]["per_mib"], "0.01", "{s}");
     assert_eq!(s["tariff"]["per_request"], "0.0001", "{s}");
 
@@ -102,7 +111,10 @@ fn charges_add_up_per_site_the_meter_agrees_and_the_history_is_the_users() {
     let p = page(agent.addr);
     assert!(p.contains("id=buys"), "{p}");
     assert!(p.contains("id=per-site"), "{p}");
-    assert!(p.contains("<td>127.0.0.1</td>") && p.contains("<td>localhost</td>"), "{p}");
+    assert!(
+        p.contains("<td>127.0.0.1</td>") && p.contains("<td>localhost</td>"),
+        "{p}"
+    );
     assert!(p.contains("id=chart-hours") && p.contains("<svg"), "{p}");
     assert!(p.contains("all 4 charges checked match"), "{p}");
 
@@ -122,11 +134,27 @@ fn charges_add_up_per_site_the_meter_agrees_and_the_history_is_the_users() {
     let url = format!("http://{}/history/forget", agent.addr);
     let p = page(agent.addr);
     let token = token_of(&p);
-    let out = curl(&["-o", "/dev/null", "-w", "%{http_code}", "-d", "token=wrong", &url]);
+    let out = curl(&[
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "-d",
+        "token=wrong",
+        &url,
+    ]);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "403");
     let good = format!("token={token}");
     let out = curl(&[
-        "-o", "/dev/null", "-w", "%{http_code}", "-H", "Origin: http://evil.example", "-d", &good, &url,
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "-H",
+        "Origin: http://evil.example",
+        "-d",
+        &good,
+        &url,
     ]);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "403");
     assert!(history.exists(), "a refused forget forgets nothing");
@@ -145,7 +173,11 @@ fn charges_add_up_per_site_the_meter_agrees_and_the_history_is_the_users() {
     assert!(page(agent.addr).contains("History is off"));
     std::thread::sleep(Duration::from_secs(11)); // past one save interval
     drop(agent);
-    assert!(!history.exists(), "--no-history wrote {}", history.display());
+    assert!(
+        !history.exists(),
+        "--no-history wrote {}",
+        history.display()
+    );
     let (ok, report) = audit(&st.state);
     assert!(ok, "{report}");
 }

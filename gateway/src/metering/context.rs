@@ -168,18 +168,22 @@ impl PadContext {
             .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// Send a NOTICE every [`NOTICE_INTERVAL`] while the balance changes,
-    /// until the tunnel's last user of this context is gone.
+    /// Send a NOTICE every [`NOTICE_INTERVAL`] while the balance changes
+    /// (or the value held for open requests does, as they settle), until
+    /// the tunnel's last user of this context is gone.
     pub fn spawn_notices(ctx: &Arc<PadContext>) {
         let weak = Arc::downgrade(ctx);
         tokio::spawn(async move {
+            let mut told_held = 0;
             loop {
                 tokio::time::sleep(NOTICE_INTERVAL).await;
                 let Some(ctx) = weak.upgrade() else { return };
-                if ctx
+                let held = ctx.float.assigned();
+                let dirty = ctx
                     .balance_dirty
-                    .swap(false, std::sync::atomic::Ordering::Relaxed)
-                {
+                    .swap(false, std::sync::atomic::Ordering::Relaxed);
+                if dirty || held != told_held {
+                    told_held = held;
                     ctx.notify_balance(ctx.float.spendable());
                 }
             }
