@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 AFL_VERSION=0.18.2
-TARGETS=(records handshake pad_header policy tariff front site_input site_price account_request pad_upload)
+TARGETS=(records handshake pad_header policy tariff front site_input site_price account_request pad_upload history_file)
 SECONDS_EACH=${FUZZ_SECONDS:-60}
 JOBS=${FUZZ_JOBS:-1}
 NICE=${FUZZ_NICE:-0}

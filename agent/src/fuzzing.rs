@@ -1,6 +1,7 @@
 //! Entry points for the fuzz targets (fuzz/, run by `make fuzz`) over the
 //! agent's parser of untrusted bytes: a handed-over pad file, whatever a
-//! web form uploads. Not part of the public API.
+//! web form uploads, a history file found beside the pad. Not part of the
+//! public API.
 
 use tunnel::handshake::{HELLO_LEN, SLOT_SIZE, TICKET_LEN};
 use tunnel::pad::{holds_erased_block, PadHeader, Serial, HEADER_LEN};
@@ -45,4 +46,19 @@ pub fn pad_upload(data: &[u8]) {
             "a proof not on its slot"
         );
     }
+}
+
+/// A spending history file (`PAD.history`), as the agent reads it at start:
+/// decoding never panics, and what decodes writes back to a file that
+/// decodes to the same history.
+pub fn history_file(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(history) = crate::history::History::decode(text) else {
+        return;
+    };
+    let written = history.encode();
+    let again = crate::history::History::decode(&written).expect("encode decodes");
+    assert_eq!(again, history, "the history survives a write and a read");
 }

@@ -233,7 +233,7 @@ pub async fn own(
         }
         "/proxy.pac" => {
             let pac = format!(
-                "function FindProxyForURL(url, host) {{\n  return \"PROXY {listen}\";\n}}\n"
+                "// padnet agent. When a site will not load, open http://{listen}/ : it says why.\nfunction FindProxyForURL(url, host) {{\n  return \"PROXY {listen}\";\n}}\n"
             );
             let mut r = Response::new(body(pac));
             r.headers_mut().insert(
