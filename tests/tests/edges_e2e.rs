@@ -346,8 +346,11 @@ fn a_hundred_reconnects_waste_at_most_128_kib_of_key_material_each() {
         "{hellos:?}"
     );
     assert!(distinct.len() > 50, "hello sizes repeat: {hellos:?}");
+    // Within one tunnel's leases either way: the first tunnel's remainder
+    // at the first snapshot is wasted later but is not in `used`, and the
+    // live tunnel's unused leases are in `used` but not yet wasted.
     assert!(
-        wasted + carried <= used && used - (wasted + carried) <= 192 << 10,
+        (wasted + carried).abs_diff(used) <= 192 << 10,
         "status accounts for the key material used: used {used}, wasted {wasted}, carried {carried}"
     );
 }
