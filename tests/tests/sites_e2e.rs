@@ -112,6 +112,18 @@ fn an_owner_registers_verifies_earns_per_hit_and_cashes_out() {
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
     assert_eq!(owner_balance(&gw.portal, &site.secret), expected);
+    // The owner's page, signed in with the form: today's credit in the chart.
+    let form = format!("secret={}", site.secret);
+    let out = curl(&["-s", "-f", "-d", &form, &format!("{}/owner", gw.portal)]);
+    let html = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        html.contains("id=earnings-chart") && html.contains("<svg"),
+        "{html}"
+    );
+    let name = site_name(st.origin.http);
+    let chart = &html[html.find("id=earnings-chart").unwrap()..html.find("</svg>").unwrap()];
+    assert!(chart.contains(&name), "the chart names the site: {chart}");
+    assert!(!chart.contains("no earnings"), "{chart}");
     wait_settled(&st.state, &serial_of(&pad));
     let (ok, out) = audit(&st.state);
     assert!(ok, "{out}");

@@ -4,6 +4,7 @@
 //! listener, request limits, bearer secrets and the rate limit on failures.
 
 mod api;
+mod earnings_chart;
 mod page;
 
 use std::net::{IpAddr, SocketAddr};

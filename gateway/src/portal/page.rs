@@ -161,7 +161,15 @@ fn owner_html(v: &Value, secret: &str) -> String {
             text(&s["totals"]["credits"]),
         ));
     }
-    out.push_str("</table><h2>Statement (UTC days)</h2><table border=1 cellpadding=4><tr><th>Day</th>\
+    let statement = v["statement"].as_array().map_or(&[][..], |a| &a[..]);
+    out.push_str("</table><h2>Earnings</h2><div id=earnings-chart>");
+    out.push_str(&super::earnings_chart::earnings_svg(
+        statement,
+        crate::metering::clock::today(),
+        v["currency"].as_str().unwrap_or(""),
+    ));
+    out.push_str("</div>");
+    out.push_str("<h2>Statement (UTC days)</h2><table border=1 cellpadding=4><tr><th>Day</th>\
                   <th>Site</th><th>Hits</th><th>MiB</th><th>Pads paid</th><th>Your credit</th><th>Paid to readers</th></tr>");
     for r in v["statement"].as_array().into_iter().flatten() {
         out.push_str(&format!(
