@@ -112,10 +112,14 @@ struct Serving {
 /// grows to megabytes that a slow or cancelling reader never takes, and
 /// the pad pays for every byte of it; on loopback a small one costs no speed.
 const BROWSER_SEND_BUFFER: usize = 64 << 10;
-/// What hyper buffers for one browser connection (its default is ~400 KB),
-/// for the same reason; room enough for the largest request head the
-/// tunnel carries.
-const BROWSER_WRITE_BUFFER: usize = 128 << 10;
+/// What hyper buffers for one browser connection, either way (its default
+/// is ~400 KB): bytes queued toward the browser are paid for and lost when
+/// the user cancels, and a larger queue lets a download's adaptive window
+/// grow further before the browser's pace shows. A request head longer than
+/// this gets hyper's own 431; the tunnel carries none that long anyway (the
+/// h2 header list, [`proto::h2::MAX_HEADER_LIST`], counts more than the raw
+/// bytes), and shorter ones over the list limit get the agent's 431 page.
+const BROWSER_WRITE_BUFFER: usize = 64 << 10;
 
 async fn serve_one(tcp: TcpStream, serving: Arc<Serving>, permit: Permit) {
     let _ = tcp.set_nodelay(true);

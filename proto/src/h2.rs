@@ -1,14 +1,28 @@
-//! The HTTP/2 settings of the one connection inside a tunnel, the same on
-//! both sides: windows, frame size, send buffer, keep-alive, stream limit.
+//! The HTTP/2 settings of the one connection inside a tunnel: windows, frame
+//! size, send buffer, keep-alive, stream limit. Downloads (the agent's
+//! receive side) use an adaptive window; uploads a fixed one.
 
 use std::time::Duration;
 
 use hyper_util::rt::TokioTimer;
 
-/// Flow-control window per stream.
+/// The gateway's receive window per stream (uploads).
 pub const STREAM_WINDOW: u32 = 4 << 20;
-/// Flow-control window for the whole connection.
+/// The gateway's receive window for the whole connection.
 pub const CONNECTION_WINDOW: u32 = 16 << 20;
+/// The largest receive window the agent opens. Its window is adaptive:
+/// it starts at 64 KiB and hyper doubles it while the bytes that arrive in
+/// one ping's round trip fill two thirds of it (the path's bandwidth-delay
+/// product), up to hyper's limit of 16 MiB. A slow or stalled reader keeps
+/// it small, so a cancelled download leaves little in flight; a long fat
+/// path gets the window it needs.
+pub const MAX_ADAPTIVE_WINDOW: u32 = 16 << 20;
+/// The most either side may have in flight on one stream.
+pub const MAX_STREAM_WINDOW: u32 = if MAX_ADAPTIVE_WINDOW > STREAM_WINDOW {
+    MAX_ADAPTIVE_WINDOW
+} else {
+    STREAM_WINDOW
+};
 /// Largest frame either side sends.
 pub const MAX_FRAME: u32 = 256 * 1024;
 /// Bytes h2 buffers per stream before it pushes back.
@@ -62,12 +76,12 @@ pub fn response_header_list_size(headers: &http::HeaderMap) -> usize {
     field_size(":status".len(), 3) + fields_size(headers)
 }
 
-/// The agent's side: an h2 client builder with the tunnel's settings.
+/// The agent's side: an h2 client builder with the tunnel's settings (an
+/// adaptive receive window, see [`MAX_ADAPTIVE_WINDOW`]).
 pub fn client<E: Clone>(exec: E) -> hyper::client::conn::http2::Builder<E> {
     let mut b = hyper::client::conn::http2::Builder::new(exec);
     b.timer(TokioTimer::new())
-        .initial_stream_window_size(STREAM_WINDOW)
-        .initial_connection_window_size(CONNECTION_WINDOW)
+        .adaptive_window(true)
         .max_frame_size(MAX_FRAME)
         .max_send_buf_size(MAX_SEND_BUF)
         .max_header_list_size(MAX_HEADER_LIST)

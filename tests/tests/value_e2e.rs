@@ -11,6 +11,11 @@ use padnet_tests::*;
 /// Tariff used by these tests: 0.10 per MiB (so a 0.50 pad lasts 5 MiB), 0.0001 per request.
 const PER_MIB: i64 = 100_000;
 const PER_REQUEST: i64 = 100;
+/// The extension size of the gateway's meter.
+const CHUNK: u64 = 4 << 20;
+/// Bytes a crash may leave uncharged per open request: the capture lag
+/// (the largest stream window plus a chunk) and the two newest chunks.
+const CRASH_FORGIVES: u64 = proto::h2::MAX_STREAM_WINDOW as u64 + 3 * CHUNK;
 const TARIFF: &str = "currency = \"EUR\"\nper_mib = \"0.10\"\nper_request = \"0.0001\"\n";
 
 struct World {
@@ -255,9 +260,9 @@ fn two_hundred_concurrent_streams_on_ten_pads_charge_what_a_sequential_run_charg
 fn kill_9_of_the_gateway_during_fifty_downloads_never_overcharges_and_audit_holds() {
     let mut w = World::new();
     let pads = w.pads("30.00", "256MiB", 5);
-    // Free bytes per crash, per open stream: CAPTURE_LAG (8 MiB) plus the two
-    // newest chunks (8 MiB) — see docs/operations.md. Ten streams per pad.
-    let bound_per_crash = 10 * expected_charge(16 << 20, PER_MIB, PER_REQUEST);
+    // Free bytes per crash, per open stream: the capture lag plus the two
+    // newest chunks — see docs/operations.md. Ten streams per pad.
+    let bound_per_crash = 10 * expected_charge(CRASH_FORGIVES, PER_MIB, PER_REQUEST);
     let mut served: Vec<i64> = vec![0; pads.len()]; // value of bytes received, at the tariff
     let agents: Vec<Agent> = pads
         .iter()
@@ -401,7 +406,7 @@ fn a_long_download_pays_as_it_goes_so_a_crash_forgives_only_its_tail() {
     let v = pad_show(&w.state, &serial);
     let charged = 30_000_000 - micros(v["balance"].as_str().unwrap());
     let served = expected_charge(got, PER_MIB, PER_REQUEST);
-    let bound = expected_charge(16 << 20, PER_MIB, PER_REQUEST);
+    let bound = expected_charge(CRASH_FORGIVES, PER_MIB, PER_REQUEST);
     eprintln!("received {got} bytes: served {served} µ, charged {charged} µ, bound {bound} µ");
     assert!(charged <= served, "charged {charged} for {served} served");
     assert!(

@@ -8,10 +8,10 @@ pub const FIRST_CHUNK: u64 = 256 << 10;
 /// one is left, so the next is durable before the flow needs it.
 pub const CHUNK: u64 = 4 << 20;
 /// Bytes taken but possibly not yet delivered (buffered in h2 and the
-/// sockets: one stream window plus a frame), never charged until the
-/// request ends or this far behind: a crash forgives at most this, plus the
-/// two newest chunks, per open request.
-pub const CAPTURE_LAG: u64 = proto::h2::STREAM_WINDOW as u64 + CHUNK;
+/// sockets: at most the largest stream window plus a frame), never charged
+/// until the request ends or this far behind: a crash forgives at most
+/// this, plus the two newest chunks, per open request.
+pub const CAPTURE_LAG: u64 = proto::h2::MAX_STREAM_WINDOW as u64 + CHUNK;
 /// A finished request's charge becomes final this long after its last byte
 /// was handed on, when it has surely left the gateway's buffers: a crash in
 /// between forgives it rather than charging for bytes that died in a buffer.
