@@ -233,7 +233,17 @@ pub fn compare(rt: &tokio::runtime::Runtime, peers: &[Peer], t: &Targets) -> Hea
         PAGE_LOADS,
     );
 
-    println!("direct / shadowsocks-rust / padnet, same origin and clients, runs interleaved (medians of {RUNS}; page loads of {PAGE_LOADS})");
+    let names: Vec<&str> = peers
+        .iter()
+        .map(|p| match p.name {
+            "shadowsocks" => "shadowsocks-rust",
+            n => n,
+        })
+        .collect();
+    println!(
+        "{}, same origin and clients, runs interleaved (medians of {RUNS}; page loads of {PAGE_LOADS})",
+        names.join(" / ")
+    );
     println!("  (ratios: higher is better for MB/s and req/s, lower for ms and cpu)");
     table.print();
     let pick = |runs: &[Runs<f64>], name: &str| -> f64 {

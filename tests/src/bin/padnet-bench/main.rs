@@ -247,13 +247,12 @@ fn main() -> anyhow::Result<()> {
         proxy: None,
         procs: vec![],
     }];
-    match &ss {
-        Ok(ss) => peers.push(peers::Peer {
+    if let Ok(ss) = &ss {
+        peers.push(peers::Peer {
             name: "shadowsocks",
             proxy: Some(ss.proxy),
             procs: vec![("sslocal", ss.local_pid()), ("ssserver", ss.server_pid())],
-        }),
-        Err(e) => println!("shadowsocks-rust: skipped ({e:#})"),
+        });
     }
     peers.push(peers::Peer {
         name: "padnet",
@@ -277,11 +276,12 @@ fn main() -> anyhow::Result<()> {
             .map(|n| n.get())
             .unwrap_or(0)
     );
-    if let Ok(ss) = &ss {
-        println!(
+    match &ss {
+        Ok(ss) => println!(
             "shadowsocks-rust: {} (sslocal --protocol http, ssserver; chacha20-ietf-poly1305)",
             ss.version
-        );
+        ),
+        Err(e) => println!("shadowsocks-rust: skipped ({e:#})"),
     }
     let pads = [
         ("agent pad", pad.as_path()),
