@@ -1,7 +1,6 @@
-//! The clients every measure uses: curl for bulk downloads (direct or through
-//! a proxy), and hyper clients for many concurrent keep-alive 1 KiB GETs over
-//! any connection (plain TCP here, TLS through CONNECT in https.rs) and for
-//! sequential GETs on one connection.
+//! The clients every measure uses: curl for bulk downloads, and hyper clients
+//! for many concurrent keep-alive 1 KiB GETs over any connection (plain TCP
+//! here, TLS through CONNECT in https.rs) and for sequential GETs.
 
 use std::future::Future;
 use std::net::SocketAddr;
