@@ -15,10 +15,14 @@ run: build
 test:
 	scripts/test.sh
 
-## bench: throughput, request rate, latency and pad use, direct vs through the tunnel,
-## metered vs free; ledger settlements/s (group commit); policy decisions/s
+## bench: direct vs shadowsocks-rust vs padnet, runs interleaved: bulk MB/s, 1 KiB req/s
+## and latency over HTTP and HTTPS (CONNECT), CPU per GB and per request, page loads of a
+## 100-resource page in headless Chromium; pad use, the pad cached vs cold; metered vs free;
+## ledger settlements/s (group commit); policy decisions/s. The first run builds
+## shadowsocks-rust into .bench-tools/ (scripts/ensure-bench-tools.sh).
 bench: build
 	scripts/ensure-tools.sh
+	scripts/ensure-bench-tools.sh
 	PADNET_BIN_DIR=$(CURDIR)/$(BIN) $(BIN)/padnet-bench
 	$(CARGO) bench -p padnet-gateway --bench ledger
 	$(CARGO) bench -p padnet-policy --bench decide

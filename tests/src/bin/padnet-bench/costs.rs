@@ -1,9 +1,9 @@
 //! What features cost, measured on a gateway of their own against the same
 //! binary without them, runs interleaved: metering (the sample tariff
 //! against a free one) and site prices (a priced, verified site against an
-//! unpriced one on the same gateway).
+//! unpriced one on the same gateway); and what erasing used key material costs.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use padnet_tests::*;
 
@@ -234,4 +234,51 @@ pub fn site_pricing_cost(
         site["totals"]["credits"].as_str().unwrap_or("?"),
         site["totals"]["hits"]
     );
+}
+
+/// What destroying used key material costs: `take` (read + punch a hole) of
+/// 2 MiB leases, against punching alone.
+pub fn erasure_cost(dir: &std::path::Path) -> anyhow::Result<()> {
+    use tunnel::lease::Lease;
+    use tunnel::mint::mint;
+    use tunnel::pad::{erase, Mode, PadFile, PadHeader, Serial};
+    const LEASE: u64 = 2 << 20;
+    const HALF: u64 = 256 << 20;
+    let path = dir.join("erase-bench.pad");
+    let header = PadHeader {
+        mode: Mode::Otp,
+        serial: Serial::random(),
+        ticket_slots: 1,
+        data_size: 2 * HALF,
+        created_unix: 0,
+        value_micros: 0,
+        policy_id: [0; 32],
+        gateways: vec!["127.0.0.1:1".into()],
+    };
+    mint(&header, std::slice::from_ref(&path), |_| {})?;
+    let pad = PadFile::open(&path)?;
+    let t = Instant::now();
+    let mut off = 0;
+    while off < HALF {
+        drop(pad.take(Lease {
+            offset: off,
+            len: LEASE,
+        })?);
+        off += LEASE;
+    }
+    let take_s = t.elapsed().as_secs_f64();
+    let f = std::fs::OpenOptions::new().write(true).open(&path)?;
+    let t = Instant::now();
+    while off < 2 * HALF {
+        erase(&f, pad.header().data_offset() + off, LEASE)?;
+        off += LEASE;
+    }
+    let erase_s = t.elapsed().as_secs_f64();
+    let per_lease_us = erase_s / (HALF / LEASE) as f64 * 1e6;
+    println!(
+        "erasure: take (read + punch hole) {:.2} GB/s; punching alone {per_lease_us:.0} us per 2 MiB lease ({:.1} % of take)",
+        HALF as f64 / take_s / 1e9,
+        erase_s / take_s * 100.0
+    );
+    Ok(())
 }

@@ -1,34 +1,47 @@
-//! `make bench`: measures padnet against direct loopback in the same run —
-//! bulk MB/s, 1 KiB requests/s with p50/p99 latency at 50 concurrent, pad
-//! bytes per payload byte, and CPU seconds of the agent and gateway — and
-//! the cost of metering: the same gateway binary with the sample tariff
-//! against a free tariff (two gateways, runs interleaved), and the cost of
-//! site prices (a priced, verified site against an unpriced one). Prints figures
-//! and ratios (medians of several runs); asserts nothing.
+//! `make bench`: measures padnet against direct loopback and against
+//! shadowsocks-rust in the same run, runs interleaved — bulk MB/s and 1 KiB
+//! requests/s with p50/p99 latency over plain HTTP and over HTTPS through
+//! CONNECT, latency one request at a time, CPU per GB and per request of each
+//! tunnel's two processes, page loads of a 100-resource page in headless
+//! Chromium — and beside them two plain TCP relays (the ceiling), pad bytes
+//! per payload byte, the pad in the page cache or not (a cold-pad bulk run),
+//! the cost of metering (the sample tariff against a free one), of site
+//! prices, and of erasure. Prints figures and ratios (medians of several
+//! runs); asserts nothing.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::TokioIo;
 use padnet_tests::*;
 
+mod compare;
 mod costs;
-use costs::{metering_cost, site_pricing_cost, Setup};
+mod https;
+mod load;
+mod padcache;
+mod page_load;
+mod peers;
+mod shadowsocks;
+use costs::{erasure_cost, metering_cost, site_pricing_cost, Setup};
+use load::{bulk, small_load, small_load_count};
 
 const RUNS: usize = 3;
 const BULK_MIB: usize = 256;
 const SMALL_SECS: u64 = 4;
+/// Each run of 1 KiB requests one at a time.
+const LATENCY_SECS: u64 = 2;
 const CONCURRENCY: usize = 50;
 const SEQ_SMALL: usize = 1000;
+/// Loads of the page-load demo page per peer and scheme.
+const PAGE_LOADS: usize = 10;
 /// Value of every bench pad: far more than all its traffic costs at the
 /// sample tariff (2.56 per 256 MiB download, ~25 for the small-request
 /// runs), so nothing is refused with 402.
 const PAD_VALUE: &str = "100000";
-/// Key material of the main pad: 4 × 256 MiB bulk (warm-up included) +
-/// 3 × 4 s of 1 KiB requests (~1.2 KiB of pad each) + margin.
-const MAIN_PAD: &str = "2GiB";
+/// Key material of the main pad: 12 × 256 MiB bulk (plain HTTP, HTTPS, warm
+/// and cold pad, 3 each) + 6 × 4 s of 1 KiB requests at 50 concurrent
+/// (~1.2 KiB of pad each) + the rest (one at a time, page loads) + margin
+/// (checked before each run).
+const MAIN_PAD: &str = "4GiB";
 /// Key material of each metered/free pad: 3 × 256 MiB bulk + 3 × 4 s of
 /// 1 KiB requests (and, on the metered one, 6 × 4 s more for site prices)
 /// + margin (checked before each run).
@@ -37,9 +50,10 @@ const CMP_PAD: &str = "1792MiB";
 /// request, but never needs to extend a reservation.
 const FREE_TARIFF: &str = "currency = \"EUR\"\nper_mib = \"0\"\nper_request = \"0\"\n";
 
+/// The median of `v` (NaN for none).
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
-    v[v.len() / 2]
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 /// utime + stime of a process, in seconds.
@@ -48,87 +62,7 @@ fn cpu_secs(pid: u32) -> f64 {
     let after = stat.rsplit_once(')').map(|x| x.1).unwrap_or("");
     let f: Vec<&str> = after.split_whitespace().collect();
     let ticks = |i: usize| f.get(i).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
-}
-
-fn bulk(url: &str, proxy: Option<SocketAddr>) -> f64 {
-    let mut args = vec!["-o", "/dev/null", "-w", "%{speed_download}"];
-    let p;
-    if let Some(a) = proxy {
-        p = format!("http://{a}");
-        args.extend(["-x", &p]);
-    }
-    args.push(url);
-    let out = curl(&args);
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse::<f64>()
-        .unwrap_or(0.0)
-        / 1e6
-}
-
-/// `n` concurrent keep-alive connections doing 1 KiB GETs for `secs`.
-async fn small_load(
-    target: SocketAddr,
-    url: &str,
-    proxied: bool,
-    n: usize,
-    secs: u64,
-) -> (f64, f64, f64) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    let mut tasks = Vec::new();
-    for _ in 0..n {
-        let url = url.to_string();
-        tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::new();
-            let Ok(tcp) = tokio::net::TcpStream::connect(target).await else {
-                return lat;
-            };
-            let _ = tcp.set_nodelay(true);
-            let Ok((mut send, conn)) =
-                hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(tcp)).await
-            else {
-                return lat;
-            };
-            tokio::spawn(conn);
-            let uri: http::Uri = url.parse().expect("url");
-            let path = uri.path().to_string();
-            let host = uri.authority().map(|a| a.to_string()).unwrap_or_default();
-            while Instant::now() < deadline {
-                let req = http::Request::builder()
-                    .uri(if proxied { url.as_str() } else { path.as_str() })
-                    .header(http::header::HOST, &host)
-                    .body(Empty::new())
-                    .expect("request");
-                let t = Instant::now();
-                match send.send_request(req).await {
-                    Ok(resp) => {
-                        let ok = resp.status() == 200;
-                        if resp.into_body().collect().await.is_err() || !ok {
-                            break;
-                        }
-                        lat.push(t.elapsed().as_secs_f64() * 1e3);
-                    }
-                    Err(_) => break,
-                }
-            }
-            lat
-        }));
-    }
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await.unwrap_or_default());
-    }
-    let rps = all.len() as f64 / secs as f64;
-    all.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
-    let pct = |p: f64| {
-        if all.is_empty() {
-            0.0
-        } else {
-            all[((all.len() as f64 * p) as usize).min(all.len() - 1)]
-        }
-    };
-    (rps, pct(0.50), pct(0.99))
+    (ticks(11) + ticks(12)) / rustix::param::clock_ticks_per_second() as f64
 }
 
 fn status(agent: SocketAddr) -> serde_json::Value {
@@ -278,27 +212,62 @@ fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(&root)?;
     random_file(&root.join("bulk.bin"), BULK_MIB << 20);
     random_file(&root.join("small.bin"), 1024);
+    let page = page_load::write_page(&root)?;
     let work = dir.path();
     let origin = start_origin(&root, work);
     let state = work.join("state");
     gateway_init(&state);
-    eprintln!("minting bench pads ({MAIN_PAD}, and {CMP_PAD} each for metered and free)...");
-    let pad = mint(&state, PAD_VALUE, MAIN_PAD, &work.join("user"));
-    let gateway = start_gateway(&state, "127.0.0.1:0", &["--allow-private-upstreams"], work);
-    let agent = start_agent(&pad, gateway.addr, &[], work);
+    eprintln!("minting bench pads ({CMP_PAD} each for metered and free, then {MAIN_PAD})...");
     // Two more, identical but for the tariff: the sample (metered) and free.
     let free_tariff = work.join("free-tariff.toml");
     std::fs::write(&free_tariff, FREE_TARIFF)?;
     let metered = Setup::start(&work.join("metered"), None);
     let free = Setup::start(&work.join("free"), Some(&free_tariff));
+    // The main pad last: the most recently written pages are the last the
+    // kernel evicts.
+    let pad = mint(&state, PAD_VALUE, MAIN_PAD, &work.join("user"));
+    let twin = state.join("pads").join(format!("{}.pad", serial_of(&pad)));
+    let https_port = origin.https.port().to_string();
+    let gateway = start_gateway(
+        &state,
+        "127.0.0.1:0",
+        &["--allow-private-upstreams", "--connect-ports", &https_port],
+        work,
+    );
+    let agent = start_agent(&pad, gateway.addr, &[], work);
+    let ss = shadowsocks::Shadowsocks::start(work);
     // Let the minted pads' writeback settle before measuring.
     let _ = std::process::Command::new("sync").status();
+    let tls = https::TlsOrigin::new(origin.https, &origin.ca)?;
     let bulk_url = format!("http://{}/bulk.bin", origin.http);
     let small_url = format!("http://{}/small.bin", origin.http);
-    // Warm up (origin cache, tunnels).
+
+    let mut peers = vec![peers::Peer {
+        name: "direct",
+        proxy: None,
+        procs: vec![],
+    }];
+    if let Ok(ss) = &ss {
+        peers.push(peers::Peer {
+            name: "shadowsocks",
+            proxy: Some(ss.proxy),
+            procs: vec![("sslocal", ss.local_pid()), ("ssserver", ss.server_pid())],
+        });
+    }
+    peers.push(peers::Peer {
+        name: "padnet",
+        proxy: Some(agent.addr),
+        procs: vec![("agent", agent.proc.pid()), ("gateway", gateway.proc.pid())],
+    });
+
+    // Warm up (origin cache, tunnels, TLS).
     bulk(&bulk_url, None);
     for a in [&agent, &metered.agent, &free.agent] {
         bulk(&small_url, Some(a.addr));
+    }
+    for p in &peers {
+        bulk(&small_url, p.proxy);
+        tls.bulk("/small.bin", p.proxy);
     }
 
     println!(
@@ -307,111 +276,79 @@ fn main() -> anyhow::Result<()> {
             .map(|n| n.get())
             .unwrap_or(0)
     );
+    match &ss {
+        Ok(ss) => println!(
+            "shadowsocks-rust: {} (sslocal --protocol http, ssserver; chacha20-ietf-poly1305)",
+            ss.version
+        ),
+        Err(e) => println!("shadowsocks-rust: skipped ({e:#})"),
+    }
+    let pads = [
+        ("agent pad", pad.as_path()),
+        ("gateway twin", twin.as_path()),
+    ];
+    let key_left = || status(agent.addr)["key_bytes_left"].as_u64().unwrap_or(0);
+    println!(
+        "pad in the page cache after minting: {}",
+        padcache::describe(&pads, key_left())
+    );
+    warm_pads(&pads, key_left());
+    println!(
+        "  after reading it once:             {}",
+        padcache::describe(&pads, key_left())
+    );
     println!();
 
-    // Bulk.
-    let direct: Vec<f64> = (0..RUNS).map(|_| bulk(&bulk_url, None)).collect();
-    let cpu0 = (cpu_secs(agent.proc.pid()), cpu_secs(gateway.proc.pid()));
-    let s0 = status(agent.addr);
-    let tunnel: Vec<f64> = (0..RUNS)
-        .map(|_| bulk(&bulk_url, Some(agent.addr)))
-        .collect();
-    let s1 = status(agent.addr);
-    let cpu1 = (cpu_secs(agent.proc.pid()), cpu_secs(gateway.proc.pid()));
-    let gb = (RUNS * BULK_MIB) as f64 / 1024.0 * (1u64 << 30) as f64 / 1e9;
-    let (d, t) = (median(direct), median(tunnel));
-    println!("bulk download ({BULK_MIB} MiB)      direct {d:8.1} MB/s   tunnel {t:8.1} MB/s   ratio {:.2}x", t / d);
-    // The ceiling: the same three loopback hops through two plain relays.
-    let relays = relay_chain(origin.http, work)?;
-    let relay_bulk_url = format!("http://{}/bulk.bin", relays[0].addr);
-    let relayed = median((0..RUNS).map(|_| bulk(&relay_bulk_url, None)).collect());
-    println!(
-        "  ceiling: two plain TCP relays    {relayed:8.1} MB/s   ratio {:.2}x   (no crypto, no HTTP: the topology alone; tunnel/ceiling {:.2}x)",
-        relayed / d,
-        t / relayed
-    );
-    let (p0, q0) = pad_used(&s0);
-    let (p1, q1) = pad_used(&s1);
-    let body = (RUNS * (BULK_MIB << 20)) as f64;
-    println!(
-        "  pad bytes per payload byte       {:.4} (per tunnel byte)   {:.4} (per body byte)",
-        (p1 - p0) / (q1 - q0).max(1.0),
-        (p1 - p0) / body
-    );
-    println!(
-        "  cpu s per GB                     agent {:.2}   gateway {:.2}",
-        (cpu1.0 - cpu0.0) / gb,
-        (cpu1.1 - cpu0.1) / gb
-    );
-
-    // Small requests at 50 concurrent.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()?;
-    let mut dr = Vec::new();
-    let mut tr = Vec::new();
-    let mut dl = (Vec::new(), Vec::new());
-    let mut tl = (Vec::new(), Vec::new());
-    let cpu2 = (cpu_secs(agent.proc.pid()), cpu_secs(gateway.proc.pid()));
-    let mut tunnel_reqs = 0.0;
-    for _ in 0..RUNS {
-        let (r, p50, p99) = rt.block_on(small_load(
-            origin.http,
-            &small_url,
-            false,
-            CONCURRENCY,
-            SMALL_SECS,
-        ));
-        dr.push(r);
-        dl.0.push(p50);
-        dl.1.push(p99);
-        let (r, p50, p99) = rt.block_on(small_load(
-            agent.addr,
-            &small_url,
-            true,
-            CONCURRENCY,
-            SMALL_SECS,
-        ));
-        tunnel_reqs += r * SMALL_SECS as f64;
-        tr.push(r);
-        tl.0.push(p50);
-        tl.1.push(p99);
-    }
-    let cpu3 = (cpu_secs(agent.proc.pid()), cpu_secs(gateway.proc.pid()));
+    let targets = compare::Targets {
+        origin: origin.http,
+        bulk_url: &bulk_url,
+        small_url: &small_url,
+        tls: &tls,
+        agent: agent.addr,
+        work,
+        page,
+    };
+    let head = compare::compare(&rt, &peers, &targets);
+    println!(
+        "  pad in the page cache after these: {}",
+        padcache::describe(&pads, key_left())
+    );
+
+    // The ceiling: the same three loopback hops through two plain relays.
+    let relays = relay_chain(origin.http, work)?;
+    let relay_bulk_url = format!("http://{}/bulk.bin", relays[0].addr);
+    let relayed = median((0..RUNS).map(|_| bulk(&relay_bulk_url, None)).collect());
     let relay_small_url = format!("http://{}/small.bin", relays[0].addr);
-    let mut rr = Vec::new();
-    for _ in 0..RUNS {
-        let (r, _, _) = rt.block_on(small_load(
-            relays[0].addr,
-            &relay_small_url,
-            false,
-            CONCURRENCY,
-            SMALL_SECS,
-        ));
-        rr.push(r);
-    }
+    let relayed_small = median(
+        (0..RUNS)
+            .map(|_| {
+                let l = small_load(
+                    relays[0].addr,
+                    &relay_small_url,
+                    false,
+                    CONCURRENCY,
+                    SMALL_SECS,
+                );
+                rt.block_on(l).0
+            })
+            .collect(),
+    );
     drop(relays);
-    let (d, t) = (median(dr), median(tr));
-    let relayed = median(rr);
     println!();
-    println!("1 KiB requests, {CONCURRENCY} concurrent  direct {d:8.0} req/s  tunnel {t:8.0} req/s  ratio {:.2}x", t / d);
+    println!("ceiling: two plain TCP relays in series (no crypto, no HTTP: the topology alone)");
     println!(
-        "  ceiling: two plain TCP relays    {relayed:8.0} req/s  ratio {:.2}x   (tunnel/ceiling {:.2}x)",
-        relayed / d,
-        t / relayed
+        "  bulk {relayed:8.1} MB/s   relays/direct {:.2}x   padnet/ceiling {:.2}x",
+        relayed / head.direct_bulk,
+        head.padnet_bulk / relayed
     );
     println!(
-        "  latency p50 / p99 (ms)           direct {:.2} / {:.2}   tunnel {:.2} / {:.2}",
-        median(dl.0),
-        median(dl.1),
-        median(tl.0),
-        median(tl.1)
-    );
-    println!(
-        "  cpu ms per request               agent {:.3}   gateway {:.3}  (includes direct runs' idle time)",
-        (cpu3.0 - cpu2.0) * 1e3 / tunnel_reqs.max(1.0),
-        (cpu3.1 - cpu2.1) * 1e3 / tunnel_reqs.max(1.0)
+        "  1 KiB x{CONCURRENCY} {relayed_small:8.0} req/s  relays/direct {:.2}x   padnet/ceiling {:.2}x",
+        relayed_small / head.direct_small,
+        head.padnet_small / relayed_small
     );
 
     // Pad use on a mix of small requests, one at a time.
@@ -437,6 +374,9 @@ fn main() -> anyhow::Result<()> {
         (p3 - p2) / SEQ_SMALL as f64
     );
     println!();
+    cold_pad(&agent, &gateway, &pads, &bulk_url);
+    drop(ss);
+    println!();
     metering_cost(&rt, &metered, &free, &bulk_url, &small_url);
     println!();
     site_pricing_cost(&rt, &metered, origin.http, &root);
@@ -445,108 +385,69 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What destroying used key material costs: `take` (read + punch a hole) of
-/// 2 MiB leases, against punching alone.
-fn erasure_cost(dir: &std::path::Path) -> anyhow::Result<()> {
-    use tunnel::lease::Lease;
-    use tunnel::mint::mint;
-    use tunnel::pad::{erase, Mode, PadFile, PadHeader, Serial};
-    const LEASE: u64 = 2 << 20;
-    const HALF: u64 = 256 << 20;
-    let path = dir.join("erase-bench.pad");
-    let header = PadHeader {
-        mode: Mode::Otp,
-        serial: Serial::random(),
-        ticket_slots: 1,
-        data_size: 2 * HALF,
-        created_unix: 0,
-        value_micros: 0,
-        policy_id: [0; 32],
-        gateways: vec!["127.0.0.1:1".into()],
-    };
-    mint(&header, std::slice::from_ref(&path), |_| {})?;
-    let pad = PadFile::open(&path)?;
-    let t = Instant::now();
-    let mut off = 0;
-    while off < HALF {
-        drop(pad.take(Lease {
-            offset: off,
-            len: LEASE,
-        })?);
-        off += LEASE;
-    }
-    let take_s = t.elapsed().as_secs_f64();
-    let f = std::fs::OpenOptions::new().write(true).open(&path)?;
-    let t = Instant::now();
-    while off < 2 * HALF {
-        erase(&f, pad.header().data_offset() + off, LEASE)?;
-        off += LEASE;
-    }
-    let erase_s = t.elapsed().as_secs_f64();
-    let per_lease_us = erase_s / (HALF / LEASE) as f64 * 1e6;
-    println!(
-        "erasure: take (read + punch hole) {:.2} GB/s; punching alone {per_lease_us:.0} us per 2 MiB lease ({:.1} % of take)",
-        HALF as f64 / take_s / 1e9,
-        erase_s / take_s * 100.0
-    );
-    Ok(())
-}
-
-/// `count` sequential 1 KiB requests on one keep-alive connection (reopened
-/// if it closes, as a browser would; reopenings are reported).
-async fn small_load_count(target: SocketAddr, url: &str, count: usize) -> (f64, f64, usize) {
-    async fn open(
-        target: SocketAddr,
-    ) -> Option<hyper::client::conn::http1::SendRequest<Empty<Bytes>>> {
-        let tcp = tokio::net::TcpStream::connect(target).await.ok()?;
-        let _ = tcp.set_nodelay(true);
-        let (send, conn) =
-            hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(tcp))
-                .await
-                .ok()?;
-        tokio::spawn(conn);
-        Some(send)
-    }
-    let t0 = Instant::now();
-    let mut body_bytes = 0usize;
-    let mut reopened = 0;
-    let Some(mut send) = open(target).await else {
-        return (0.0, 0.0, 0);
-    };
-    for _ in 0..count {
-        for _attempt in 0..3 {
-            if send.ready().await.is_err() {
-                reopened += 1;
-                match open(target).await {
-                    Some(s) => send = s,
-                    None => break,
-                }
-            }
-            let req = http::Request::builder()
-                .uri(url)
-                .body(Empty::new())
-                .expect("request");
-            match send.send_request(req).await {
-                Ok(resp) if resp.status() == 200 => {
-                    body_bytes += resp
-                        .into_body()
-                        .collect()
-                        .await
-                        .map(|b| b.to_bytes().len())
-                        .unwrap_or(0);
-                    break;
-                }
-                Ok(resp) => {
-                    eprintln!("unexpected status {}", resp.status());
-                    break;
-                }
-                Err(_) => continue,
-            }
+/// Read the unused key material of `pads` into the page cache.
+fn warm_pads(pads: &[(&str, &std::path::Path)], key_left: u64) {
+    for (name, p) in pads {
+        if let Err(e) = padcache::warm_unused(p, key_left) {
+            eprintln!("warning: reading the {name} into the page cache: {e}");
         }
     }
-    (
-        count as f64 / t0.elapsed().as_secs_f64(),
-        body_bytes as f64,
-        reopened,
-    )
+}
+
+/// padnet bulk with its pads in the page cache (warm: their unused key
+/// material read once first) and dropped from it before each run (cold: the
+/// pad comes from the disk, by direct I/O), and the residency before and after.
+fn cold_pad(agent: &Agent, gateway: &Gateway, pads: &[(&str, &std::path::Path)], bulk_url: &str) {
+    let need = (BULK_MIB as u64 * 105 / 100) << 20;
+    let key_left = || status(agent.addr)["key_bytes_left"].as_u64().unwrap_or(0);
+    let describe = || padcache::describe(pads, key_left());
+    let procs = [agent.proc.pid(), gateway.proc.pid()];
+    let cpu = || procs.map(cpu_secs);
+    let run = |cold: bool| -> Option<(f64, [f64; 2])> {
+        if key_left() < need {
+            eprintln!("warning: the bench pad is low on key material; skipping a bulk run");
+            return None;
+        }
+        if cold {
+            for (name, p) in pads {
+                if let Err(e) = padcache::drop_from_cache(p) {
+                    eprintln!("warning: dropping the {name} from the page cache: {e}");
+                }
+            }
+        }
+        let c0 = cpu();
+        let v = bulk(bulk_url, Some(agent.addr));
+        let c1 = cpu();
+        Some((v, [c1[0] - c0[0], c1[1] - c0[1]]))
+    };
+    println!("pad in the page cache or not (padnet bulk {BULK_MIB} MiB; cold: both pad files dropped from the cache with posix_fadvise(DONTNEED) before each run)");
+    println!("  before:             {}", describe());
+    warm_pads(pads, key_left());
+    println!("  read once:          {}", describe());
+    let warm: Vec<_> = (0..RUNS).filter_map(|_| run(false)).collect();
+    println!("  after warm runs:    {}", describe());
+    for (name, p) in pads {
+        if let Err(e) = padcache::drop_from_cache(p) {
+            eprintln!("warning: dropping the {name} from the page cache: {e}");
+        }
+    }
+    println!("  after the drop:     {}", describe());
+    let cold: Vec<_> = (0..RUNS).filter_map(|_| run(true)).collect();
+    println!("  after cold runs:    {}", describe());
+    if warm.is_empty() || cold.is_empty() {
+        println!("  not measured (the bench pad ran out of key material)");
+        return;
+    }
+    let show = |v: &[(f64, [f64; 2])]| {
+        let gb = (v.len() * BULK_MIB) as f64 * (1u64 << 20) as f64 / 1e9;
+        let cpu = |i: usize| v.iter().map(|x| x.1[i]).sum::<f64>() / gb;
+        (median(v.iter().map(|x| x.0).collect()), cpu(0), cpu(1))
+    };
+    let (w, wa, wg) = show(&warm);
+    let (c, ca, cg) = show(&cold);
+    println!("  warm {w:8.1} MB/s   cpu s per GB agent {wa:.2} gateway {wg:.2}");
+    println!(
+        "  cold {c:8.1} MB/s   cpu s per GB agent {ca:.2} gateway {cg:.2}   cold/warm {:.2}x",
+        c / w
+    );
 }
