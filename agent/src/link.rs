@@ -24,6 +24,11 @@ use crate::Body;
 
 const BACKOFF_START: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// How often the charges the gateway reported are taken from the tunnel
+/// and settled: often enough that the tunnel's inbox
+/// ([`tunnel::stream::CHARGES_KEPT`]) never overflows at any request rate
+/// one tunnel carries.
+const SETTLE_EVERY: Duration = Duration::from_millis(100);
 /// The low-balance warning's default threshold: 0.50 in the currency.
 pub const DEFAULT_WARN_BELOW: i64 = 500_000;
 
@@ -251,11 +256,15 @@ impl Link {
         let mut last = None;
         let mut conn = std::pin::pin!(conn);
         let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut settle = tokio::time::interval(SETTLE_EVERY);
+        settle.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let ended = loop {
             tokio::select! {
                 r = &mut conn => break r,
-                _ = tick.tick() => {
+                _ = settle.tick() => {
                     self.settle_charges();
+                }
+                _ = tick.tick() => {
                     let b = stats.balance.load(Ordering::Relaxed);
                     let c = tunnel::stream::unpack_currency(stats.currency.load(Ordering::Relaxed));
                     if let Some(c) = c.filter(|_| last != Some(b)) {

@@ -3,7 +3,7 @@
 //! one's final charge under that id; the agent settles it for its history and
 //! checks it against its own count at the tariff (the honest meter). Pure.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -13,8 +13,8 @@ use proto::headers::SitePrice;
 use tunnel::stream::{ChargeNote, TariffNote};
 
 /// Requests the agent keeps waiting for their charge at most (the oldest
-/// are forgotten beyond it).
-pub const MAX_OPEN: usize = 10_000;
+/// are forgotten beyond it): a few seconds of the fastest request rate.
+pub const MAX_OPEN: usize = 65_536;
 /// A finished request whose charge has not come by then never will (the
 /// gateway refused it before metering, or the tunnel went down).
 pub const CHARGE_WAIT: Duration = Duration::from_secs(60);
@@ -31,7 +31,6 @@ struct Open {
     price: Option<SitePrice>,
     /// The gateway's charge, once reported, while the agent's side goes on.
     charge: Option<ChargeNote>,
-    opened: Instant,
 }
 
 /// A request's charge, settled: what the history records.
@@ -62,7 +61,8 @@ pub struct MeterCheck {
 #[derive(Default)]
 pub struct Spending {
     next_id: AtomicU32,
-    open: Mutex<HashMap<u32, Open>>,
+    /// By id: ids are handed out in order, so the first is the oldest.
+    open: Mutex<BTreeMap<u32, Open>>,
     check: Mutex<MeterCheck>,
 }
 
@@ -121,17 +121,11 @@ pub fn site_of(authority: &str) -> String {
 impl Spending {
     /// Start tracking a request to `authority`.
     pub fn begin(self: &Arc<Self>, authority: &str) -> Tracked {
-        self.begin_at(authority, Instant::now())
-    }
-
-    fn begin_at(self: &Arc<Self>, authority: &str, now: Instant) -> Tracked {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let bytes = Arc::new(AtomicU64::new(0));
         let mut open = lock(&self.open);
         if open.len() >= MAX_OPEN {
-            if let Some(oldest) = open.iter().min_by_key(|(_, o)| o.opened).map(|(k, _)| *k) {
-                open.remove(&oldest);
-            }
+            open.pop_first();
         }
         open.insert(
             id,
@@ -142,7 +136,6 @@ impl Spending {
                 refused: false,
                 price: None,
                 charge: None,
-                opened: now,
             },
         );
         Tracked {
@@ -342,7 +335,7 @@ mod tests {
     fn finished_requests_never_charged_are_forgotten_after_a_while() {
         let s = Arc::new(Spending::default());
         let t0 = Instant::now();
-        let t = s.begin_at("refused.example:443", t0);
+        let t = s.begin("refused.example:443");
         t.refused();
         s.finish(t.id, t0);
         std::mem::forget(t); // finished by hand at t0
@@ -350,6 +343,26 @@ mod tests {
         assert_eq!(s.open(), 1);
         s.settle_at(vec![], Some(TARIFF), t0 + CHARGE_WAIT);
         assert_eq!(s.open(), 0);
+    }
+
+    #[test]
+    fn beyond_max_open_the_oldest_request_is_forgotten() {
+        let s = Arc::new(Spending::default());
+        let first = s.begin("first.example");
+        let (first_id, rest): (u32, Vec<Tracked>) = (
+            first.id,
+            (1..MAX_OPEN).map(|_| s.begin("b.example")).collect(),
+        );
+        assert_eq!(s.open(), MAX_OPEN);
+        let newest = s.begin("newest.example");
+        assert_eq!(s.open(), MAX_OPEN);
+        let got = s.settle(
+            vec![charge(first_id, 1, 0), charge(newest.id, 2, 0)],
+            Some(TARIFF),
+        );
+        assert_eq!(got[0].site, "(unmatched)", "the oldest was forgotten");
+        assert_eq!(got[1].site, "newest.example");
+        drop((first, rest));
     }
 
     #[test]

@@ -51,7 +51,9 @@ pub struct StreamStats {
 
 /// Charges kept waiting at most, each way: beyond it the oldest are dropped
 /// (a stalled tunnel or a reader that never takes them cannot grow memory).
-pub const CHARGES_KEPT: usize = 4096;
+/// The agent takes them every 100 ms, so this is room for 160,000 requests
+/// a second (one tunnel serves ~30,000); 24 bytes each.
+pub const CHARGES_KEPT: usize = 16_384;
 
 #[derive(Debug, Default)]
 pub(super) struct Outbox {
