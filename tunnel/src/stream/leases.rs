@@ -88,8 +88,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin> OtpStream<T> {
                     || self.send.remaining()
                         >= 2 * KEY_OVERHEAD + notice.encoded_len() + CONTROL_RESERVE;
                 if fits {
-                    self.stats.sent_notice(&notice);
+                    let more = self.stats.sent_notice(&notice);
                     self.control.push_back(Control::notice(&notice));
+                    if more {
+                        // Charges are left for the next NOTICE: on an idle
+                        // tunnel nothing else would poll the stream for it.
+                        cx.waker().wake_by_ref();
+                    }
                 } else {
                     self.stats.notice_later();
                 }

@@ -171,14 +171,17 @@ impl StreamStats {
     }
 
     /// `n` (from [`StreamStats::notice_due`]) is queued: its charges are
-    /// out; another NOTICE follows while charges are left.
-    pub(super) fn sent_notice(&self, n: &Notice) {
+    /// out; another NOTICE follows while charges are left (true: the caller
+    /// must see that the stream is polled again for it).
+    pub(super) fn sent_notice(&self, n: &Notice) -> bool {
         let mut out = lock(&self.outbox);
         let sent = n.charges.len().min(out.charges.len());
         out.charges.drain(..sent);
-        if !out.charges.is_empty() {
+        let more = !out.charges.is_empty();
+        if more {
             self.notice_pending.store(true, Ordering::Release);
         }
+        more
     }
 
     /// The NOTICE from [`StreamStats::notice_due`] did not fit: send it later.

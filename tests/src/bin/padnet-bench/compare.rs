@@ -164,7 +164,21 @@ pub fn compare(rt: &tokio::runtime::Runtime, peers: &[Peer], t: &Targets) -> Hea
         key_ok(p, t.agent, small_need)
             .then(|| rt.block_on(small_load(target, t.small_url, p.proxy.is_some(), n, secs)))
     };
+    let checked = |s: &serde_json::Value| s["meter"]["checked"].as_f64().unwrap_or(0.0);
+    let c0 = checked(&status(t.agent));
     let s = interleaved(peers, RUNS, |p| small(p, CONCURRENCY, SMALL_SECS));
+    // Every request's charge reaches the agent's history (settled within
+    // ~0.5 s of its end), however fast they come.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let c1 = checked(&status(t.agent));
+    if let Some(i) = peers.iter().position(|p| p.name == "padnet") {
+        let sent = requests(SMALL_SECS)(&s[i]);
+        table.note(format!(
+            "HTTP 1 KiB x{CONCURRENCY}: padnet charges matched to the agent's own count: {:.0} of {sent:.0} requests ({:.1} %)",
+            c1 - c0,
+            100.0 * (c1 - c0) / sent.max(1.0)
+        ));
+    }
     load_rows(
         &mut table,
         peers,

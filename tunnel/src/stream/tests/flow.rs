@@ -149,3 +149,46 @@ async fn every_reported_charge_reaches_the_agent_with_the_tariff() {
     assert_eq!(ag.stats().balance.load(Ordering::Relaxed), 99);
     assert_eq!(ag.stats().reserved.load(Ordering::Relaxed), 3);
 }
+
+/// More charges than one NOTICE carries, posted once on a tunnel with no
+/// traffic: the gateway's side is only read from (as h2 polls an idle
+/// connection), nothing flushes it, and still every charge goes out, one
+/// NOTICE after another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn charges_beyond_one_notice_go_out_on_an_idle_tunnel() {
+    let (mut gw, mut ag, _) = pair(1 << 20, 64 * 1024);
+    let notifier = gw.notifier();
+    notifier.set_currency("EUR");
+    notifier.set_tariff(TariffNote {
+        per_mib: 10_000,
+        per_request: 100,
+    });
+    let idle = tokio::spawn(async move {
+        let mut buf = [0u8; 64];
+        let _ = gw.read(&mut buf).await;
+        gw
+    });
+    let sent: Vec<ChargeNote> = (0..(4 * MAX_CHARGES as u32))
+        .map(|i| ChargeNote {
+            request: i,
+            amount: i64::from(i),
+            bytes: 0,
+        })
+        .collect();
+    for c in &sent {
+        notifier.report(*c);
+    }
+    notifier.post(5, 0, 1);
+    let mut got = Vec::new();
+    let mut one = [0u8; 1];
+    for _ in 0..100 {
+        let _ = tokio::time::timeout(Duration::from_millis(20), ag.read(&mut one)).await;
+        got.extend(ag.stats().take_charges());
+        if got.len() >= sent.len() {
+            break;
+        }
+    }
+    assert_eq!(got.len(), sent.len(), "charges left waiting on the gateway");
+    assert_eq!(got, sent);
+    idle.abort();
+}
