@@ -504,3 +504,26 @@ pub fn wait_settled(state: &Path, serial: &str) -> serde_json::Value {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// Headless Chromium's flags for a machine with no network beyond loopback:
+/// no background requests (updates, safe browsing, sync, translation...),
+/// which such a machine refuses many at a time.
+pub const CHROMIUM_OFFLINE: &[&str] = &[
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--disable-extensions",
+    "--disable-default-apps",
+    "--disable-component-extensions-with-background-pages",
+    "--disable-client-side-phishing-detection",
+    "--disable-domain-reliability",
+    "--no-pings",
+    "--safebrowsing-disable-auto-update",
+    "--disable-features=NetworkTimeServiceQuerying,OptimizationHints,Translate,MediaRouter,AutofillServerCommunication,CertificateTransparencyComponentUpdater",
+];

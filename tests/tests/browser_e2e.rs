@@ -31,28 +31,9 @@ fn chromium() -> PathBuf {
 fn browser(work: &Path, proxy: Option<std::net::SocketAddr>) -> Command {
     let profile = tempfile::tempdir_in(work).unwrap().keep();
     let mut c = Command::new(chromium());
-    c.args([
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
-        "--disable-extensions",
-        "--disable-default-apps",
-        "--disable-component-extensions-with-background-pages",
-        "--disable-client-side-phishing-detection",
-        "--disable-domain-reliability",
-        "--no-pings",
-        "--safebrowsing-disable-auto-update",
-        "--disable-features=NetworkTimeServiceQuerying,OptimizationHints,Translate,MediaRouter,AutofillServerCommunication,CertificateTransparencyComponentUpdater",
-        "--virtual-time-budget=5000",
-        "--timeout=20000",
-    ])
-    .arg(format!("--user-data-dir={}", profile.display()));
+    c.args(CHROMIUM_OFFLINE)
+        .args(["--virtual-time-budget=5000", "--timeout=20000"])
+        .arg(format!("--user-data-dir={}", profile.display()));
     if let Some(p) = proxy {
         // Loopback through the proxy too: the test's origin is on 127.0.0.1.
         c.arg(format!("--proxy-server=http://{p}"))

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::peers::{interleaved, medians, Peer, Table};
+use padnet_tests::CHROMIUM_OFFLINE;
 
 const IMAGES: usize = 40;
 const STYLES: usize = 30;
@@ -129,30 +130,15 @@ fn crc32(data: &[u8]) -> u32 {
 fn load_once(work: &Path, url: &str, proxy: Option<std::net::SocketAddr>) -> Result<f64, String> {
     let profile = tempfile::tempdir_in(work).map_err(|e| format!("profile dir: {e}"))?;
     let mut c = Command::new("timeout");
-    c.args(["-k", "5", "60", CHROMIUM]).args([
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
-        "--disable-extensions",
-        "--disable-default-apps",
-        "--disable-component-extensions-with-background-pages",
-        "--disable-client-side-phishing-detection",
-        "--disable-domain-reliability",
-        "--no-pings",
-        "--safebrowsing-disable-auto-update",
-        "--disable-features=NetworkTimeServiceQuerying,OptimizationHints,Translate,MediaRouter,AutofillServerCommunication,CertificateTransparencyComponentUpdater",
-        "--timeout=30000",
-        // The origin's certificate is from the bench's own CA; TLS runs end
-        // to end to it (through CONNECT when proxied).
-        "--ignore-certificate-errors",
-    ])
-    .arg(format!("--user-data-dir={}", profile.path().display()));
+    c.args(["-k", "5", "60", CHROMIUM])
+        .args(CHROMIUM_OFFLINE)
+        .args([
+            "--timeout=30000",
+            // The origin's certificate is from the bench's own CA; TLS runs end
+            // to end to it (through CONNECT when proxied).
+            "--ignore-certificate-errors",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()));
     if let Some(p) = proxy {
         // Loopback through the proxy too: the origin is on 127.0.0.1.
         c.arg(format!("--proxy-server=http://{p}"))
