@@ -173,7 +173,9 @@ fn power_cuts_keep_every_acknowledged_mint_and_the_ledger_conserves_value() {
     let mut mount = Mount::new(work);
     let state = mount.point.join("state");
     gateway_init(&state);
-    let agent_pad = mint_with(&state, AGENT_VALUE, "128MiB", &user, &["--tickets", "512"])
+    // Each cut abandons the tunnel's leases both ways (about 2.6 MiB a round
+    // here): 50 rounds used up 128 MiB once, so the pad has twice that.
+    let agent_pad = mint_with(&state, AGENT_VALUE, "256MiB", &user, &["--tickets", "512"])
         .pop()
         .expect("a pad");
     let agent_serial = serial_of(&agent_pad);
