@@ -25,6 +25,20 @@ pub struct GatewayConfig {
     /// The ledger's currency; a tariff in another currency is refused.
     #[serde(default = "default_currency")]
     pub currency: String,
+    /// A PostgreSQL ledger several gateways share (`postgres://user@host/db`);
+    /// absent: the embedded store in this directory, for this gateway alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ledger: Option<String>,
+}
+
+/// Check a shared ledger's address: a PostgreSQL connection string.
+pub fn check_ledger_url(url: &str) -> Result<(), String> {
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err("expected a PostgreSQL URL, postgres://user@host:port/database".into());
+    }
+    url.parse::<tokio_postgres::Config>()
+        .map(|_| ())
+        .map_err(|e| format!("not a PostgreSQL URL: {e}"))
 }
 
 fn default_currency() -> String {
@@ -57,7 +71,10 @@ impl StateDir {
     }
 
     /// Create a new state directory (refusing to overwrite an existing one).
-    pub fn init(root: &Path, listen: &str) -> anyhow::Result<StateDir> {
+    pub fn init(root: &Path, listen: &str, ledger: Option<&str>) -> anyhow::Result<StateDir> {
+        if let Some(url) = ledger {
+            check_ledger_url(url).map_err(|e| anyhow::anyhow!("--ledger-url: {e}"))?;
+        }
         listen
             .parse::<std::net::SocketAddr>()
             .or_else(|_| {
@@ -89,6 +106,7 @@ impl StateDir {
             max_lease: default_max_lease(),
             ticket_slots: default_ticket_slots(),
             currency: default_currency(),
+            ledger: ledger.map(str::to_string),
         };
         let text = format!(
             "# padnet gateway configuration, written by `padnet-gateway init`.\n{}",
@@ -109,6 +127,10 @@ impl StateDir {
             toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", cfg_path.display()))?;
         let max_lease = parse_size(&config.max_lease)
             .map_err(|e| anyhow::anyhow!("{}: max_lease: {e}", cfg_path.display()))?;
+        if let Some(url) = &config.ledger {
+            check_ledger_url(url)
+                .map_err(|e| anyhow::anyhow!("{}: ledger: {e}", cfg_path.display()))?;
+        }
         if max_lease < tunnel::lease::MIN_LEASE {
             bail!("{}: max_lease must be at least 64KiB", cfg_path.display());
         }
@@ -120,6 +142,27 @@ impl StateDir {
             config,
             max_lease,
         })
+    }
+
+    /// This gateway's id among those sharing a ledger (`DIR/gateway.id`,
+    /// made at first use): the reservations it opens carry it.
+    pub fn gateway_id(&self) -> anyhow::Result<String> {
+        let path = self.root.join("gateway.id");
+        if let Ok(id) = std::fs::read_to_string(&path) {
+            let id = id.trim();
+            if id.is_empty() || !id.chars().all(|c| c.is_ascii_hexdigit()) {
+                bail!("{}: expected a hex gateway id", path.display());
+            }
+            return Ok(id.to_string());
+        }
+        let mut raw = [0u8; 8];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut raw);
+        let id = hex::encode(raw);
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, format!("{id}\n"))
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .with_context(|| format!("writing {}", path.display()))?;
+        Ok(id)
     }
 
     /// Take the serve lock: one `serve` per state directory, ever, since two

@@ -82,6 +82,11 @@ impl AccountService {
         ctx: Arc<PadContext>,
         req: Request<Incoming>,
     ) -> Response<Body> {
+        if self.ledger.is_shared() {
+            // The account may have changed on another gateway a moment ago.
+            let ledger = self.ledger.clone();
+            let _ = tokio::task::spawn_blocking(move || ledger.refresh()).await;
+        }
         let answer = match self.answer(&ctx, req).await {
             Ok(v) => rim::json_response(StatusCode::OK, &v),
             Err(r) => rim::json_refusal(r, "padnet account"),

@@ -22,6 +22,7 @@ use tunnel::store::{AllocatingPad, PadStatus};
 
 use crate::accounts::{AccountOps, CancelTo};
 use crate::conn::registry::Registry;
+use crate::ledger::pg_store::PgStore;
 use crate::ledger::redb_store::open_migrating;
 use crate::ledger::{Account, Ledger};
 use crate::metering::float::Floats;
@@ -75,6 +76,8 @@ fn block_on<T>(f: impl std::future::Future<Output = T>) -> Result<T, String> {
 
 impl AdminApi {
     pub fn execute(&self, op: &AdminOp) -> Result<Value, String> {
+        // On a shared ledger: over what every gateway has written.
+        self.ledger.refresh().map_err(|e| e.to_string())?;
         match op {
             AdminOp::Issue { serial, value } => {
                 self.ledger
@@ -221,6 +224,9 @@ impl AdminApi {
             Some(p) => p,
             None => {
                 let path = self.state.pads_dir().join(format!("{parsed}.pad"));
+                if !path.exists() && self.ledger.is_shared() {
+                    return self.pad_show_elsewhere(&parsed.to_string());
+                }
                 if !path.exists() {
                     return Err(format!(
                         "no pad {parsed} in {}",
@@ -241,7 +247,10 @@ impl AdminApi {
         // uses it: spendable = balance + unassigned float; in use = assigned.
         let (float_free, float_assigned) = self.floats.as_ref().map_or((0, 0), |f| f.totals(&key));
         let balance = ledger_balance.map(|b| b + float_free);
-        let held = if self.floats.is_some() {
+        let held = if self.ledger.is_shared() {
+            // Other gateways' floats are reservations in the shared book.
+            ledger_held - float_free
+        } else if self.floats.is_some() {
             float_assigned
         } else {
             ledger_held
@@ -266,6 +275,41 @@ impl AdminApi {
             "tickets_left": h.ticket_slots.saturating_sub(pad.next_slot()),
             "status": status,
             "policy": if h.policy_id == [0; 32] { Value::Null } else { Value::String(hex::encode(h.policy_id)) },
+        }))
+    }
+}
+
+impl AdminApi {
+    /// A pad another gateway of the shared ledger holds the twin of: what
+    /// the book says (its key material is not here).
+    fn pad_show_elsewhere(&self, serial: &str) -> Result<Value, String> {
+        let (balance, held, cancelled, inactive) = self.ledger.read(|b| {
+            (
+                b.balance(&Account::Pad(serial.to_string())),
+                b.held_for(serial),
+                b.is_cancelled(serial),
+                b.is_inactive(serial),
+            )
+        });
+        let Some(balance) = balance else {
+            return Err(format!(
+                "no pad {serial} in {} nor in the shared ledger",
+                self.state.pads_dir().display()
+            ));
+        };
+        let status = match () {
+            _ if cancelled => "cancelled",
+            _ if inactive => "inactive",
+            _ if balance == 0 && held == 0 => "value-exhausted",
+            _ => "active",
+        };
+        Ok(json!({
+            "serial": serial,
+            "balance": format_amount(balance),
+            "reserved": format_amount(held),
+            "currency": self.currency,
+            "status": status,
+            "twin": "at another gateway",
         }))
     }
 }
@@ -306,7 +350,15 @@ pub fn token(state: &Path) -> anyhow::Result<String> {
 }
 
 /// Open the ledger of a state directory.
+/// Open the ledger of a state directory: the shared one its gateway.toml
+/// names, or its own embedded store.
 pub fn open_ledger(state: &StateDir) -> anyhow::Result<(Arc<Ledger>, usize)> {
+    if let Some(url) = &state.config.ledger {
+        let id = state.gateway_id()?;
+        let store = PgStore::open(url, &id)?;
+        let (ledger, released) = Ledger::open_as(Box::new(store), &id)?;
+        return Ok((Arc::new(ledger), released));
+    }
     // `ledger/` was sled's directory (migrated once, then unused).
     let store = open_migrating(&state.root.join("ledger.redb"), &state.root.join("ledger"))?;
     let (ledger, released) = Ledger::open(Box::new(store))?;

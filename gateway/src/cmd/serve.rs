@@ -70,7 +70,17 @@ pub struct ServeArgs {
     /// Port 0 picks a free port.
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<String>,
+    /// Keep the ledger in PostgreSQL, shared with other gateways (overrides
+    /// gateway.toml's `ledger`): postgres://user@host:port/database.
+    #[arg(long, value_name = "URL")]
+    pub ledger_url: Option<String>,
 }
+
+/// How often a gateway on a shared ledger catches up with the others
+/// (cancellations reach its tunnels within this), and how often of those it
+/// renews its lease on its reservations.
+const SYNC_EVERY: Duration = Duration::from_millis(250);
+const RENEW_EVERY_SYNCS: u32 = 4;
 
 pub fn run(a: ServeArgs) -> anyhow::Result<()> {
     let ServeArgs {
@@ -88,8 +98,14 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
         retail_listen,
         categories,
         metrics_listen,
+        ledger_url,
     } = a;
-    let state = StateDir::open(&state)?;
+    let mut state = StateDir::open(&state)?;
+    if let Some(url) = ledger_url {
+        crate::state_dir::check_ledger_url(&url)
+            .map_err(|e| anyhow::anyhow!("--ledger-url: {e}"))?;
+        state.config.ledger = Some(url);
+    }
     let _lock = state.lock_for_serve()?;
     let tariff = match &tariff {
         Some(p) => Tariff::load(p).map_err(anyhow::Error::msg)?,
@@ -254,9 +270,12 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
                 ledger: ledger.clone(),
                 state: state.clone(),
                 currency: state.config.currency.clone(),
-                live: Some(live),
+                live: Some(live.clone()),
             },
         });
+        if ledger.is_shared() {
+            tokio::spawn(sync_shared_ledger(ledger.clone(), live));
+        }
         tokio::spawn(async move {
             if let Err(e) = serve_admin(api).await {
                 tracing::error!("admin endpoint: {e:#}");
@@ -293,6 +312,44 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
         let _ = std::fs::remove_file(socket_path(&state.root));
         anyhow::Ok(())
     })
+}
+
+/// On a shared ledger: every [`SYNC_EVERY`], catch up with the other
+/// gateways (their cancellations close this gateway's tunnels of the pad)
+/// and release the reservations of gateways that are gone; renew this
+/// gateway's own lease every [`RENEW_EVERY_SYNCS`] of those.
+async fn sync_shared_ledger(
+    ledger: Arc<crate::ledger::Ledger>,
+    live: Arc<crate::conn::live::LiveTunnels>,
+) {
+    let mut tick = tokio::time::interval(SYNC_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    for n in 0u32.. {
+        tick.tick().await;
+        let l = ledger.clone();
+        let renew = n % RENEW_EVERY_SYNCS == 0;
+        let synced = tokio::task::spawn_blocking(move || {
+            if renew {
+                l.flush_now()?;
+            }
+            l.sync()
+        })
+        .await;
+        match synced {
+            Ok(Ok((_, pads))) => {
+                for pad in pads {
+                    if ledger.read(|b| b.is_cancelled(&pad)) {
+                        let n = live.close(&pad, tunnel::stream::CloseReason::Cancelled);
+                        if n > 0 {
+                            tracing::info!("pad cancelled elsewhere: closed {n} tunnel(s)");
+                        }
+                    }
+                }
+            }
+            Ok(Err(e)) => tracing::warn!("shared ledger: {e}"),
+            Err(e) => tracing::warn!("shared ledger sync: {e}"),
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -135,68 +135,81 @@ pub fn decode(
     let mut book = Book::default();
     for kv in entries {
         let (k, v) = kv?;
-        let key = String::from_utf8_lossy(&k).into_owned();
-        if let Some(a) = k.strip_prefix(b"a/") {
-            let name = std::str::from_utf8(a).map_err(store_err)?;
-            let acct = Account::from_key(name)
-                .ok_or_else(|| LedgerError::Store(format!("unknown account {name:?}")))?;
-            book.balances.insert(acct, i64_of(&v, &key)?);
-        } else if let Some(h) = k.strip_prefix(b"h/") {
-            let id = u64::from_be_bytes(
-                h.try_into()
-                    .map_err(|_| LedgerError::Store("corrupt hold key".into()))?,
-            );
-            let hold: Hold = serde_json::from_slice(&v).map_err(store_err)?;
-            book.holds.insert(id, hold);
-        } else if let Some(d) = k.strip_prefix(b"d/") {
-            let pad = String::from_utf8_lossy(d).into_owned();
-            let usage: DayUsage = serde_json::from_slice(&v).map_err(store_err)?;
-            book.days.insert(pad, usage);
-        } else if let Some(o) = k.strip_prefix(b"o/") {
-            let id = String::from_utf8_lossy(o).into_owned();
-            let owner: Owner = serde_json::from_slice(&v).map_err(store_err)?;
-            book.owners.insert(id, owner);
-        } else if let Some(n) = k.strip_prefix(b"s/") {
-            let name = String::from_utf8_lossy(n).into_owned();
-            let site: Site = serde_json::from_slice(&v).map_err(store_err)?;
-            book.sites.insert(name, site);
-        } else if let Some(t) = k.strip_prefix(b"t/") {
-            let text = String::from_utf8_lossy(t);
-            let mut parts = text.splitn(3, '/');
-            let (Some(owner), Some(site), Some(day)) = (parts.next(), parts.next(), parts.next())
-            else {
-                return Err(LedgerError::Store(format!("corrupt statement key {key:?}")));
-            };
-            let day: i64 = day
-                .parse()
-                .map_err(|_| LedgerError::Store(format!("corrupt statement key {key:?}")))?;
-            let st: Statement = serde_json::from_slice(&v).map_err(store_err)?;
-            book.statements
-                .insert((owner.to_string(), site.to_string(), day), st);
-        } else if let Some(p) = k.strip_prefix(b"p/") {
-            let pad = String::from_utf8_lossy(p).into_owned();
-            let st: PadState = serde_json::from_slice(&v).map_err(store_err)?;
-            book.pad_states.insert(pad, st);
-        } else if let Some(r) = k.strip_prefix(b"r/") {
-            let name = String::from_utf8_lossy(r).into_owned();
-            let shop: Retailer = serde_json::from_slice(&v).map_err(store_err)?;
-            book.retailers.insert(name, shop);
-        } else if let Some(u) = k.strip_prefix(b"u/") {
-            let id = String::from_utf8_lossy(u).into_owned();
-            let a: UserAccount = serde_json::from_slice(&v).map_err(store_err)?;
-            book.accounts.insert(id, a);
-        } else if &*k == b"m/issued" {
-            book.issued = i64_of(&v, &key)?;
-        } else if &*k == b"m/redeemed" {
-            book.redeemed = i64_of(&v, &key)?;
-        } else if &*k == b"m/next_hold" {
-            book.next_hold = i64_of(&v, &key)? as u64;
-        }
+        apply_entry(&mut book, &k, Some(&v))?;
     }
     // Never reuse a hold id, even one whose hold is closed.
     let after_open = book.holds.keys().next_back().map_or(0, |m| m + 1);
     book.next_hold = book.next_hold.max(after_open);
     Ok(book)
+}
+
+/// Set one entry of `book` as a store holds it: `None` removes it (a shared
+/// store's tombstone). Unknown prefixes are left alone (a newer writer's).
+pub fn apply_entry(book: &mut Book, k: &[u8], v: Option<&[u8]>) -> Result<(), LedgerError> {
+    let key = String::from_utf8_lossy(k).into_owned();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    fn put<K: Ord, T: serde::de::DeserializeOwned>(
+        map: &mut std::collections::BTreeMap<K, T>,
+        key: K,
+        v: Option<&[u8]>,
+    ) -> Result<(), LedgerError> {
+        match v {
+            Some(v) => {
+                map.insert(key, serde_json::from_slice(v).map_err(store_err)?);
+            }
+            None => {
+                map.remove(&key);
+            }
+        }
+        Ok(())
+    }
+    if let Some(a) = k.strip_prefix(b"a/") {
+        let name = std::str::from_utf8(a).map_err(store_err)?;
+        let acct = Account::from_key(name)
+            .ok_or_else(|| LedgerError::Store(format!("unknown account {name:?}")))?;
+        match v {
+            Some(v) => book.balances.insert(acct, i64_of(v, &key)?),
+            None => book.balances.remove(&acct),
+        };
+    } else if let Some(h) = k.strip_prefix(b"h/") {
+        let id = u64::from_be_bytes(
+            h.try_into()
+                .map_err(|_| LedgerError::Store("corrupt hold key".into()))?,
+        );
+        put::<u64, Hold>(&mut book.holds, id, v)?;
+    } else if let Some(d) = k.strip_prefix(b"d/") {
+        put::<String, DayUsage>(&mut book.days, text(d), v)?;
+    } else if let Some(o) = k.strip_prefix(b"o/") {
+        put::<String, Owner>(&mut book.owners, text(o), v)?;
+    } else if let Some(n) = k.strip_prefix(b"s/") {
+        put::<String, Site>(&mut book.sites, text(n), v)?;
+    } else if let Some(t) = k.strip_prefix(b"t/") {
+        let t = text(t);
+        let mut parts = t.splitn(3, '/');
+        let (Some(owner), Some(site), Some(day)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(LedgerError::Store(format!("corrupt statement key {key:?}")));
+        };
+        let day: i64 = day
+            .parse()
+            .map_err(|_| LedgerError::Store(format!("corrupt statement key {key:?}")))?;
+        let id = (owner.to_string(), site.to_string(), day);
+        put::<_, Statement>(&mut book.statements, id, v)?;
+    } else if let Some(p) = k.strip_prefix(b"p/") {
+        put::<String, PadState>(&mut book.pad_states, text(p), v)?;
+    } else if let Some(r) = k.strip_prefix(b"r/") {
+        put::<String, Retailer>(&mut book.retailers, text(r), v)?;
+    } else if let Some(u) = k.strip_prefix(b"u/") {
+        put::<String, UserAccount>(&mut book.accounts, text(u), v)?;
+    } else if let Some(v) = v {
+        match k {
+            b"m/issued" => book.issued = i64_of(v, &key)?,
+            b"m/redeemed" => book.redeemed = i64_of(v, &key)?,
+            b"m/next_hold" => book.next_hold = i64_of(v, &key)? as u64,
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The value ledger: the pure rules in [`book`], persisted through the
-//! [`Persist`] trait (redb in [`redb_store`]; a shared SQL store can slot in),
-//! with group commit: many operations become durable with one flush (fsync).
+//! [`Persist`] trait (redb in [`redb_store`] for one gateway, PostgreSQL in
+//! [`pg_store`] for several sharing one book), with group commit: many
+//! operations become durable with one flush.
 //!
 //! Ordering: every operation changes the in-memory book and writes its changed
 //! entries to the store as one atomic batch, under one lock, so the store sees
@@ -14,6 +15,7 @@ pub mod book;
 pub mod entries;
 #[cfg(test)]
 pub mod memory_store;
+pub mod pg_store;
 pub mod redb_store;
 pub mod sled_store;
 
@@ -37,6 +39,24 @@ pub trait Persist: Send + Sync + 'static {
     /// Make everything written so far durable: on disk, through a power cut
     /// (an fsync, not a `sync_file_range`).
     fn flush(&self) -> Result<(), LedgerError>;
+    /// A store other gateways write too: before an operation, take the
+    /// store's write lock and bring `book` up to date with what others wrote;
+    /// the next `write` or `abandon` ends the operation. Returns what the
+    /// others changed. A store this gateway owns has nothing to do.
+    fn begin(&self, _book: &mut Book) -> Result<Changes, LedgerError> {
+        Ok(Changes::default())
+    }
+    /// End an operation that was refused, writing nothing.
+    fn abandon(&self) {}
+    /// Inside an operation: the gateways whose lease on their reservations
+    /// ran out (they stopped flushing), forgotten by the store as it answers.
+    fn gone_gateways(&self) -> Result<Vec<String>, LedgerError> {
+        Ok(Vec::new())
+    }
+    /// Whether other gateways write to this store.
+    fn shared(&self) -> bool {
+        false
+    }
 }
 
 /// How long a caller waits for a flush before giving up (the store is
@@ -75,6 +95,8 @@ pub struct Ledger {
     book: Mutex<(Book, Seq)>,
     shared: Arc<Shared>,
     flusher: Option<std::thread::JoinHandle<()>>,
+    /// Pads whose status other gateways changed, not yet acted on.
+    changed_elsewhere: Mutex<Vec<String>>,
 }
 
 impl Ledger {
@@ -82,13 +104,14 @@ impl Ledger {
     /// streams are gone; the user is not charged for them), make that
     /// durable, and start the group-commit flusher.
     pub fn open(store: Box<dyn Persist>) -> Result<(Ledger, usize), LedgerError> {
+        Ledger::open_as(store, "")
+    }
+
+    /// [`Ledger::open`] for gateway `gateway` of a shared store: the
+    /// reservations it releases are its own, and those it opens carry its name.
+    pub fn open_as(store: Box<dyn Persist>, gateway: &str) -> Result<(Ledger, usize), LedgerError> {
         let mut book = store.load()?;
-        let open: Vec<u64> = book.holds.keys().copied().collect();
-        for id in &open {
-            let changes = book.release(*id)?;
-            store.write(&book, &changes)?;
-        }
-        store.flush()?;
+        book.gateway = gateway.to_string();
         let (flushed, _) = tokio::sync::watch::channel(0);
         let shared = Arc::new(Shared {
             store,
@@ -104,14 +127,76 @@ impl Ledger {
             .name("ledger-flush".into())
             .spawn(move || flush_loop(&s))
             .map_err(|e| LedgerError::Store(format!("starting the flusher: {e}")))?;
-        Ok((
-            Ledger {
-                book: Mutex::new((book, 0)),
-                shared,
-                flusher: Some(flusher),
-            },
-            open.len(),
-        ))
+        let ledger = Ledger {
+            book: Mutex::new((book, 0)),
+            shared,
+            flusher: Some(flusher),
+            changed_elsewhere: Mutex::new(Vec::new()),
+        };
+        let (released, _) = ledger.apply(|b| {
+            let mine: Vec<u64> = b
+                .holds
+                .iter()
+                .filter(|(_, h)| h.gateway == b.gateway)
+                .map(|(id, _)| *id)
+                .collect();
+            let mut changes = Changes::default();
+            for id in &mine {
+                changes.absorb(b.release(*id)?);
+            }
+            Ok((mine.len(), changes))
+        })?;
+        ledger.flush_now()?;
+        Ok((ledger, released))
+    }
+
+    /// Whether other gateways share this ledger's store.
+    pub fn is_shared(&self) -> bool {
+        self.shared.store.shared()
+    }
+
+    /// On a shared store: catch up with what the other gateways wrote, so
+    /// the reads that follow see it (a check before an operation).
+    pub fn refresh(&self) -> Result<(), LedgerError> {
+        if self.is_shared() {
+            self.apply(|_| Ok(((), Changes::default())))?;
+        }
+        Ok(())
+    }
+
+    /// On a shared store: catch up with what the other gateways wrote,
+    /// release the reservations of gateways that are gone (how many), and
+    /// hand over the pads whose status they changed since the last call
+    /// (a cancellation must reach this gateway's tunnels too).
+    pub fn sync(&self) -> Result<(usize, Vec<String>), LedgerError> {
+        if !self.is_shared() {
+            return Ok((0, Vec::new()));
+        }
+        let (released, _) = self.apply(|b| {
+            let gone = self.shared.store.gone_gateways()?;
+            let theirs: Vec<u64> = b
+                .holds
+                .iter()
+                .filter(|(_, h)| gone.contains(&h.gateway))
+                .map(|(id, _)| *id)
+                .collect();
+            let mut changes = Changes::default();
+            for id in &theirs {
+                changes.absorb(b.release(*id)?);
+            }
+            if !gone.is_empty() {
+                tracing::info!(
+                    "released {} reservation(s) of gateway(s) gone: {}",
+                    theirs.len(),
+                    gone.join(", ")
+                );
+            }
+            Ok((theirs.len(), changes))
+        })?;
+        let mut pads = std::mem::take(&mut *lock_vec(&self.changed_elsewhere));
+        pads.sort();
+        pads.dedup();
+        Ok((released, pads))
     }
 
     fn lock(&self) -> MutexGuard<'_, (Book, Seq)> {
@@ -120,18 +205,33 @@ impl Ledger {
         self.book.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Apply one operation to the book and the store, in order.
+    /// Apply one operation to the book and the store, in order (on a shared
+    /// store, as one transaction over the book brought up to date first).
     fn apply<R>(
         &self,
         op: impl FnOnce(&mut Book) -> Result<(R, Changes), LedgerError>,
     ) -> Result<(R, Seq), LedgerError> {
         let mut g = self.lock();
-        let (r, changes) = op(&mut g.0)?;
-        if let Err(e) = self.shared.store.write(&g.0, &changes) {
+        let store = &self.shared.store;
+        let theirs = store.begin(&mut g.0)?;
+        if !theirs.pad_states.is_empty() {
+            lock_vec(&self.changed_elsewhere).extend(theirs.pad_states);
+        }
+        let (r, changes) = match op(&mut g.0) {
+            Ok(done) => done,
+            Err(e) => {
+                store.abandon();
+                return Err(e);
+            }
+        };
+        if let Err(e) = store.write(&g.0, &changes) {
             // The store refused the batch (atomically: none of it applied).
             // Reload so the book agrees with the store again.
-            match self.shared.store.load() {
-                Ok(b) => g.0 = b,
+            match store.load() {
+                Ok(mut b) => {
+                    b.gateway = std::mem::take(&mut g.0.gateway);
+                    g.0 = b;
+                }
                 Err(le) => tracing::error!("ledger store unreadable after a failed write: {le}"),
             }
             return Err(e);
@@ -339,6 +439,10 @@ impl Drop for Ledger {
             tracing::error!("final ledger flush: {e}");
         }
     }
+}
+
+fn lock_vec(m: &Mutex<Vec<String>>) -> MutexGuard<'_, Vec<String>> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The group-commit loop: wait until someone wants a sequence flushed, note

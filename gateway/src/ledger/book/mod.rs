@@ -79,6 +79,11 @@ impl Account {
 pub struct Hold {
     pub pad: String,
     pub amount: Micros,
+    /// The gateway holding it (its id; empty on a store one gateway owns):
+    /// it releases its own at start, and its peers release those of a
+    /// gateway that stopped renewing its lease.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub gateway: String,
 }
 
 /// Per-pad counters for the current day, for policy limits. Aggregates only:
@@ -169,6 +174,9 @@ pub struct Book {
     pub retailers: BTreeMap<String, Retailer>,
     /// Users' anonymous accounts, by account number.
     pub accounts: BTreeMap<String, UserAccount>,
+    /// The gateway this book's process serves as: the holds it opens carry
+    /// it. Not persisted.
+    pub gateway: String,
 }
 
 /// What `audit` found.
@@ -253,6 +261,7 @@ impl Book {
             Hold {
                 pad: pad.to_string(),
                 amount,
+                gateway: self.gateway.clone(),
             },
         );
         Ok((

@@ -1,0 +1,332 @@
+//! Several gateways sharing one ledger on a real PostgreSQL server (started
+//! by the test itself): one book for all of them, an account cancel on one
+//! gateway closing the pad's tunnel on another within a second, a gateway
+//! killed mid-download stranding nothing (its peers release its
+//! reservations when its lease runs out), and the database server killed
+//! and restarted losing no value.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use padnet_tests::postgres::Postgres;
+use padnet_tests::*;
+use serde_json::Value;
+
+/// 0.01 per MiB and 0.001 per request.
+const TARIFF: &str = "currency = \"EUR\"\nper_mib = \"0.01\"\nper_request = \"0.001\"\n";
+const PIN: &str = "246810";
+
+/// A database server, an origin, and gateways' state directories on one ledger.
+struct Cluster {
+    dir: tempfile::TempDir,
+    pg: Postgres,
+    url: String,
+    origin: Origin,
+    tariff: PathBuf,
+}
+
+impl Cluster {
+    fn new() -> Cluster {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pg = Postgres::start(&dir.path().join("pg"));
+        let url = pg.database("ledger");
+        let www = dir.path().join("www");
+        std::fs::create_dir_all(&www).unwrap();
+        std::fs::write(www.join("index.html"), "<p>cluster</p>").unwrap();
+        let origin = start_origin(&www, dir.path());
+        let tariff = dir.path().join("tariff.toml");
+        std::fs::write(&tariff, TARIFF).unwrap();
+        Cluster {
+            dir,
+            pg,
+            url,
+            origin,
+            tariff,
+        }
+    }
+
+    fn work(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `init` gateway `name`'s state directory on the shared ledger.
+    fn init(&self, name: &str) -> PathBuf {
+        let state = self.work().join(name);
+        let st = state.to_string_lossy().to_string();
+        let o = gateway_cmd(&[
+            "init",
+            "--state",
+            &st,
+            "--listen",
+            "127.0.0.1:7443",
+            "--ledger-url",
+            &self.url,
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        state
+    }
+
+    fn serve(&self, state: &Path, listen: &str) -> Gateway {
+        let tariff = self.tariff.to_string_lossy().to_string();
+        let args = [
+            "--allow-private-upstreams",
+            "--probe-hold-ms",
+            "300",
+            "--tariff",
+            &tariff,
+        ];
+        start_gateway(state, listen, &args, self.work())
+    }
+
+    fn mint(&self, state: &Path, value: &str, size: &str) -> PathBuf {
+        mint(state, value, size, &self.work().join("pads"))
+    }
+
+    fn page(&self) -> String {
+        format!("http://{}/", self.origin.http)
+    }
+
+    fn bytes_url(&self, n: u64) -> String {
+        format!("http://{}/__origin/bytes/{n}", self.origin.http)
+    }
+}
+
+fn ledger(state: &Path) -> Value {
+    let s = state.to_string_lossy().to_string();
+    let o = gateway_cmd(&["ledger", "--state", &s, "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).expect("ledger prints JSON")
+}
+
+fn revenue(state: &Path) -> i64 {
+    micros(ledger(state)["revenue"].as_str().unwrap())
+}
+
+fn field(v: &Value, name: &str) -> i64 {
+    micros(
+        v[name]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {name} in {v}")),
+    )
+}
+
+fn assert_audit(state: &Path, when: &str) {
+    let (ok, out) = audit(state);
+    assert!(ok, "audit failed {when}: {out}");
+}
+
+/// `POST /api/account/OP` on the agent; must succeed.
+fn account_op(agent: SocketAddr, op: &str, body: &str) -> Value {
+    let url = format!("http://{agent}/api/account/{op}");
+    let out = curl(&[
+        "-s",
+        "-X",
+        "POST",
+        "-w",
+        "\n%{http_code}",
+        "-H",
+        "Content-Type: application/json",
+        "--data-binary",
+        body,
+        &url,
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body_text, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    assert_eq!(code.trim(), "200", "{op} {body}: {body_text}");
+    serde_json::from_str(body_text).expect("JSON answer")
+}
+
+fn creds(account: &str) -> String {
+    format!(r#""account": "{account}", "pin": "{PIN}""#)
+}
+
+fn tunnel_state(agent: SocketAddr) -> String {
+    let out = curl(&[&format!("http://{agent}/status")]);
+    let v: Value = serde_json::from_slice(&out.stdout).expect("/status is JSON");
+    v["tunnel"].as_str().unwrap_or("").to_string()
+}
+
+/// A download through `agent` at `rate`, in the background; prints bytes received.
+fn slow_download(agent: SocketAddr, url: &str, rate: &str) -> std::process::Child {
+    let proxy = format!("http://{agent}");
+    Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{size_download}",
+            "--limit-rate",
+            rate,
+            "-x",
+            &proxy,
+            url,
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("curl")
+}
+
+#[test]
+fn gateways_on_one_ledger_are_one_bank_and_a_cancel_reaches_every_tunnel() {
+    let c = Cluster::new();
+    let (state_a, state_b) = (c.init("gw-a"), c.init("gw-b"));
+    let pad_a = c.mint(&state_a, "5.00", "8MiB");
+    let pad_b = c.mint(&state_b, "5.00", "96MiB");
+    let (sa, sb) = (serial_of(&pad_a), serial_of(&pad_b));
+    let gw_a = c.serve(&state_a, "127.0.0.1:0");
+    let gw_b = c.serve(&state_b, "127.0.0.1:0");
+    let agent_a = start_agent(&pad_a, gw_a.addr, &["--timeout", "1"], c.work());
+    let agent_b = start_agent(&pad_b, gw_b.addr, &["--timeout", "1"], c.work());
+
+    // One book: each gateway knows the pad minted at the other.
+    assert_eq!(pad_show(&state_a, &sb)["balance"], "5.00");
+    assert_eq!(pad_show(&state_b, &sa)["balance"], "5.00");
+
+    // An account opened through gateway A takes a pad through gateway B.
+    let v = account_op(agent_a.addr, "open", &format!(r#"{{"pin": "{PIN}"}}"#));
+    let account = v["account"].as_str().expect("an account").to_string();
+    let v = account_op(agent_b.addr, "register", &format!("{{{}}}", creds(&account)));
+    assert_eq!(v["serial"], sb);
+    let v = account_op(agent_a.addr, "show", &format!("{{{}}}", creds(&account)));
+    assert_eq!(v["pads"].as_array().map(Vec::len), Some(2), "{v}");
+
+    // B downloads slowly through gateway B; A's agent cancels B through A.
+    let (code, _) = get_via(agent_b.addr, &c.page(), &[]);
+    assert_eq!(code, 200);
+    let total: u64 = 64 << 20;
+    let download = slow_download(agent_b.addr, &c.bytes_url(total), "2M");
+    std::thread::sleep(Duration::from_millis(1500));
+    let v = account_op(
+        agent_a.addr,
+        "cancel",
+        &format!(r#"{{{}, "serial": "{sb}"}}"#, creds(&account)),
+    );
+    assert_eq!(v["serial"], sb);
+    let cancelled = Instant::now();
+    while tunnel_state(agent_b.addr) != "finished" && cancelled.elapsed() < Duration::from_secs(10)
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let closed_after = cancelled.elapsed();
+    let out = download.wait_with_output().unwrap();
+    let got: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    eprintln!("cancel on gateway A closed the tunnel on gateway B in {closed_after:?}");
+    assert!(got < total, "the download went on after the cancel");
+    assert!(
+        closed_after < Duration::from_secs(1),
+        "the cancel reached gateway B's tunnel only after {closed_after:?}"
+    );
+    let (code, page) = get_via(agent_b.addr, &c.page(), &[]);
+    assert_eq!(code, 402, "{}", String::from_utf8_lossy(&page));
+
+    // Both gateways see the same, sound book.
+    assert_audit(&state_a, "on gateway A");
+    assert_audit(&state_b, "on gateway B");
+    let (la, lb) = (ledger(&state_a), ledger(&state_b));
+    assert_eq!(la, lb, "the gateways report different books");
+    let v = account_op(agent_a.addr, "show", &format!("{{{}}}", creds(&account)));
+    let in_account = field(&v, "balance");
+    assert!(
+        in_account > 0 && in_account < 5_000_000,
+        "B's value less its charges moved into the account: {in_account}"
+    );
+}
+
+#[test]
+fn a_gateway_killed_mid_download_strands_nothing() {
+    let c = Cluster::new();
+    let (state_a, state_b) = (c.init("gw-a"), c.init("gw-b"));
+    let pad = c.mint(&state_a, "10.00", "96MiB");
+    let serial = serial_of(&pad);
+    let mut gw_a = c.serve(&state_a, "127.0.0.1:0");
+    let _gw_b = c.serve(&state_b, "127.0.0.1:0");
+    let agent = start_agent(&pad, gw_a.addr, &["--timeout", "1"], c.work());
+    let (code, _) = get_via(agent.addr, &c.page(), &[]);
+    assert_eq!(code, 200);
+
+    let download = slow_download(agent.addr, &c.bytes_url(64 << 20), "4M");
+    std::thread::sleep(Duration::from_millis(2000));
+    let held = field(&pad_show(&state_b, &serial), "reserved");
+    assert!(held > 0, "gateway A holds a float for the download");
+    gw_a.proc.kill9();
+    let killed = Instant::now();
+    let _ = download.wait_with_output();
+
+    // Gateway B releases A's float once A's lease runs out.
+    let released_after = loop {
+        let v = pad_show(&state_b, &serial);
+        if v["reserved"] == "0.00" {
+            break killed.elapsed();
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(30),
+            "gateway A's float was never released: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    eprintln!("gateway B released dead gateway A's float {released_after:?} after the kill");
+    assert_audit(&state_b, "after gateway A died");
+    // No value created or lost: what the pad has plus what it paid is what it was given.
+    let balance = field(&pad_show(&state_b, &serial), "balance");
+    let paid = revenue(&state_b);
+    assert!(paid > 0, "the download was charged");
+    assert_eq!(balance + paid, 10_000_000, "balance {balance} + paid {paid}");
+
+    // A comes back on the same address; the agent goes on through it.
+    let addr = gw_a.addr.to_string();
+    let _gw_a = c.serve(&state_a, &addr);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (code, _) = get_via(agent.addr, &c.page(), &[]);
+        if code == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no service after A restarted: {code}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_audit(&state_a, "after gateway A restarted");
+}
+
+#[test]
+fn the_database_killed_and_restarted_loses_no_value() {
+    let mut c = Cluster::new();
+    let state = c.init("gw-a");
+    let pad = c.mint(&state, "10.00", "96MiB");
+    let serial = serial_of(&pad);
+    let gw = c.serve(&state, "127.0.0.1:0");
+    let agent = start_agent(&pad, gw.addr, &["--timeout", "1"], c.work());
+    let (code, _) = get_via(agent.addr, &c.page(), &[]);
+    assert_eq!(code, 200);
+
+    // Priced downloads run while the database server is killed.
+    let downloads: Vec<_> = (0..3)
+        .map(|_| slow_download(agent.addr, &c.bytes_url(32 << 20), "4M"))
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    c.pg.kill9();
+    std::thread::sleep(Duration::from_millis(1500));
+    c.pg.restart();
+    for d in downloads {
+        let _ = d.wait_with_output();
+    }
+    // The gateway reconnects; service comes back.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (code, _) = get_via(agent.addr, &c.page(), &[]);
+        if code == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no service after the restart: {code}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    drop(agent);
+    let v = wait_settled(&state, &serial);
+    assert_eq!(v["reserved"], "0.00", "{v}");
+    assert_audit(&state, "after the database restarted");
+    let balance = field(&v, "balance");
+    let paid = revenue(&state);
+    assert_eq!(balance + paid, 10_000_000, "balance {balance} + paid {paid}");
+}
