@@ -25,6 +25,7 @@ bench: build
 	scripts/ensure-bench-tools.sh
 	PADNET_BIN_DIR=$(CURDIR)/$(BIN) $(BIN)/padnet-bench
 	$(CARGO) bench -p padnet-gateway --bench ledger
+	scripts/with-postgres.sh env PADNET_LEDGER_STORE=postgres $(CARGO) bench -p padnet-gateway --bench ledger
 	$(CARGO) bench -p padnet-policy --bench decide
 
 lint:

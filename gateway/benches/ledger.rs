@@ -1,5 +1,7 @@
 //! Ledger settlements per second on redb (or sled, with PADNET_LEDGER_STORE=sled,
-//! whose flush is no fsync), durability on: request cycles
+//! whose flush is no fsync; or the shared PostgreSQL ledger, with
+//! PADNET_LEDGER_STORE=postgres and PADNET_LEDGER_URL, which
+//! scripts/with-postgres.sh sets), durability on: request cycles
 //! (reserve, awaited until durable, then settle) driven by K concurrent tokio
 //! tasks over 10 pads, against a baseline in the same run that forces one
 //! flush per request (one task, `flush_now` after every settle). Prints
@@ -16,6 +18,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use padnet_gateway::ledger::pg_store::PgStore;
 use padnet_gateway::ledger::redb_store::RedbStore;
 use padnet_gateway::ledger::sled_store::SledStore;
 use padnet_gateway::ledger::Persist;
@@ -68,12 +71,38 @@ impl Run {
     }
 }
 
-/// The store under test: `PADNET_LEDGER_STORE` (`redb`, the default, or `sled`).
+/// The store under test: `PADNET_LEDGER_STORE` (`redb`, the default, `sled`
+/// or `postgres`).
 fn store_name() -> &'static str {
     match std::env::var("PADNET_LEDGER_STORE").as_deref() {
         Ok("sled") => "sled",
+        Ok("postgres") => "postgres",
         _ => "redb",
     }
+}
+
+/// The shared ledger at `PADNET_LEDGER_URL`, emptied first (a fresh run).
+fn fresh_postgres() -> Result<Box<dyn Persist>, LedgerError> {
+    let url = std::env::var("PADNET_LEDGER_URL").map_err(|_| {
+        LedgerError::Store("PADNET_LEDGER_STORE=postgres needs PADNET_LEDGER_URL".into())
+    })?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| LedgerError::Store(e.to_string()))?;
+    rt.block_on(async {
+        let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
+        tokio::spawn(conn);
+        client
+            .batch_execute(
+                "SET client_min_messages = warning;
+                 DROP TABLE IF EXISTS padnet_ledger, padnet_gateways, padnet_migrations;
+                 DROP SEQUENCE IF EXISTS padnet_ledger_versions",
+            )
+            .await
+    })
+    .map_err(|e| LedgerError::Store(e.to_string()))?;
+    Ok(Box::new(PgStore::open(&url, "bench")?))
 }
 
 /// A fresh ledger in a temporary directory, with `PADS` funded pads.
@@ -81,6 +110,8 @@ fn fresh() -> Result<(tempfile::TempDir, Arc<Ledger>), LedgerError> {
     let dir = tempfile::tempdir().map_err(|e| LedgerError::Store(e.to_string()))?;
     let store: Box<dyn Persist> = if store_name() == "sled" {
         Box::new(SledStore::open(&dir.path().join("ledger"))?)
+    } else if store_name() == "postgres" {
+        fresh_postgres()?
     } else {
         Box::new(RedbStore::open(&dir.path().join("ledger.redb"))?)
     };

@@ -294,7 +294,7 @@ fn a_gateway_killed_mid_download_strands_nothing() {
 fn the_database_killed_and_restarted_loses_no_value() {
     let mut c = Cluster::new();
     let state = c.init("gw-a");
-    let pad = c.mint(&state, "10.00", "96MiB");
+    let pad = c.mint(&state, "10.00", "256MiB");
     let serial = serial_of(&pad);
     let gw = c.serve(&state, "127.0.0.1:0");
     let agent = start_agent(&pad, gw.addr, &["--timeout", "1"], c.work());
@@ -303,7 +303,7 @@ fn the_database_killed_and_restarted_loses_no_value() {
 
     // Priced downloads run while the database server is killed.
     let downloads: Vec<_> = (0..3)
-        .map(|_| slow_download(agent.addr, &c.bytes_url(32 << 20), "4M"))
+        .map(|_| slow_download(agent.addr, &c.bytes_url(16 << 20), "4M"))
         .collect();
     std::thread::sleep(Duration::from_millis(1500));
     c.pg.kill9();
@@ -315,11 +315,16 @@ fn the_database_killed_and_restarted_loses_no_value() {
     // The gateway reconnects; service comes back.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let (code, _) = get_via(agent.addr, &c.page(), &[]);
+        let (code, page) = get_via(agent.addr, &c.page(), &[]);
         if code == 200 {
             break;
         }
-        assert!(Instant::now() < deadline, "no service after the restart: {code}");
+        assert!(
+            Instant::now() < deadline,
+            "no service after the restart: {code} {}\n{}",
+            String::from_utf8_lossy(&page),
+            gw.proc.log_tail()
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     drop(agent);

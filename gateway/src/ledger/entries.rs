@@ -258,4 +258,36 @@ mod tests {
         .unwrap();
         assert_eq!(decoded, b);
     }
+
+    /// A peer's writes, replayed entry by entry (removals as tombstones),
+    /// bring a stale copy of the book to the writer's book exactly.
+    #[test]
+    fn entries_replayed_over_a_stale_book_catch_it_up() {
+        let mut writer = Book::default();
+        writer.issue("pad-a", 5_000_000).unwrap();
+        writer.issue("pad-b", 1_000_000).unwrap();
+        let mut stale = decode(
+            encode_all(&writer)
+                .unwrap()
+                .into_iter()
+                .filter_map(|(k, v)| v.map(|v| Ok((k, v)))),
+        )
+        .unwrap();
+        let (hold, _, c1) = writer.reserve("pad-a", 10, 2_000_000).unwrap();
+        let mut seen = Vec::new();
+        seen.extend(encode(&writer, &c1).unwrap());
+        let c2 = writer.settle(hold, 1_500, 3_000, 20_000).unwrap();
+        seen.extend(encode(&writer, &c2).unwrap());
+        let (_, _, c3) = writer.reserve("pad-b", 1, 500).unwrap();
+        seen.extend(encode(&writer, &c3).unwrap());
+        assert!(
+            seen.iter().any(|(_, v)| v.is_none()),
+            "the settled hold's removal is among the entries"
+        );
+        for (k, v) in &seen {
+            apply_entry(&mut stale, k, v.as_deref()).unwrap();
+        }
+        assert_eq!(stale, writer);
+        assert!(stale.audit().problems.is_empty());
+    }
 }

@@ -93,6 +93,8 @@ pub struct PgStore {
     lapsed: AtomicBool,
     /// Set once the lease has been renewed.
     leased: AtomicBool,
+    /// Set once the operations' connection has been made.
+    connected: AtomicBool,
 }
 
 impl PgStore {
@@ -134,6 +136,7 @@ impl PgStore {
             open: Mutex::new(None),
             lapsed: AtomicBool::new(false),
             leased: AtomicBool::new(false),
+            connected: AtomicBool::new(false),
         };
         store.migrate()?;
         Ok(store)
@@ -166,7 +169,9 @@ impl PgStore {
             let (client, conn) = tokio_postgres::connect(&url, NoTls).await.map_err(&e)?;
             tokio::spawn(async move {
                 if let Err(e) = conn.await {
-                    tracing::warn!("ledger database connection: {e}");
+                    let detail = e.as_db_error().map(|d| d.message().to_string());
+                    let detail = detail.unwrap_or_else(|| e.to_string());
+                    tracing::warn!("ledger database connection: {detail}");
                 }
             });
             if !synchronous {
@@ -207,6 +212,12 @@ impl PgStore {
         *s = None;
         let c = self.connect(synchronous, true)?;
         *s = Some(c.clone());
+        if std::ptr::eq(slot, &self.ops) && self.connected.swap(true, Ordering::Relaxed) {
+            // The server may have restarted, losing commits not yet flushed
+            // (this gateway's and those of others it had seen): the book must
+            // come from the server again, whole.
+            self.lapsed.store(true, Ordering::Relaxed);
+        }
         Ok(c)
     }
 
@@ -217,7 +228,8 @@ impl PgStore {
             let e = pg_err("migrating the schema");
             client
                 .batch_execute(&format!(
-                    "SELECT pg_advisory_lock({MIGRATION_LOCK});
+                    "SET client_min_messages = warning;
+                     SELECT pg_advisory_lock({MIGRATION_LOCK});
                      CREATE TABLE IF NOT EXISTS padnet_migrations (
                          version integer PRIMARY KEY,
                          applied timestamptz NOT NULL DEFAULT now())"
@@ -338,10 +350,12 @@ impl Persist for PgStore {
 
     fn begin(&self, book: &mut Book) -> Result<Changes, LedgerError> {
         self.rollback();
+        self.conn(&self.ops, false)?;
         if self.lapsed.load(Ordering::Relaxed) {
             // Peers may have released this gateway's holds and purged what
-            // it never saw: start again from the whole book.
-            tracing::warn!("this gateway's lease lapsed: reloading the whole ledger");
+            // it never saw, or the server lost unflushed commits: start again
+            // from the whole book.
+            tracing::warn!("reloading the whole ledger from the database");
             let gateway = std::mem::take(&mut book.gateway);
             *book = self.load()?;
             book.gateway = gateway;
