@@ -124,7 +124,10 @@ impl Postgres {
             .arg(self.dir.join("data"))
             .args(["-p", &self.port.to_string()])
             .args(["-c", "listen_addresses=127.0.0.1"])
-            .args(["-c", &format!("unix_socket_directories={}", self.dir.display())])
+            .args([
+                "-c",
+                &format!("unix_socket_directories={}", self.dir.display()),
+            ])
             .args(["-c", "max_connections=100"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -170,7 +173,15 @@ impl Postgres {
     /// Make a database; returns its URL.
     pub fn database(&self, name: &str) -> String {
         let out = Command::new(self.bin.join("createdb"))
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "padnet", name])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "padnet",
+                name,
+            ])
             .output()
             .expect("createdb runs");
         assert!(
@@ -188,7 +199,14 @@ impl Postgres {
     /// Run SQL with psql; returns its output (unaligned, tuples only).
     pub fn psql(&self, db: &str, sql: &str) -> String {
         let out = Command::new(self.bin.join("psql"))
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "padnet"])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "padnet",
+            ])
             .args(["-d", db, "-At", "-v", "ON_ERROR_STOP=1", "-c", sql])
             .output()
             .expect("psql runs");

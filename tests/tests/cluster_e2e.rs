@@ -188,7 +188,11 @@ fn gateways_on_one_ledger_are_one_bank_and_a_cancel_reaches_every_tunnel() {
     // An account opened through gateway A takes a pad through gateway B.
     let v = account_op(agent_a.addr, "open", &format!(r#"{{"pin": "{PIN}"}}"#));
     let account = v["account"].as_str().expect("an account").to_string();
-    let v = account_op(agent_b.addr, "register", &format!("{{{}}}", creds(&account)));
+    let v = account_op(
+        agent_b.addr,
+        "register",
+        &format!("{{{}}}", creds(&account)),
+    );
     assert_eq!(v["serial"], sb);
     let v = account_op(agent_a.addr, "show", &format!("{{{}}}", creds(&account)));
     assert_eq!(v["pads"].as_array().map(Vec::len), Some(2), "{v}");
@@ -273,7 +277,11 @@ fn a_gateway_killed_mid_download_strands_nothing() {
     let balance = field(&pad_show(&state_b, &serial), "balance");
     let paid = revenue(&state_b);
     assert!(paid > 0, "the download was charged");
-    assert_eq!(balance + paid, 10_000_000, "balance {balance} + paid {paid}");
+    assert_eq!(
+        balance + paid,
+        10_000_000,
+        "balance {balance} + paid {paid}"
+    );
 
     // A comes back on the same address; the agent goes on through it.
     let addr = gw_a.addr.to_string();
@@ -284,7 +292,10 @@ fn a_gateway_killed_mid_download_strands_nothing() {
         if code == 200 {
             break;
         }
-        assert!(Instant::now() < deadline, "no service after A restarted: {code}");
+        assert!(
+            Instant::now() < deadline,
+            "no service after A restarted: {code}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     assert_audit(&state_a, "after gateway A restarted");
@@ -333,5 +344,9 @@ fn the_database_killed_and_restarted_loses_no_value() {
     assert_audit(&state, "after the database restarted");
     let balance = field(&v, "balance");
     let paid = revenue(&state);
-    assert_eq!(balance + paid, 10_000_000, "balance {balance} + paid {paid}");
+    assert_eq!(
+        balance + paid,
+        10_000_000,
+        "balance {balance} + paid {paid}"
+    );
 }

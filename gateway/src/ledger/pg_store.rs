@@ -322,10 +322,7 @@ impl Persist for PgStore {
                     )
                     .await?;
                 let top: i64 = client
-                    .query_one(
-                        "SELECT coalesce(max(version), 0) FROM padnet_ledger",
-                        &[],
-                    )
+                    .query_one("SELECT coalesce(max(version), 0) FROM padnet_ledger", &[])
                     .await?
                     .get(0);
                 Ok::<_, tokio_postgres::Error>((rows, top))
@@ -397,7 +394,9 @@ impl Persist for PgStore {
                     .pad_states
                     .push(String::from_utf8_lossy(pad).into_owned());
             } else if let Some(site) = key.strip_prefix(b"s/") {
-                theirs.sites.push(String::from_utf8_lossy(site).into_owned());
+                theirs
+                    .sites
+                    .push(String::from_utf8_lossy(site).into_owned());
             }
         }
         *lock(&self.seen) = newest;
