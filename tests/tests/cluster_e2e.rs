@@ -1,6 +1,7 @@
 //! Several gateways sharing one ledger on a real PostgreSQL server (started
 //! by the test itself): one book for all of them, an account cancel on one
-//! gateway closing the pad's tunnel on another within a second, a gateway
+//! gateway closing the pad's tunnel on another within a second, a site's
+//! owner paid for hits on two gateways seeing one statement, a gateway
 //! killed mid-download stranding nothing (its peers release its
 //! reservations when its lease runs out), and the database server killed
 //! and restarted losing no value.
@@ -11,6 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use padnet_tests::postgres::Postgres;
+use padnet_tests::sites::{api, owner_view, register, serve_token, start_with_portal};
 use padnet_tests::*;
 use serde_json::Value;
 
@@ -66,6 +68,13 @@ impl Cluster {
         ]);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         state
+    }
+
+    /// `serve` with the owner portal.
+    fn serve_portal(&self, state: &Path) -> (Gateway, String) {
+        let tariff = self.tariff.to_string_lossy().to_string();
+        let pg = start_with_portal(state, &["--tariff", &tariff], self.work());
+        (pg.gateway, pg.portal)
     }
 
     fn serve(&self, state: &Path, listen: &str) -> Gateway {
@@ -237,6 +246,75 @@ fn gateways_on_one_ledger_are_one_bank_and_a_cancel_reaches_every_tunnel() {
         in_account > 0 && in_account < 5_000_000,
         "B's value less its charges moved into the account: {in_account}"
     );
+}
+
+#[test]
+fn an_owner_paid_for_hits_on_two_gateways_sees_one_statement() {
+    let c = Cluster::new();
+    let (state_a, state_b) = (c.init("gw-a"), c.init("gw-b"));
+    let pad_a = c.mint(&state_a, "5.00", "8MiB");
+    let pad_b = c.mint(&state_b, "5.00", "8MiB");
+    let (gw_a, portal_a) = c.serve_portal(&state_a);
+    let (gw_b, portal_b) = c.serve_portal(&state_b);
+
+    // Registered and verified through gateway A's portal.
+    let host = c.origin.http.to_string();
+    let site = register(&portal_a, &host, r#""per_hit": "0.002""#, None);
+    serve_token(&c.work().join("www"), &site.token);
+    let (status, v) = api(
+        &portal_a,
+        "POST",
+        &format!("/api/sites/{host}/verify"),
+        Some(&site.secret),
+        None,
+    );
+    assert_eq!(status, 200, "verifying {host}: {v}");
+    // Gateway B sees the verified site within its catch-up period.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while owner_view(&portal_b, &site.secret)["sites"][0]["verified"] != true {
+        assert!(
+            Instant::now() < deadline,
+            "gateway B never saw the site verified"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // Three views through gateway A, two through gateway B.
+    let agent_a = start_agent(&pad_a, gw_a.addr, &[], c.work());
+    let agent_b = start_agent(&pad_b, gw_b.addr, &[], c.work());
+    for (agent, views) in [(&agent_a, 3), (&agent_b, 2)] {
+        for _ in 0..views {
+            assert_eq!(get_via(agent.addr, &c.page(), &[]).0, 200);
+        }
+    }
+    // 0.002 a view, 10 % commission: 0.0018 to the owner, five times.
+    let want = 5 * 1_800;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (view_a, view_b) = loop {
+        let (va, vb) = (
+            owner_view(&portal_a, &site.secret),
+            owner_view(&portal_b, &site.secret),
+        );
+        let done = va["balance_micros"] == want && va == vb;
+        if done || Instant::now() > deadline {
+            break (va, vb);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(view_a["balance_micros"], want, "{view_a}");
+    assert_eq!(view_a, view_b, "the two portals show different statements");
+    let hits: u64 = view_a["statement"]
+        .as_array()
+        .expect("statement")
+        .iter()
+        .map(|d| d["hits"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(
+        hits, 5,
+        "every view on either gateway is in the statement: {view_a}"
+    );
+    drop((agent_a, agent_b));
+    assert_audit(&state_b, "after the views");
 }
 
 #[test]

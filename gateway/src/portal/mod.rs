@@ -86,6 +86,11 @@ async fn handle(
     req: Request<Incoming>,
 ) -> Response<PortalBody> {
     let wants_html = !req.uri().path().starts_with("/api/");
+    let ledger = portal.ops.ledger.clone();
+    if ledger.is_shared() {
+        // The owner may have registered on another gateway a moment ago.
+        let _ = tokio::task::spawn_blocking(move || ledger.refresh()).await;
+    }
     let r = if wants_html {
         page::route(&portal, peer.ip(), req).await
     } else {
