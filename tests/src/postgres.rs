@@ -196,28 +196,6 @@ impl Postgres {
         format!("postgres://padnet@127.0.0.1:{}/{db}", self.port)
     }
 
-    /// Run SQL with psql; returns its output (unaligned, tuples only).
-    pub fn psql(&self, db: &str, sql: &str) -> String {
-        let out = Command::new(self.bin.join("psql"))
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                "padnet",
-            ])
-            .args(["-d", db, "-At", "-v", "ON_ERROR_STOP=1", "-c", sql])
-            .output()
-            .expect("psql runs");
-        assert!(
-            out.status.success(),
-            "psql: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    }
-
     /// SIGKILL the server, as in a crash (its backends exit when they see
     /// their postmaster gone).
     pub fn kill9(&mut self) {

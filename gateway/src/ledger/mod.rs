@@ -134,17 +134,8 @@ impl Ledger {
             changed_elsewhere: Mutex::new(Vec::new()),
         };
         let (released, _) = ledger.apply(|b| {
-            let mine: Vec<u64> = b
-                .holds
-                .iter()
-                .filter(|(_, h)| h.gateway == b.gateway)
-                .map(|(id, _)| *id)
-                .collect();
-            let mut changes = Changes::default();
-            for id in &mine {
-                changes.absorb(b.release(*id)?);
-            }
-            Ok((mine.len(), changes))
+            let me = b.gateway.clone();
+            release_holds(b, |g| g == me)
         })?;
         ledger.flush_now()?;
         Ok((ledger, released))
@@ -174,24 +165,15 @@ impl Ledger {
         }
         let (released, _) = self.apply(|b| {
             let gone = self.shared.store.gone_gateways()?;
-            let theirs: Vec<u64> = b
-                .holds
-                .iter()
-                .filter(|(_, h)| gone.contains(&h.gateway))
-                .map(|(id, _)| *id)
-                .collect();
-            let mut changes = Changes::default();
-            for id in &theirs {
-                changes.absorb(b.release(*id)?);
-            }
+            let (released, changes) = release_holds(b, |g| gone.iter().any(|d| d == g))?;
             if !gone.is_empty() {
                 tracing::info!(
                     "released {} reservation(s) of gateway(s) gone: {}",
-                    theirs.len(),
+                    released,
                     gone.join(", ")
                 );
             }
-            Ok((theirs.len(), changes))
+            Ok((released, changes))
         })?;
         let mut pads = std::mem::take(&mut *lock_vec(&self.changed_elsewhere));
         pads.sort();
@@ -439,6 +421,24 @@ impl Drop for Ledger {
             tracing::error!("final ledger flush: {e}");
         }
     }
+}
+
+/// Release every hold whose gateway `held_by` names, in one change; how many.
+fn release_holds(
+    b: &mut Book,
+    held_by: impl Fn(&str) -> bool,
+) -> Result<(usize, Changes), LedgerError> {
+    let ids: Vec<u64> = b
+        .holds
+        .iter()
+        .filter(|(_, h)| held_by(&h.gateway))
+        .map(|(id, _)| *id)
+        .collect();
+    let mut changes = Changes::default();
+    for id in &ids {
+        changes.absorb(b.release(*id)?);
+    }
+    Ok((ids.len(), changes))
 }
 
 fn lock_vec(m: &Mutex<Vec<String>>) -> MutexGuard<'_, Vec<String>> {
