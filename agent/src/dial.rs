@@ -40,15 +40,17 @@ pub enum DialError {
     Waiting(Duration),
 }
 
-/// Open a tunnel to `addr`. The hello is the pending one when the resend
-/// rule says so (see [`crate::hello`]), else one on a newly claimed slot.
+/// Open a tunnel to `addr`, the gateway of the pad's share `share`. The
+/// hello is the pending one when the resend rule says so (see
+/// [`crate::hello`]), else one on a newly claimed slot of that share.
 pub async fn dial(
     addr: &str,
+    share: usize,
     pad: &Arc<FollowingPad>,
     plan: &Mutex<HelloPlan>,
     timeout: Duration,
 ) -> Result<(OtpStream<TcpStream>, Reply), DialError> {
-    let next = lock(plan).next(pad.pending(), pad.streak(), Instant::now());
+    let next = lock(plan).next(pad.pending(share), pad.streak(share), Instant::now());
     if let Next::Wait(d) = next {
         return Err(DialError::Waiting(d));
     }
@@ -67,7 +69,7 @@ pub async fn dial(
                 Err(e) => tracing::warn!("cannot resend the pending hello: {e}"),
             }
         }
-        p.claim_slot(PROTOCOL_VERSION)
+        p.claim_slot(share, PROTOCOL_VERSION)
     })
     .await
     .map_err(DialError::Pad)?;
@@ -93,26 +95,26 @@ pub async fn dial(
     let p = pad.clone();
     let Ok(reply) = open_reply(&slot, &wire) else {
         // One try per one-time key: this slot's hello is never sent again.
-        blocking(move || p.spoil_pending(index))
+        blocking(move || p.spoil_pending(share, index))
             .await
             .map_err(DialError::Pad)?;
         return Err(DialError::BadReply);
     };
     drop(slot);
     if reply.status != ReplyStatus::Ok {
-        blocking(move || p.slot_answered(index))
+        blocking(move || p.slot_answered(share, index))
             .await
             .map_err(DialError::Pad)?;
         return Err(DialError::Refused(reply.status));
     }
     let (up, down) = (reply.upstream, reply.downstream);
     let (up_keys, down_keys) = blocking(move || {
-        p.begin_tunnel(index, up, down)?;
+        p.begin_tunnel(share, index, up, down)?;
         Ok((p.take(up)?, p.take(down)?))
     })
     .await
     .map_err(DialError::Pad)?;
-    let source: Arc<dyn KeySource> = pad.clone();
+    let source: Arc<dyn KeySource> = pad.share_source(share).map_err(DialError::Pad)?;
     let stream = OtpStream::new(
         tcp,
         Role::Follower,

@@ -257,6 +257,8 @@ mod tests {
             value_micros: 5_000_000,
             policy_id: [0; 32],
             gateways: vec!["127.0.0.1:1".into()],
+            shares: Vec::new(),
+            holds: None,
         };
         mint(&h, std::slice::from_ref(&path), |_| {}).unwrap();
         let pad = Arc::new(FollowingPad::open(&path, None).unwrap());

@@ -1,6 +1,7 @@
 //! The agent's one tunnel: an HTTP/2 client connection over `OtpStream`,
-//! kept up in the background. It dials the pad's gateway addresses in order,
-//! reconnects with backoff, and a waiting request can kick an early retry.
+//! kept up in the background. It dials the pad's gateway addresses in order
+//! (each with its share of a split pad, so a gateway that is down is failed
+//! over), reconnects with backoff, and a waiting request can kick an early retry.
 
 use policy::units::format_amount;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -133,8 +134,8 @@ pub struct Link {
     pub state: watch::Sender<LinkState>,
     pub kick: Notify,
     pub totals: Totals,
-    /// Which slot the next hello uses (the resend rule).
-    pub hellos: Mutex<HelloPlan>,
+    /// Which slot the next hello uses (the resend rule), per share.
+    pub hellos: Vec<Mutex<HelloPlan>>,
     /// The latest prices of the priced sites reached (in memory only).
     pub sites: SitePrices,
     /// The last refused requests (in memory only).
@@ -162,19 +163,21 @@ impl Link {
         history: HistoryStore,
     ) -> Arc<Link> {
         Arc::new(Link {
-            pad,
             addrs,
             timeout,
             state: watch::channel(LinkState::Connecting).0,
             kick: Notify::new(),
             totals: Totals::default(),
-            hellos: Mutex::new(HelloPlan::default()),
+            hellos: (0..pad.share_count())
+                .map(|_| Mutex::new(HelloPlan::default()))
+                .collect(),
             sites: SitePrices::default(),
             refusals: Refusals::default(),
             spending: Arc::default(),
             history,
             warn_below: AtomicI64::new(DEFAULT_WARN_BELOW),
             warned_low: AtomicBool::new(false),
+            pad,
             page_token: {
                 let mut raw = [0u8; 32];
                 rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut raw);
@@ -190,8 +193,9 @@ impl Link {
             self.state.send_replace(LinkState::Connecting);
             let mut tried = Vec::new();
             let mut finished = None;
-            for addr in &self.addrs {
-                match self.connect_once(addr).await {
+            for (i, addr) in self.addrs.iter().enumerate() {
+                let share = self.pad.header().share_of_gateway(i);
+                match self.connect_once(addr, share).await {
                     Ok(reason) => {
                         backoff = BACKOFF_START;
                         finished = reason;
@@ -237,8 +241,11 @@ impl Link {
     }
 
     /// Dial, serve the tunnel until it ends. Ok(Some) if the gateway said the pad is finished.
-    async fn connect_once(&self, addr: &str) -> Result<Option<Finished>, DialError> {
-        let (stream, reply) = dial(addr, &self.pad, &self.hellos, self.timeout).await?;
+    async fn connect_once(&self, addr: &str, share: usize) -> Result<Option<Finished>, DialError> {
+        let plan = self.hellos.get(share).ok_or_else(|| {
+            DialError::Pad(std::io::Error::other(format!("the pad has no share {share}")))
+        })?;
+        let (stream, reply) = dial(addr, share, &self.pad, plan, self.timeout).await?;
         let stats = stream.stats();
         stats.balance.store(reply.balance, Ordering::Relaxed);
         if let Ok(mut s) = self.totals.streams.lock() {
@@ -249,7 +256,10 @@ impl Link {
             Ok(x) => x,
             Err(e) => return Err(DialError::Connect(std::io::Error::other(e))),
         };
-        tracing::info!("tunnel up via {addr}");
+        match self.pad.share_count() {
+            1 => tracing::info!("tunnel up via {addr}"),
+            _ => tracing::info!("tunnel up via {addr} (share {share})"),
+        }
         self.state.send_replace(LinkState::Up(sender));
         // Log the balance as the gateway's NOTICE records report it (the
         // first NOTICE, right after the handshake, names the currency).

@@ -124,6 +124,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             cli.pad.display()
         );
     }
+    let shares = pad.header().shares.len();
+    if shares > 0 && addrs.len() != shares {
+        anyhow::bail!(
+            "{}: the pad is split into {shares} shares, one per gateway ({}): give {shares} --gateway addresses, in that order, or none",
+            cli.pad.display(),
+            pad.header().gateways.join(", ")
+        );
+    }
     // One thread: the agent serves one user over one tunnel, and with every
     // task on one thread there are no cross-thread wake-ups (-11 % agent CPU
     // per 1 KiB request, same bulk throughput; docs/performance.md). Pad

@@ -1,7 +1,8 @@
 //! `padnet-gateway mint`: new pads from the OS CSPRNG, written twice — the
 //! gateway's twin into the state directory, the user's copy into `--out` —
-//! with a progress bar. Safe while `serve` runs: a twin appears in `pads/`
-//! only after its state file, by rename, and serve picks it up on rescan.
+//! with a progress bar; or split, one twin per gateway holding its share
+//! only, into `--twins-out`. Safe while `serve` runs: a twin appears in
+//! `pads/` only after its state file, by rename, and serve picks it up on rescan.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -9,8 +10,8 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use tunnel::mint::mint;
-use tunnel::pad::{Mode, PadHeader, Serial, HEADER_LEN, PAGE};
+use tunnel::mint::{mint, mint_split};
+use tunnel::pad::{split, Mode, PadHeader, Serial, Share, HEADER_LEN, PAGE};
 use tunnel::store::{AllocatingPad, PadStatus};
 
 use crate::state_dir::StateDir;
@@ -26,6 +27,9 @@ pub struct MintRequest {
     pub inactive: bool,
     /// The policy the pads are bound to (zero: unrestricted).
     pub policy_id: [u8; 32],
+    /// Split each pad into one share per gateway and write the twins here
+    /// (none into the state directory): see [`mint_pads`].
+    pub twins_out: Option<PathBuf>,
 }
 
 /// Most ticket slots a pad may have (each one tunnel opened): 1,048,576,
@@ -38,6 +42,8 @@ pub struct MintPlan {
     data_size: u64,
     slots: u32,
     gateways: Vec<String>,
+    /// One per gateway when the pads are split (else empty).
+    shares: Vec<Share>,
     /// Bytes of each copy of each pad.
     file_len: u64,
 }
@@ -70,10 +76,30 @@ pub fn plan(state: &StateDir, req: &MintRequest) -> anyhow::Result<MintPlan> {
     } else {
         req.gateways.clone()
     };
+    let shares = match &req.twins_out {
+        None => Vec::new(),
+        Some(dir) => {
+            if state.config.ledger.is_none() {
+                anyhow::bail!(
+                    "--twins-out {}: a split pad's value must be seen by every gateway serving it, but this gateway's ledger is its own; give gateway.toml a shared `ledger = \"postgres://…\"` (docs/operations.md)",
+                    dir.display()
+                );
+            }
+            if gateways.len() < 2 {
+                anyhow::bail!(
+                    "--twins-out {}: splitting a pad needs two or more --gateway addresses, one per share",
+                    dir.display()
+                );
+            }
+            split(slots, data_size, gateways.len())
+                .map_err(|e| anyhow::anyhow!("--twins-out: {e}"))?
+        }
+    };
     let mut plan = MintPlan {
         data_size,
         slots,
         gateways,
+        shares,
         file_len: 0,
     };
     plan.file_len = plan
@@ -96,6 +122,8 @@ impl MintPlan {
             value_micros: 0,
             policy_id: [0; 32],
             gateways: self.gateways.clone(),
+            shares: self.shares.clone(),
+            holds: None,
         }
     }
 }
@@ -124,7 +152,11 @@ fn check_free_space(state: &StateDir, req: &MintRequest, file_len: u64) -> anyho
             req.data_size
         )
     })?;
-    let twins = state.pads_dir();
+    // A split pad's twins together hold one copy's worth.
+    let twins = match &req.twins_out {
+        Some(dir) => existing_ancestor(dir)?,
+        None => state.pads_dir(),
+    };
     let users = existing_ancestor(&req.out)?;
     let same_fs = device(&twins)? == device(&users)?;
     let places: Vec<(&Path, u64, &str)> = if same_fs {
@@ -191,6 +223,9 @@ pub fn mint_pads(
     mut credit: impl FnMut(&Path) -> anyhow::Result<()>,
 ) -> anyhow::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(&req.out).with_context(|| format!("creating {}", req.out.display()))?;
+    if let Some(dir) = &req.twins_out {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
     // Key bytes written per pad and copy, as `mint` reports progress. No
     // overflow: `plan` checked that `count` whole files fit in a u64.
     let per_pad = plan.file_len - HEADER_LEN;
@@ -219,27 +254,41 @@ pub fn mint_pads(
             ..plan.header(Serial::random())
         };
         let name = format!("{}.pad", header.serial);
-        let twin = state.pads_dir().join(&name);
         let user = req.out.join(&name);
         if user.exists() {
             anyhow::bail!("{}: already exists", user.display());
         }
+        let twins: Vec<PathBuf> = match &req.twins_out {
+            None => vec![state.pads_dir().join(&name)],
+            Some(dir) => (0..plan.shares.len())
+                .map(|k| dir.join(format!("{}.{k}.pad", header.serial)))
+                .collect(),
+        };
         let status = if req.inactive {
             PadStatus::Inactive
         } else {
             PadStatus::Active
         };
-        AllocatingPad::create_state(&twin, status)
-            .with_context(|| format!("creating the state of {}", twin.display()))?;
+        let mut written: Vec<PathBuf> = vec![user.clone()];
         let base = per_pad * u64::from(i);
-        let minted = mint(&header, &[twin.clone(), user.clone()], |done| {
-            bar.set_position(base + done)
-        })
-        .with_context(|| format!("minting {}", user.display()))
-        .and_then(|()| credit(&user).with_context(|| format!("crediting {}", user.display())));
+        let minted = (|| {
+            for twin in &twins {
+                written.push(tunnel::store::state_path(twin));
+                AllocatingPad::create_state(twin, status)
+                    .with_context(|| format!("creating the state of {}", twin.display()))?;
+                written.push(twin.clone());
+            }
+            let progress = |done| bar.set_position(base + done);
+            match &req.twins_out {
+                None => mint(&header, &[twins[0].clone(), user.clone()], progress),
+                Some(_) => mint_split(&header, &user, &twins, progress),
+            }
+            .with_context(|| format!("minting {}", user.display()))?;
+            credit(&user).with_context(|| format!("crediting {}", user.display()))
+        })();
         if let Err(e) = minted {
             bar.finish_and_clear();
-            for f in [tunnel::store::state_path(&twin), twin, user] {
+            for f in written {
                 match std::fs::remove_file(&f) {
                     Ok(()) => {}
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

@@ -20,12 +20,14 @@ const MIB: f64 = 1_048_576.0;
 /// How much more than it received a cancelled download may be charged.
 const BOUND: f64 = MIB;
 /// The reader's own kernel receive buffer, fixed (as set before connect,
-/// which turns Linux's autotuning off): bytes in it are the browser's
-/// side, not padnet's, and autotuned it grows to tens of MiB.
+/// which turns Linux's autotuning off): autotuned it grows to tens of MiB.
+/// Bytes waiting in it at the cancel have reached the browser's machine:
+/// they count as received, not as padnet's excess.
 const READER_RCVBUF: usize = 64 << 10;
 
 /// A browser tab reading `url` through the proxy at `rate` bytes/s, then
-/// closing the connection after `for_how_long`: the body bytes it read.
+/// closing the connection after `for_how_long`: the body bytes that reached
+/// it (read, or waiting in its socket's receive queue).
 fn read_then_cancel(proxy: SocketAddr, url: &str, rate: f64, for_how_long: Duration) -> u64 {
     let fd = rustix::net::socket(AddressFamily::INET, SocketType::STREAM, None).unwrap();
     sockopt::set_socket_recv_buffer_size(&fd, READER_RCVBUF).unwrap();
@@ -55,7 +57,8 @@ fn read_then_cancel(proxy: SocketAddr, url: &str, rate: f64, for_how_long: Durat
         }
         total += n as u64;
     }
-    total - head.expect("a response head")
+    let waiting = rustix::io::ioctl_fionread(&s).expect("FIONREAD on the reader's socket");
+    total + waiting - head.expect("a response head")
 }
 
 #[test]

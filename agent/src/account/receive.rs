@@ -175,6 +175,8 @@ mod tests {
             value_micros: 1_000_000,
             policy_id: [0; 32],
             gateways: vec!["127.0.0.1:1".into()],
+            shares: Vec::new(),
+            holds: None,
         };
         mint(&h, std::slice::from_ref(&path), |_| {}).unwrap();
         (h.serial, std::fs::read(&path).unwrap())

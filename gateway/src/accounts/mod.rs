@@ -139,6 +139,7 @@ impl AccountOps {
             ticket_slots: None,
             inactive: false,
             policy_id: [0; 32],
+            twins_out: None,
         };
         let plan = plan(&self.state, &req).map_err(|e| bad("size", format!("{e:#}")))?;
         let mut moved = 0;

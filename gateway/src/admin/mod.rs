@@ -234,7 +234,7 @@ impl AdminApi {
                     ));
                 }
                 let probe = tunnel::pad::PadFile::open(&path).map_err(|e| e.to_string())?;
-                let lease = lease_len_for(probe.header().data_size, self.state.max_lease);
+                let lease = lease_len_for(probe.header().twin_data_len(), self.state.max_lease);
                 drop(probe);
                 Arc::new(AllocatingPad::open(&path, lease, None).map_err(|e| e.to_string())?)
             }
@@ -271,8 +271,9 @@ impl AdminApi {
             "issued": format_amount(h.value_micros),
             "currency": self.currency,
             "key_bytes_left": pad.key_left(),
-            "key_bytes_total": h.data_size,
-            "tickets_left": h.ticket_slots.saturating_sub(pad.next_slot()),
+            "key_bytes_total": h.twin_data_len(),
+            "tickets_left": pad.tickets_left(),
+            "share": h.holds.map_or(Value::Null, |k| json!(format!("{} of {}", k + 1, h.shares.len()))),
             "status": status,
             "policy": if h.policy_id == [0; 32] { Value::Null } else { Value::String(hex::encode(h.policy_id)) },
         }))

@@ -40,6 +40,12 @@ pub struct MintArgs {
     /// Bind the pads to an employer policy (TOML); checked before anything is minted.
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
+    /// Split each pad into one share per --gateway (two or more, on a shared
+    /// ledger) and write gateway K's twin, holding only its share, to
+    /// DIR/SERIAL.K.pad (with its .state); install each on its gateway with
+    /// `padnet-gateway pad install`.
+    #[arg(long, value_name = "DIR")]
+    pub twins_out: Option<PathBuf>,
     /// Also write the shop's inventory (serial, value, status) to this CSV file, one row per pad as it is minted.
     #[arg(long, value_name = "FILE.csv")]
     pub manifest: Option<PathBuf>,
@@ -56,6 +62,7 @@ pub fn run(a: MintArgs) -> anyhow::Result<()> {
         tickets,
         inactive,
         policy,
+        twins_out,
         manifest,
     } = a;
     let state = StateDir::open(&state)?;
@@ -81,6 +88,7 @@ pub fn run(a: MintArgs) -> anyhow::Result<()> {
         ticket_slots: tickets,
         inactive,
         policy_id: policy.as_ref().map_or([0; 32], |(_, p)| p.id()),
+        twins_out,
     };
     if req.value_micros < 0 {
         anyhow::bail!("--value must not be negative");

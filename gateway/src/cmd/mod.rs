@@ -3,6 +3,7 @@
 //! `main.rs` only parses and dispatches.
 
 pub mod init;
+pub mod install;
 pub mod mint;
 pub mod policy;
 pub mod report;

@@ -45,6 +45,14 @@ pub enum PadCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Install twins of split pads (one share each, from `mint --twins-out`)
+    /// into this gateway: moved, with their state files, into its pads/.
+    Install {
+        #[arg(long)]
+        state: PathBuf,
+        #[arg(value_name = "FILE", required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 fn print_value(v: &serde_json::Value, json: bool, human: impl FnOnce(&serde_json::Value)) {
@@ -117,11 +125,14 @@ pub fn ledger(a: LedgerArgs) -> anyhow::Result<()> {
 
 /// `pad show`.
 pub fn pad(cmd: PadCmd) -> anyhow::Result<()> {
-    let PadCmd::Show {
-        state,
-        serial,
-        json,
-    } = cmd;
+    let (state, serial, json) = match cmd {
+        PadCmd::Show {
+            state,
+            serial,
+            json,
+        } => (state, serial, json),
+        PadCmd::Install { state, files } => return crate::cmd::install::run(&state, &files),
+    };
     let state = StateDir::open(&state)?;
     let v = Admin::connect(&state, &state.config.currency)?.call(AdminOp::PadShow { serial })?;
     print_value(&v, json, |v| {

@@ -161,7 +161,7 @@ impl Registry {
         };
         // Lease length depends on the pad's size: read the header first.
         let probe = tunnel::pad::PadFile::open(path)?;
-        let lease_len = lease_len_for(probe.header().data_size, self.max_lease);
+        let lease_len = lease_len_for(probe.header().twin_data_len(), self.max_lease);
         drop(probe);
         AllocatingPad::open(path, lease_len, journal)
     }
@@ -175,7 +175,7 @@ impl Registry {
         let next = pad.next_slot();
         let last = next
             .saturating_add(TICKET_WINDOW)
-            .min(pad.header().ticket_slots);
+            .min(pad.share().slots.end);
         let mut fresh = Vec::with_capacity((last - next) as usize);
         for i in next..last {
             match pad.read_ticket(i) {
@@ -234,6 +234,8 @@ mod tests {
             value_micros: 0,
             policy_id: [0; 32],
             gateways: vec!["127.0.0.1:1".into()],
+            shares: Vec::new(),
+            holds: None,
         };
         mint(&h, &[path.to_path_buf()], |_| {}).unwrap();
         AllocatingPad::create_state(path, PadStatus::Active).unwrap();

@@ -97,6 +97,7 @@ impl SiteOps {
             ticket_slots: None,
             inactive: false,
             policy_id: [0; 32],
+            twins_out: None,
         };
         let plan = plan(&self.state, &req).map_err(|e| field(format!("{e:#}")))?;
         let paths = mint_pads(&self.state, &req, &plan, |p| {

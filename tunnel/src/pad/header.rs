@@ -1,12 +1,15 @@
 //! The pad file's header: magic, version, serial, mode, sizes, value,
-//! policy id and gateways, as one checked codec (damage is named, never
-//! guessed around), and the offsets of the regions behind it.
+//! policy id, gateways and (for a pad split among them) each gateway's
+//! share, as one checked codec (damage is named, never guessed around), and
+//! the offsets of the regions behind it.
 
 use std::fmt;
 use std::str::FromStr;
 
 use rand::rngs::OsRng;
 use rand::RngCore;
+
+use super::share::{check_shares, Share};
 
 /// First bytes of every pad file. The CR LF catches text-mode mangling, as PNG's does.
 pub const MAGIC: [u8; 8] = *b"PADNET\r\n";
@@ -20,6 +23,10 @@ pub use crate::handshake::SLOT_SIZE;
 /// Key material is allocated in whole pages so erasure can free whole blocks.
 pub const PAGE: u64 = 4096;
 const MAX_GATEWAYS: usize = 16;
+/// Flag bit (header byte 11): the pad is split, one share per gateway.
+const FLAG_SPLIT: u8 = 1;
+/// Bytes of one share's entry: slots start and end (u32), data start and end (u64).
+const SHARE_ENTRY: usize = 24;
 
 /// How a pad's key material is used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,6 +104,12 @@ pub struct PadHeader {
     pub policy_id: [u8; 32],
     /// Gateway addresses (`host:port`) the agent tries in order.
     pub gateways: Vec<String>,
+    /// A pad split among its gateways: gateway `i`'s share is `shares[i]`.
+    /// Empty: the pad is one share, the whole of it, at one gateway.
+    pub shares: Vec<Share>,
+    /// In a gateway's twin of a split pad: the one share the file holds
+    /// (every other share's bytes are absent). `None` in the user's copy.
+    pub holds: Option<u8>,
 }
 
 /// What is wrong with a pad file's header or size.
@@ -140,6 +153,47 @@ impl PadHeader {
         self.data_offset() + self.data_size
     }
 
+    /// How many shares the pad has (1 when it is not split).
+    pub fn share_count(&self) -> usize {
+        self.shares.len().max(1)
+    }
+
+    /// Share `k` (of [`Self::share_count`]); for a pad that is not split,
+    /// share 0 is the whole pad.
+    pub fn share(&self, k: usize) -> Option<Share> {
+        match self.shares.is_empty() {
+            true => (k == 0).then(|| Share::whole(self)),
+            false => self.shares.get(k).cloned(),
+        }
+    }
+
+    /// Bytes of key material a gateway's twin serves from (its share's, or
+    /// the whole data region).
+    pub fn twin_data_len(&self) -> u64 {
+        self.twin_share()
+            .map_or(self.data_size, |s| s.data.end - s.data.start)
+    }
+
+    /// The share used with the pad's `i`-th gateway: its own in a split
+    /// pad, else the one share every gateway address names.
+    pub fn share_of_gateway(&self, i: usize) -> usize {
+        if self.shares.is_empty() {
+            0
+        } else {
+            i
+        }
+    }
+
+    /// The key material a gateway's twin may use: the share it holds, or
+    /// the whole pad when it is not split.
+    pub fn twin_share(&self) -> Option<Share> {
+        match self.holds {
+            Some(k) => self.share(usize::from(k)),
+            None if self.shares.is_empty() => Some(Share::whole(self)),
+            None => None,
+        }
+    }
+
     /// Encode into the fixed-size header block.
     pub fn encode(&self) -> Result<Vec<u8>, HeaderError> {
         self.validate()?;
@@ -160,6 +214,17 @@ impl PadHeader {
             h[at] = g.len() as u8;
             h[at + 1..at + 1 + g.len()].copy_from_slice(g.as_bytes());
             at += 1 + g.len();
+        }
+        if !self.shares.is_empty() {
+            h[11] = FLAG_SPLIT;
+            h[26] = self.holds.map_or(0, |k| k + 1);
+            for s in &self.shares {
+                h[at..at + 4].copy_from_slice(&s.slots.start.to_be_bytes());
+                h[at + 4..at + 8].copy_from_slice(&s.slots.end.to_be_bytes());
+                h[at + 8..at + 16].copy_from_slice(&s.data.start.to_be_bytes());
+                h[at + 16..at + 24].copy_from_slice(&s.data.end.to_be_bytes());
+                at += SHARE_ENTRY;
+            }
         }
         let crc = crc32fast::hash(&h[..HEADER_LEN as usize - 4]);
         h[HEADER_LEN as usize - 4..].copy_from_slice(&crc.to_be_bytes());
@@ -184,7 +249,8 @@ impl PadHeader {
         if self.gateways.len() > MAX_GATEWAYS {
             return Err(bad("gateways", "at most 16 addresses"));
         }
-        let total: usize = self.gateways.iter().map(|g| 1 + g.len()).sum();
+        let total: usize = self.gateways.iter().map(|g| 1 + g.len()).sum::<usize>()
+            + self.shares.len() * SHARE_ENTRY;
         if self.gateways.iter().any(|g| g.is_empty() || g.len() > 255)
             || 85 + total > HEADER_LEN as usize - 4
         {
@@ -192,6 +258,9 @@ impl PadHeader {
                 "gateways",
                 "each address 1..255 bytes, all within the header",
             ));
+        }
+        if let Some(reason) = check_shares(self) {
+            return Err(bad("shares", &reason));
         }
         Ok(())
     }
@@ -248,6 +317,32 @@ impl PadHeader {
             gateways.push(s.to_string());
             at += 1 + len;
         }
+        let mut shares = Vec::new();
+        match h[11] {
+            0 => {}
+            FLAG_SPLIT => {
+                for _ in 0..n {
+                    let e = fields.get(at..at + SHARE_ENTRY).ok_or(HeaderError::BadField {
+                        field: "shares",
+                        reason: "the share table runs past the header".into(),
+                    })?;
+                    let u32_at = |i: usize| u32::from_be_bytes(e[i..i + 4].try_into().expect("4 bytes"));
+                    let u64_at = |i: usize| u64::from_be_bytes(e[i..i + 8].try_into().expect("8 bytes"));
+                    shares.push(Share {
+                        slots: u32_at(0)..u32_at(4),
+                        data: u64_at(8)..u64_at(16),
+                    });
+                    at += SHARE_ENTRY;
+                }
+            }
+            f => {
+                return Err(HeaderError::BadField {
+                    field: "flags",
+                    reason: format!("unknown flags {f:#04x}"),
+                })
+            }
+        }
+        let holds = h[26].checked_sub(1);
         let header = PadHeader {
             mode,
             serial: Serial(h[12..20].try_into().expect("8 bytes")),
@@ -257,6 +352,8 @@ impl PadHeader {
             value_micros: i64::from_be_bytes(h[44..52].try_into().expect("8 bytes")),
             policy_id: h[52..84].try_into().expect("32 bytes"),
             gateways,
+            shares,
+            holds,
         };
         header.validate()?;
         Ok(header)

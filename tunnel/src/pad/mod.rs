@@ -15,7 +15,9 @@ use crate::lease::Lease;
 use crate::secret::KeyBytes;
 
 mod header;
+mod share;
 pub use header::*;
+pub use share::{split, Share, MIN_SHARE_DATA};
 
 #[cfg(test)]
 mod tests;

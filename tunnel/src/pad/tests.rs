@@ -13,6 +13,8 @@ fn header() -> PadHeader {
         value_micros: 5_000_000,
         policy_id: [0; 32],
         gateways: vec!["127.0.0.1:7443".into(), "gw.example:7443".into()],
+        shares: Vec::new(),
+        holds: None,
     }
 }
 
@@ -246,4 +248,33 @@ fn truncated_file_is_refused_with_its_name() {
     f.set_len(5000).unwrap();
     let e = PadFile::open(&a).unwrap_err().to_string();
     assert!(e.contains("a.pad") && e.contains("truncated"), "{e}");
+}
+
+#[test]
+fn a_split_header_round_trips_and_a_bad_share_table_is_named() {
+    let mut h = header();
+    h.data_size = 128 * PAGE;
+    h.shares = split(h.ticket_slots, h.data_size, 2).unwrap();
+    assert_eq!(PadHeader::decode(&h.encode().unwrap()).unwrap(), h);
+    h.holds = Some(1);
+    let decoded = PadHeader::decode(&h.encode().unwrap()).unwrap();
+    assert_eq!(decoded, h);
+    assert_eq!(decoded.twin_share(), h.share(1));
+    assert_eq!(decoded.twin_data_len(), 64 * PAGE);
+    let field = |h: &PadHeader| match h.encode() {
+        Err(HeaderError::BadField { field, .. }) => field,
+        other => panic!("{other:?}"),
+    };
+    let mut bad = h.clone();
+    bad.holds = Some(2);
+    assert_eq!(field(&bad), "shares");
+    let mut bad = h.clone();
+    bad.shares[1].slots.start -= 1;
+    assert_eq!(field(&bad), "shares", "overlapping slots");
+    let mut bad = h.clone();
+    bad.shares.pop();
+    assert_eq!(field(&bad), "shares", "one share per gateway");
+    let mut bad = header();
+    bad.holds = Some(0);
+    assert_eq!(field(&bad), "shares", "a share of a pad that is not split");
 }

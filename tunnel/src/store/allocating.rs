@@ -1,6 +1,7 @@
 //! The gateway's twin of a pad: the one allocator of its leases, and the
 //! judge of hellos (a slot is claimed at most once, durably, before any
-//! reply is sealed with it).
+//! reply is sealed with it). A twin of a split pad holds one share and
+//! allocates slots and leases only inside it.
 
 use std::io;
 use std::path::Path;
@@ -10,7 +11,7 @@ use std::sync::Mutex;
 use super::{state_path, LeaseJournal, OpenError, PadStatus};
 use crate::handshake::{open_hello, Slot, Ticket, HELLO_LEN};
 use crate::lease::{Lease, LeaseAllocator, FIRST_LEASE};
-use crate::pad::{PadFile, PadHeader};
+use crate::pad::{PadFile, PadHeader, Share};
 use crate::secret::KeyBytes;
 use crate::state::{field_u64, DurableCell, Fields};
 use crate::stream::KeySource;
@@ -59,6 +60,8 @@ pub struct AllocatingPad {
     /// `state.next_slot`, readable without waiting on the lock (which a
     /// claim holds across an fsync); it may lag, never lead.
     next_slot_seen: AtomicU32,
+    /// The key material this twin holds and allocates from.
+    share: Share,
     lease_len: u64,
     journal: Option<LeaseJournal>,
 }
@@ -96,28 +99,46 @@ impl AllocatingPad {
             path: sp.clone(),
             source,
         })?;
-        let next_slot = u32::try_from(field_u64(&payload, 0)).unwrap_or(u32::MAX);
-        let hwm = field_u64(&payload, 1);
-        let data_size = pad.header().data_size;
-        if hwm > data_size {
+        let share = pad.header().twin_share().ok_or_else(|| {
+            OpenError::Pad(crate::pad::PadFileError::Header {
+                path: pad_path.to_path_buf(),
+                source: crate::pad::HeaderError::BadField {
+                    field: "holds",
+                    reason: "this is the user's copy of a split pad (every share): a gateway's twin holds one".into(),
+                },
+            })
+        })?;
+        // A fresh twin's marks are zero: they start at its share.
+        let next_slot = u32::try_from(field_u64(&payload, 0))
+            .unwrap_or(u32::MAX)
+            .max(share.slots.start);
+        let hwm = field_u64(&payload, 1).max(share.data.start);
+        if hwm > share.data.end {
             return Err(OpenError::State {
                 path: sp,
                 source: io::Error::new(
                     io::ErrorKind::InvalidData,
-                    format!("high-water mark {hwm} is past the data region ({data_size})"),
+                    format!(
+                        "high-water mark {hwm} is past the twin's key material ({})",
+                        share.data.end
+                    ),
                 ),
             });
         }
         let state = GatewayState {
             cell,
             next_slot,
-            alloc: LeaseAllocator { hwm, data_size },
+            alloc: LeaseAllocator {
+                hwm,
+                data_size: share.data.end,
+            },
             status: PadStatus::from_u64(field_u64(&payload, 2)),
         };
         Ok(AllocatingPad {
             pad,
             next_slot_seen: AtomicU32::new(state.next_slot),
             state: Mutex::new(state),
+            share,
             lease_len,
             journal,
         })
@@ -140,6 +161,16 @@ impl AllocatingPad {
     /// progress: never ahead of the durable mark).
     pub fn next_slot(&self) -> u32 {
         self.next_slot_seen.load(Ordering::Acquire)
+    }
+
+    /// The ticket slots and key material this twin serves.
+    pub fn share(&self) -> &Share {
+        &self.share
+    }
+
+    /// Ticket slots not used yet.
+    pub fn tickets_left(&self) -> u32 {
+        self.share.slots.end.saturating_sub(self.next_slot())
     }
 
     /// Key bytes not yet handed out.
@@ -170,7 +201,7 @@ impl AllocatingPad {
     /// a reply with it.
     pub fn claim_slot(&self, i: u32, hello: &[u8; HELLO_LEN]) -> io::Result<SlotClaim> {
         let mut st = self.lock();
-        if i < st.next_slot {
+        if i < st.next_slot || i >= self.share.slots.end {
             return Ok(SlotClaim::AlreadyBurned);
         }
         let first_unburned = st.next_slot;

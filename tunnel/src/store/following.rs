@@ -1,15 +1,16 @@
 //! The agent's pad: follows the leases the gateway gives it (and only those
 //! disjoint from everything it used), resends an unanswered hello from its
-//! pending slot, and keeps its marks durable before each use.
+//! pending slot, and keeps its marks durable before each use. A split pad
+//! keeps marks per share: gateway `k` is spoken to with share `k` only.
 
 use std::io;
-use std::path::Path;
-use std::sync::Mutex;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use super::{state_path, LeaseJournal, OpenError};
 use crate::handshake::Slot;
 use crate::lease::{Lease, UsedRanges};
-use crate::pad::{PadFile, PadHeader};
+use crate::pad::{PadFile, PadHeader, Share};
 use crate::secret::KeyBytes;
 use crate::state::{field_u64, DurableCell, Fields};
 use crate::stream::KeySource;
@@ -42,8 +43,8 @@ impl Pending {
     }
 }
 
-/// The agent's durable marks: the next unused ticket slot, the floor below
-/// which every data byte is spent, the slot whose hello is out unanswered
+/// The agent's durable marks in one share: the next unused ticket slot, the
+/// floor below which every data byte of the share is spent, the slot whose hello is out unanswered
 /// (kept on disk so it can be sent again, even after a restart), and how
 /// many slots in a row were given up unanswered (which paces the next).
 struct AgentState {
@@ -69,9 +70,30 @@ impl AgentState {
 /// that share no byte with anything it used before.
 pub struct FollowingPad {
     pad: PadFile,
-    state: Mutex<AgentState>,
+    /// One per share (one for a pad that is not split).
+    shares: Vec<ShareMarks>,
     used: Mutex<UsedRanges>,
     journal: Option<LeaseJournal>,
+}
+
+/// A share and the agent's marks in it.
+struct ShareMarks {
+    share: Share,
+    state: Mutex<AgentState>,
+}
+
+/// The state file of share `k`: `FILE.state` for the first (the only one
+/// of a pad that is not split), `FILE.state.K` for the others.
+pub fn share_state_path(pad_path: &Path, k: usize) -> PathBuf {
+    let p = state_path(pad_path);
+    match k {
+        0 => p,
+        k => {
+            let mut s = p.into_os_string();
+            s.push(format!(".{k}"));
+            PathBuf::from(s)
+        }
+    }
 }
 
 impl std::fmt::Debug for FollowingPad {
@@ -90,29 +112,55 @@ impl FollowingPad {
             by: "another agent",
             source: e,
         })?;
-        let sp = state_path(pad_path);
-        let state_err = |source| OpenError::State {
-            path: sp.clone(),
-            source,
-        };
-        let (cell, payload) = if sp.exists() {
-            DurableCell::open(&sp).map_err(state_err)?
-        } else {
-            let cell = DurableCell::create(&sp, &[0u8; 32]).map_err(state_err)?;
-            (cell, [0u8; crate::state::PAYLOAD])
-        };
-        let next_slot = u32::try_from(field_u64(&payload, 0)).unwrap_or(u32::MAX);
-        let floor = field_u64(&payload, 1);
+        if pad.header().holds.is_some() {
+            return Err(OpenError::Pad(crate::pad::PadFileError::Header {
+                path: pad_path.to_path_buf(),
+                source: crate::pad::HeaderError::BadField {
+                    field: "holds",
+                    reason: "this is a gateway's twin (one share of a split pad), not the user's pad"
+                        .into(),
+                },
+            }));
+        }
+        let mut shares = Vec::new();
+        let mut used = UsedRanges::default();
+        for k in 0..pad.header().share_count() {
+            let share = pad.header().share(k).expect("k < share_count");
+            let sp = share_state_path(pad_path, k);
+            let state_err = |source| OpenError::State {
+                path: sp.clone(),
+                source,
+            };
+            let (cell, payload) = if sp.exists() {
+                DurableCell::open(&sp).map_err(state_err)?
+            } else {
+                let cell = DurableCell::create(&sp, &[0u8; 32]).map_err(state_err)?;
+                (cell, [0u8; crate::state::PAYLOAD])
+            };
+            // A fresh share's marks are zero: they start at the share.
+            let next_slot = u32::try_from(field_u64(&payload, 0))
+                .unwrap_or(u32::MAX)
+                .max(share.slots.start);
+            let floor = field_u64(&payload, 1).clamp(share.data.start, share.data.end);
+            used.admit(Lease {
+                offset: share.data.start,
+                len: floor - share.data.start,
+            });
+            shares.push(ShareMarks {
+                state: Mutex::new(AgentState {
+                    cell,
+                    next_slot,
+                    floor,
+                    pending: Pending::decode(field_u64(&payload, 2), next_slot),
+                    streak: u32::try_from(field_u64(&payload, 3)).unwrap_or(u32::MAX),
+                }),
+                share,
+            });
+        }
         Ok(FollowingPad {
             pad,
-            state: Mutex::new(AgentState {
-                cell,
-                next_slot,
-                floor,
-                pending: Pending::decode(field_u64(&payload, 2), next_slot),
-                streak: u32::try_from(field_u64(&payload, 3)).unwrap_or(u32::MAX),
-            }),
-            used: Mutex::new(UsedRanges::below(floor)),
+            shares,
+            used: Mutex::new(used),
             journal,
         })
     }
@@ -121,26 +169,47 @@ impl FollowingPad {
         self.pad.header()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, AgentState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    /// The marks of share `k`; a share the pad does not have is an error
+    /// (the caller's mapping of gateways to shares is wrong).
+    fn marks(&self, k: usize) -> io::Result<&ShareMarks> {
+        self.shares.get(k).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("the pad has no share {k}"),
+            )
+        })
     }
 
-    /// Ticket slots not yet used (the pending one counts as used).
+    fn lock(&self, k: usize) -> io::Result<(std::sync::MutexGuard<'_, AgentState>, &Share)> {
+        let m = self.marks(k)?;
+        Ok((m.state.lock().unwrap_or_else(|p| p.into_inner()), &m.share))
+    }
+
+    /// How many shares the pad has (1 when it is not split).
+    pub fn share_count(&self) -> usize {
+        self.shares.len()
+    }
+
+    /// Ticket slots not yet used, in every share (the pending ones count as used).
     pub fn slots_left(&self) -> u32 {
-        self.pad
-            .header()
-            .ticket_slots
-            .saturating_sub(self.lock().next_slot)
+        (0..self.shares.len()).map(|k| self.slots_left_in(k)).sum()
     }
 
-    /// Slots given up unanswered in a row since the last reply.
-    pub fn streak(&self) -> u32 {
-        self.lock().streak
+    /// Ticket slots of share `k` not yet used.
+    pub fn slots_left_in(&self, k: usize) -> u32 {
+        self.lock(k)
+            .map(|(st, share)| share.slots.end.saturating_sub(st.next_slot))
+            .unwrap_or(0)
     }
 
-    /// The hello sent and not answered, if any.
-    pub fn pending(&self) -> Option<Pending> {
-        self.lock().pending
+    /// Slots of share `k` given up unanswered in a row since the last reply.
+    pub fn streak(&self, k: usize) -> u32 {
+        self.lock(k).map(|(st, _)| st.streak).unwrap_or(0)
+    }
+
+    /// The hello sent in share `k` and not answered, if any.
+    pub fn pending(&self, k: usize) -> Option<Pending> {
+        self.lock(k).ok().and_then(|(st, _)| st.pending)
     }
 
     /// The keys of the pending slot, to send the same hello again: a hello
@@ -156,20 +225,24 @@ impl FollowingPad {
     /// Slots already erased in the file (used by another copy of the pad,
     /// on another device, or before a `.state` was lost) are skipped: their
     /// tickets are gone, and a hello on them could never be answered.
-    pub fn claim_slot(&self, version: u8) -> io::Result<(u32, Slot)> {
-        let mut st = self.lock();
+    pub fn claim_slot(&self, k: usize, version: u8) -> io::Result<(u32, Slot)> {
+        let (mut st, share) = self.lock(k)?;
         let mut i = st.next_slot;
-        while i < self.pad.header().ticket_slots {
+        while i < share.slots.end {
             match self.pad.read_ticket(i) {
                 Ok(_) => break,
                 Err(e) if e.kind() == io::ErrorKind::InvalidData => i += 1,
                 Err(e) => return Err(e),
             }
         }
-        if i >= self.pad.header().ticket_slots {
-            return Err(io::Error::other(
-                "every ticket slot of this pad is used: the pad cannot open more tunnels",
-            ));
+        if i >= share.slots.end {
+            return Err(io::Error::other(match self.shares.len() {
+                1 => "every ticket slot of this pad is used: the pad cannot open more tunnels"
+                    .to_string(),
+                _ => format!(
+                    "every ticket slot of this pad's share {k} is used: its gateway cannot open more tunnels"
+                ),
+            }));
         }
         let before = (st.next_slot, st.pending, st.streak);
         let abandoned = st.pending;
@@ -199,8 +272,8 @@ impl FollowingPad {
 
     /// A reply to the pending hello on slot `i` failed authentication: the
     /// hello is never sent again (durably: not after a restart either).
-    pub fn spoil_pending(&self, i: u32) -> io::Result<()> {
-        let mut st = self.lock();
+    pub fn spoil_pending(&self, k: usize, i: u32) -> io::Result<()> {
+        let (mut st, _) = self.lock(k)?;
         match &mut st.pending {
             Some(p) if p.slot == i && !p.spoiled => p.spoiled = true,
             _ => return Ok(()),
@@ -210,8 +283,8 @@ impl FollowingPad {
 
     /// The gateway answered the hello on slot `i` (authentically) without
     /// opening a tunnel: the slot is done with, and the streak ends.
-    pub fn slot_answered(&self, i: u32) -> io::Result<()> {
-        self.answered(self.lock(), i)
+    pub fn slot_answered(&self, k: usize, i: u32) -> io::Result<()> {
+        self.answered(self.lock(k)?.0, i)
     }
 
     /// Slot `i` got an authentic reply: it is no longer pending and the
@@ -226,21 +299,23 @@ impl FollowingPad {
         self.pad.erase_slots(i, i + 1)
     }
 
-    /// The gateway opened a tunnel on slot `i` with these first leases. Both
-    /// must lie above the durable floor (everything below it is spent);
+    /// The gateway of share `k` opened a tunnel on slot `i` with these first
+    /// leases. Both must lie in the share, above its durable floor
+    /// (everything below it is spent);
     /// whatever lies between the floor and them (leases of earlier tunnels,
     /// some announced but never taken) is erased, and the floor moves above
     /// them, durably, before either is used.
-    pub fn begin_tunnel(&self, i: u32, up: Lease, down: Lease) -> io::Result<()> {
-        let mut st = self.lock();
+    pub fn begin_tunnel(&self, k: usize, i: u32, up: Lease, down: Lease) -> io::Result<()> {
+        let (mut st, share) = self.lock(k)?;
         let floor = st.floor;
         for l in [up, down] {
-            if l.offset < floor || l.end() > self.pad.header().data_size {
+            if l.offset < floor || l.end() > share.data.end {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
                     format!(
                         "the gateway offered lease {l}, below key material already spent \
-                         (up to {floor}) or past the pad: refusing it"
+                         (up to {floor}) or past its share (ending at {}): refusing it",
+                        share.data.end
                     ),
                 ));
             }
@@ -259,6 +334,46 @@ impl FollowingPad {
     /// Flush erasures to disk (at the end of a tunnel).
     pub fn sync_erasures(&self) -> io::Result<()> {
         self.pad.sync()
+    }
+
+    /// The key source of a tunnel to share `k`'s gateway: it takes only
+    /// leases inside that share (a gateway can announce no other share's
+    /// bytes, which another gateway allocates).
+    pub fn share_source(self: &Arc<Self>, k: usize) -> io::Result<Arc<dyn KeySource>> {
+        let data = self.marks(k)?.share.data.clone();
+        Ok(Arc::new(ShareSource {
+            pad: self.clone(),
+            data,
+        }))
+    }
+}
+
+/// A tunnel's view of the agent's pad: leases inside one share only.
+struct ShareSource {
+    pad: Arc<FollowingPad>,
+    data: std::ops::Range<u64>,
+}
+
+impl KeySource for ShareSource {
+    fn take(&self, lease: Lease) -> io::Result<KeyBytes> {
+        if lease.offset < self.data.start || lease.end() > self.data.end {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "lease {lease} lies outside this gateway's share ({:?}): refusing it",
+                    self.data
+                ),
+            ));
+        }
+        self.pad.take(lease)
+    }
+
+    fn allocate(&self, want: u64) -> io::Result<Option<Lease>> {
+        self.pad.allocate(want)
+    }
+
+    fn note_use(&self, lease: Lease) {
+        self.pad.note_use(lease)
     }
 }
 

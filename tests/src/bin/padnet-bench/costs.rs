@@ -254,6 +254,8 @@ pub fn erasure_cost(dir: &std::path::Path) -> anyhow::Result<()> {
         value_micros: 0,
         policy_id: [0; 32],
         gateways: vec!["127.0.0.1:1".into()],
+        shares: Vec::new(),
+        holds: None,
     };
     mint(&header, std::slice::from_ref(&path), |_| {})?;
     let pad = PadFile::open(&path)?;
