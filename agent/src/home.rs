@@ -27,6 +27,16 @@ struct Wallet {
     gateways: Vec<String>,
 }
 
+/// Key bytes left: above the highest byte used (`used`), as leases are
+/// handed out in order; a split pad's shares are used apart, so there it
+/// is what no lease taken, nor any share's spent part, covers.
+fn key_left(link: &Link, used: u64) -> u64 {
+    match link.pad.share_count() {
+        1 => link.pad.header().data_size.saturating_sub(used),
+        _ => link.pad.key_left(),
+    }
+}
+
 impl Wallet {
     fn read(link: &Link) -> Wallet {
         let h = link.pad.header();
@@ -40,7 +50,7 @@ impl Wallet {
         Wallet {
             balance: t.balance().unwrap_or(h.value_micros),
             currency: t.currency().unwrap_or_default(),
-            key_left: h.data_size.saturating_sub(used),
+            key_left: key_left(link, used),
             key_total: h.data_size,
             carry_ratio: if pad_used > 0 {
                 (payload as f64 / pad_used as f64).min(1.0)
@@ -206,13 +216,13 @@ pub fn status_json(link: &Link) -> serde_json::Value {
     link.settle_charges();
     let h = link.pad.header();
     let t = &link.totals;
-    let spent = t.max(|s| s.lease_hwm.load(Ordering::Relaxed));
+    let key_bytes_left = key_left(link, t.max(|s| s.lease_hwm.load(Ordering::Relaxed)));
     let balance = t.balance().unwrap_or(h.value_micros);
     serde_json::json!({
         "serial": h.serial.to_string(),
         "balance": format_amount(balance),
         "currency": t.currency(),
-        "key_bytes_left": h.data_size.saturating_sub(spent),
+        "key_bytes_left": key_bytes_left,
         "ticket_slots_left": link.pad.slots_left(),
         "tunnel": link.state.borrow().word(),
         "gateways": link.addrs,
@@ -265,6 +275,7 @@ mod tests {
         let link = Link::new(
             pad,
             vec!["127.0.0.1:1".into()],
+            vec![0],
             Duration::from_secs(1),
             Default::default(),
         );

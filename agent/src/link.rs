@@ -130,6 +130,8 @@ impl Totals {
 pub struct Link {
     pub pad: Arc<FollowingPad>,
     pub addrs: Vec<String>,
+    /// The pad's share used with each of `addrs`.
+    pub shares: Vec<usize>,
     pub timeout: Duration,
     pub state: watch::Sender<LinkState>,
     pub kick: Notify,
@@ -159,11 +161,13 @@ impl Link {
     pub fn new(
         pad: Arc<FollowingPad>,
         addrs: Vec<String>,
+        shares: Vec<usize>,
         timeout: Duration,
         history: HistoryStore,
     ) -> Arc<Link> {
         Arc::new(Link {
             addrs,
+            shares,
             timeout,
             state: watch::channel(LinkState::Connecting).0,
             kick: Notify::new(),
@@ -193,8 +197,7 @@ impl Link {
             self.state.send_replace(LinkState::Connecting);
             let mut tried = Vec::new();
             let mut finished = None;
-            for (i, addr) in self.addrs.iter().enumerate() {
-                let share = self.pad.header().share_of_gateway(i);
+            for (addr, &share) in self.addrs.iter().zip(&self.shares) {
                 match self.connect_once(addr, share).await {
                     Ok(reason) => {
                         backoff = BACKOFF_START;
@@ -243,7 +246,9 @@ impl Link {
     /// Dial, serve the tunnel until it ends. Ok(Some) if the gateway said the pad is finished.
     async fn connect_once(&self, addr: &str, share: usize) -> Result<Option<Finished>, DialError> {
         let plan = self.hellos.get(share).ok_or_else(|| {
-            DialError::Pad(std::io::Error::other(format!("the pad has no share {share}")))
+            DialError::Pad(std::io::Error::other(format!(
+                "the pad has no share {share}"
+            )))
         })?;
         let (stream, reply) = dial(addr, share, &self.pad, plan, self.timeout).await?;
         let stats = stream.stats();

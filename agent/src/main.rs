@@ -124,14 +124,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             cli.pad.display()
         );
     }
-    let shares = pad.header().shares.len();
-    if shares > 0 && addrs.len() != shares {
-        anyhow::bail!(
-            "{}: the pad is split into {shares} shares, one per gateway ({}): give {shares} --gateway addresses, in that order, or none",
-            cli.pad.display(),
-            pad.header().gateways.join(", ")
-        );
-    }
+    let shares = gateway_shares(pad.header(), &addrs, !cli.gateways.is_empty())
+        .map_err(|e| anyhow::anyhow!("{}: {e}", cli.pad.display()))?;
     // One thread: the agent serves one user over one tunnel, and with every
     // task on one thread there are no cross-thread wake-ups (-11 % agent CPU
     // per 1 KiB request, same bulk throughput; docs/performance.md). Pad
@@ -147,6 +141,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         let link = Link::new(
             pad.clone(),
             addrs,
+            shares,
             Duration::from_secs(cli.timeout),
             history,
         );
@@ -225,4 +220,35 @@ fn warn_if_others_can_read(pad: &std::path::Path) {
 /// `--warn-below`: an amount in the currency, as the gateway writes them.
 fn parse_amount(s: &str) -> Result<i64, String> {
     policy::units::parse_amount(s).map_err(|e| format!("{s:?}: {e}"))
+}
+
+/// The share the agent uses with each of `addrs`. A pad that is not split
+/// uses its one share everywhere. A split pad's own addresses use their
+/// shares; `--gateway` may name some of them, in any order (a device kept
+/// on one gateway), or, naming none of them, replace all of them in order
+/// (the gateways moved).
+fn gateway_shares(
+    h: &tunnel::pad::PadHeader,
+    addrs: &[String],
+    from_flag: bool,
+) -> Result<Vec<usize>, String> {
+    if h.shares.is_empty() {
+        return Ok(vec![0; addrs.len()]);
+    }
+    let known: Vec<Option<usize>> = addrs
+        .iter()
+        .map(|a| h.gateways.iter().position(|g| g == a))
+        .collect();
+    if known.iter().all(Option::is_some) {
+        return Ok(known.into_iter().flatten().collect());
+    }
+    if from_flag && known.iter().all(Option::is_none) && addrs.len() == h.shares.len() {
+        return Ok((0..addrs.len()).collect());
+    }
+    Err(format!(
+        "the pad is split into {} shares, one per gateway ({}): --gateway names some of these, or replaces all {} in order",
+        h.shares.len(),
+        h.gateways.join(", "),
+        h.shares.len()
+    ))
 }

@@ -2,6 +2,7 @@
 //! binaries (origin, gateway, agent) as processes on 127.0.0.1 port 0, wait for
 //! their ready lines, and kill them on drop. No fixed ports, no sleeps to wait.
 
+pub mod cluster;
 pub mod postgres;
 pub mod sites;
 

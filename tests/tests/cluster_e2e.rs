@@ -7,124 +7,12 @@
 //! and restarted losing no value.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use padnet_tests::postgres::Postgres;
-use padnet_tests::sites::{api, owner_view, register, serve_token, start_with_portal};
+use padnet_tests::cluster::*;
+use padnet_tests::sites::{api, owner_view, register, serve_token};
 use padnet_tests::*;
 use serde_json::Value;
-
-/// 0.01 per MiB and 0.001 per request.
-const TARIFF: &str = "currency = \"EUR\"\nper_mib = \"0.01\"\nper_request = \"0.001\"\n";
-const PIN: &str = "246810";
-
-/// A database server, an origin, and gateways' state directories on one ledger.
-struct Cluster {
-    dir: tempfile::TempDir,
-    pg: Postgres,
-    url: String,
-    origin: Origin,
-    tariff: PathBuf,
-}
-
-impl Cluster {
-    fn new() -> Cluster {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let pg = Postgres::start(&dir.path().join("pg"));
-        let url = pg.database("ledger");
-        let www = dir.path().join("www");
-        std::fs::create_dir_all(&www).unwrap();
-        std::fs::write(www.join("index.html"), "<p>cluster</p>").unwrap();
-        let origin = start_origin(&www, dir.path());
-        let tariff = dir.path().join("tariff.toml");
-        std::fs::write(&tariff, TARIFF).unwrap();
-        Cluster {
-            dir,
-            pg,
-            url,
-            origin,
-            tariff,
-        }
-    }
-
-    fn work(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// `init` gateway `name`'s state directory on the shared ledger.
-    fn init(&self, name: &str) -> PathBuf {
-        let state = self.work().join(name);
-        let st = state.to_string_lossy().to_string();
-        let o = gateway_cmd(&[
-            "init",
-            "--state",
-            &st,
-            "--listen",
-            "127.0.0.1:7443",
-            "--ledger-url",
-            &self.url,
-        ]);
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        state
-    }
-
-    /// `serve` with the owner portal.
-    fn serve_portal(&self, state: &Path) -> (Gateway, String) {
-        let tariff = self.tariff.to_string_lossy().to_string();
-        let pg = start_with_portal(state, &["--tariff", &tariff], self.work());
-        (pg.gateway, pg.portal)
-    }
-
-    fn serve(&self, state: &Path, listen: &str) -> Gateway {
-        let tariff = self.tariff.to_string_lossy().to_string();
-        let args = [
-            "--allow-private-upstreams",
-            "--probe-hold-ms",
-            "300",
-            "--tariff",
-            &tariff,
-        ];
-        start_gateway(state, listen, &args, self.work())
-    }
-
-    fn mint(&self, state: &Path, value: &str, size: &str) -> PathBuf {
-        mint(state, value, size, &self.work().join("pads"))
-    }
-
-    fn page(&self) -> String {
-        format!("http://{}/", self.origin.http)
-    }
-
-    fn bytes_url(&self, n: u64) -> String {
-        format!("http://{}/__origin/bytes/{n}", self.origin.http)
-    }
-}
-
-fn ledger(state: &Path) -> Value {
-    let s = state.to_string_lossy().to_string();
-    let o = gateway_cmd(&["ledger", "--state", &s, "--json"]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    serde_json::from_slice(&o.stdout).expect("ledger prints JSON")
-}
-
-fn revenue(state: &Path) -> i64 {
-    micros(ledger(state)["revenue"].as_str().unwrap())
-}
-
-fn field(v: &Value, name: &str) -> i64 {
-    micros(
-        v[name]
-            .as_str()
-            .unwrap_or_else(|| panic!("no {name} in {v}")),
-    )
-}
-
-fn assert_audit(state: &Path, when: &str) {
-    let (ok, out) = audit(state);
-    assert!(ok, "audit failed {when}: {out}");
-}
 
 /// `POST /api/account/OP` on the agent; must succeed.
 fn account_op(agent: SocketAddr, op: &str, body: &str) -> Value {
@@ -155,27 +43,6 @@ fn tunnel_state(agent: SocketAddr) -> String {
     let out = curl(&[&format!("http://{agent}/status")]);
     let v: Value = serde_json::from_slice(&out.stdout).expect("/status is JSON");
     v["tunnel"].as_str().unwrap_or("").to_string()
-}
-
-/// A download through `agent` at `rate`, in the background; prints bytes received.
-fn slow_download(agent: SocketAddr, url: &str, rate: &str) -> std::process::Child {
-    let proxy = format!("http://{agent}");
-    Command::new("curl")
-        .args([
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{size_download}",
-            "--limit-rate",
-            rate,
-            "-x",
-            &proxy,
-            url,
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("curl")
 }
 
 #[test]

@@ -144,6 +144,11 @@ impl UsedRanges {
         self.ranges.values().next_back().copied().unwrap_or(0)
     }
 
+    /// Bytes in all the ranges.
+    pub fn total(&self) -> u64 {
+        self.ranges.iter().map(|(s, e)| e - s).sum()
+    }
+
     /// Number of separate ranges (adjacent leases merge into one).
     pub fn pieces(&self) -> usize {
         self.ranges.len()

@@ -68,7 +68,9 @@ fn mint_copies(
                 None => None,
                 Some(k) => Some(
                     head.share(usize::from(*k))
-                        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no such share"))?
+                        .ok_or_else(|| {
+                            io::Error::new(io::ErrorKind::InvalidInput, "no such share")
+                        })?
                         .file_ranges(&head),
                 ),
             };

@@ -22,7 +22,9 @@ pub fn run(state: &Path, files: &[PathBuf]) -> anyhow::Result<()> {
         );
     }
     if files.is_empty() {
-        anyhow::bail!("name the twin files to install (DIR/SERIAL.K.pad, as mint --twins-out wrote them)");
+        anyhow::bail!(
+            "name the twin files to install (DIR/SERIAL.K.pad, as mint --twins-out wrote them)"
+        );
     }
     for file in files {
         install_one(&state, file)?;
@@ -55,7 +57,10 @@ fn install_one(state: &StateDir, file: &Path) -> anyhow::Result<()> {
     let dest_state = state_path(&dest);
     for d in [&dest, &dest_state] {
         if d.exists() {
-            anyhow::bail!("{}: already exists (pad {serial} is installed here)", d.display());
+            anyhow::bail!(
+                "{}: already exists (pad {serial} is installed here)",
+                d.display()
+            );
         }
     }
     // The state first: serve opens a twin only once its state is there.
@@ -101,5 +106,6 @@ fn move_file(from: &Path, to: &Path) -> anyhow::Result<()> {
         let _ = std::fs::remove_file(&tmp);
         return Err(e).with_context(ctx);
     }
-    std::fs::remove_file(from).with_context(|| format!("removing {} after copying it", from.display()))
+    std::fs::remove_file(from)
+        .with_context(|| format!("removing {} after copying it", from.display()))
 }

@@ -322,12 +322,16 @@ impl PadHeader {
             0 => {}
             FLAG_SPLIT => {
                 for _ in 0..n {
-                    let e = fields.get(at..at + SHARE_ENTRY).ok_or(HeaderError::BadField {
-                        field: "shares",
-                        reason: "the share table runs past the header".into(),
-                    })?;
-                    let u32_at = |i: usize| u32::from_be_bytes(e[i..i + 4].try_into().expect("4 bytes"));
-                    let u64_at = |i: usize| u64::from_be_bytes(e[i..i + 8].try_into().expect("8 bytes"));
+                    let e = fields
+                        .get(at..at + SHARE_ENTRY)
+                        .ok_or(HeaderError::BadField {
+                            field: "shares",
+                            reason: "the share table runs past the header".into(),
+                        })?;
+                    let u32_at =
+                        |i: usize| u32::from_be_bytes(e[i..i + 4].try_into().expect("4 bytes"));
+                    let u64_at =
+                        |i: usize| u64::from_be_bytes(e[i..i + 8].try_into().expect("8 bytes"));
                     shares.push(Share {
                         slots: u32_at(0)..u32_at(4),
                         data: u64_at(8)..u64_at(16),

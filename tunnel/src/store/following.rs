@@ -117,8 +117,9 @@ impl FollowingPad {
                 path: pad_path.to_path_buf(),
                 source: crate::pad::HeaderError::BadField {
                     field: "holds",
-                    reason: "this is a gateway's twin (one share of a split pad), not the user's pad"
-                        .into(),
+                    reason:
+                        "this is a gateway's twin (one share of a split pad), not the user's pad"
+                            .into(),
                 },
             }));
         }
@@ -200,6 +201,13 @@ impl FollowingPad {
         self.lock(k)
             .map(|(st, share)| share.slots.end.saturating_sub(st.next_slot))
             .unwrap_or(0)
+    }
+
+    /// Key bytes this copy has not used (in every share): below each
+    /// share's floor or in a lease taken counts as used.
+    pub fn key_left(&self) -> u64 {
+        let used = self.used.lock().map(|u| u.total()).unwrap_or(0);
+        self.pad.header().data_size.saturating_sub(used)
     }
 
     /// Slots of share `k` given up unanswered in a row since the last reply.

@@ -245,7 +245,11 @@ fn minted_split(dir: &Path) -> (PathBuf, Vec<PathBuf>) {
         created_unix: 0,
         value_micros: 0,
         policy_id: [0; 32],
-        gateways: vec!["127.0.0.1:1".into(), "127.0.0.1:2".into(), "127.0.0.1:3".into()],
+        gateways: vec![
+            "127.0.0.1:1".into(),
+            "127.0.0.1:2".into(),
+            "127.0.0.1:3".into(),
+        ],
         shares: crate::pad::split(slots, data_size, 3).unwrap(),
         holds: None,
     };
@@ -346,6 +350,9 @@ fn each_twin_allocates_only_inside_its_share_and_the_agent_follows_per_share() {
             len: 65536,
         };
         let (i, _) = ag.claim_slot(k, 1).unwrap();
-        assert!(ag.begin_tunnel(k, i, below, below).is_err(), "share {k}'s floor held");
+        assert!(
+            ag.begin_tunnel(k, i, below, below).is_err(),
+            "share {k}'s floor held"
+        );
     }
 }
