@@ -2,7 +2,8 @@
 //! (`state/policies/<id>.toml`), and for each policy name which id is current
 //! (`state/policies/current/<sha256(name)>`). A pad carries the id it was
 //! minted with; the policy it gets is the current one of that id's name, so
-//! `policy update` re-restricts every pad bound to the name at once.
+//! `policy update` re-restricts every pad bound to the name at once. On a
+//! shared ledger the book holds the same records and this store adopts them.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -142,6 +143,69 @@ impl PolicyStore {
             .current
             .get(name)
             .copied()
+    }
+
+    /// The stored source of policy `id`.
+    pub fn source(&self, id: &[u8; 32]) -> anyhow::Result<String> {
+        let file = self.dir.join(format!("{}.toml", hex::encode(id)));
+        std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))
+    }
+
+    /// The ids of every stored policy.
+    pub fn ids(&self) -> Vec<[u8; 32]> {
+        let maps = self.maps.read().unwrap_or_else(|p| p.into_inner());
+        maps.by_id.keys().copied().collect()
+    }
+
+    /// Take what a shared ledger's book holds (`sources` by id hex, the
+    /// `current` id hex per name) into this store: sources it lacks, and
+    /// current ids that differ. A source whose content is not its id is
+    /// refused (logged), never stored. Returns how many records changed.
+    pub fn adopt(
+        &self,
+        sources: &std::collections::BTreeMap<String, String>,
+        current: &std::collections::BTreeMap<String, String>,
+    ) -> anyhow::Result<usize> {
+        let mut changed = 0;
+        let (have, names) = {
+            let maps = self.maps.read().unwrap_or_else(|p| p.into_inner());
+            (
+                maps.by_id
+                    .keys()
+                    .map(hex::encode)
+                    .collect::<std::collections::HashSet<_>>(),
+                maps.current
+                    .iter()
+                    .map(|(n, id)| (n.clone(), hex::encode(id)))
+                    .collect::<HashMap<_, _>>(),
+            )
+        };
+        for (id, src) in sources.iter().filter(|(id, _)| !have.contains(*id)) {
+            match Policy::parse(src, &format!("the ledger's policy {id}")) {
+                Ok(p) if p.id_hex() == *id => {
+                    write_atomic(&self.dir.join(format!("{id}.toml")), src.as_bytes())?;
+                    changed += 1;
+                }
+                Ok(_) => tracing::error!(
+                    "the ledger's policy {id}: its source has another id; not adopted"
+                ),
+                Err(e) => tracing::error!("the ledger's policy {id}: {e}; not adopted"),
+            }
+        }
+        for (name, id) in current.iter().filter(|(n, id)| names.get(*n) != Some(*id)) {
+            if !have.contains(id) && !sources.contains_key(id) {
+                continue;
+            }
+            write_atomic(
+                &self.dir.join("current").join(name_key(name)),
+                id.as_bytes(),
+            )?;
+            changed += 1;
+        }
+        if changed > 0 {
+            self.reload()?;
+        }
+        Ok(changed)
     }
 
     /// Store a policy's source (idempotent). With `make_current`, it becomes

@@ -25,6 +25,12 @@ pub struct Cluster {
     pub tariff: PathBuf,
 }
 
+impl Default for Cluster {
+    fn default() -> Cluster {
+        Cluster::new()
+    }
+}
+
 impl Cluster {
     pub fn new() -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");

@@ -1,8 +1,9 @@
 //! A pad split among three gateways on one PostgreSQL ledger: minted with a
 //! share per gateway (`mint --twins-out`, `pad install` on each), no key
 //! byte of one share in another gateway's twin, an agent failing over from
-//! a killed gateway to the next with its balance exact, and two devices
-//! with copies of one pad spending it on two gateways at once down to zero.
+//! a killed gateway to the next with its balance exact, two devices with
+//! copies of one pad spending it on two gateways at once down to zero, and
+//! an employer's policy, stored and updated on one gateway, applied by another.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -40,6 +41,10 @@ impl Three {
     /// Mint a pad split among the three (on gateway A, while all serve) and
     /// install each twin on its gateway: the user's copy.
     fn mint_split(&self, value: &str, size: &str) -> PathBuf {
+        self.mint_split_with(value, size, &[])
+    }
+
+    fn mint_split_with(&self, value: &str, size: &str, extra: &[&str]) -> PathBuf {
         let work = self.c.work();
         let (out, twins) = (work.join("pads"), work.join("twins"));
         let st = self.states[0].to_string_lossy().to_string();
@@ -61,6 +66,7 @@ impl Three {
         for a in &addrs {
             args.extend(["--gateway", a.as_str()]);
         }
+        args.extend(extra);
         let m = gateway_cmd(&args);
         assert!(m.status.success(), "{}", String::from_utf8_lossy(&m.stderr));
         let user = PathBuf::from(String::from_utf8_lossy(&m.stdout).trim().to_string());
@@ -319,4 +325,56 @@ fn two_devices_spend_one_pad_on_two_gateways_down_to_zero() {
         pad_show(&three.states[2], &serial)["key_bytes_left"],
         96 << 20
     );
+}
+
+#[test]
+fn a_policy_stored_and_updated_on_one_gateway_is_applied_by_another() {
+    let three = Three::start();
+    let work = three.c.work();
+    let v1 = work.join("staff-v1.toml");
+    let port = three.c.origin.http.port();
+    let policy =
+        |allow: &str| format!("name = \"Staff\"\n[sites]\nallow = [{allow}]\nports = [{port}]\n");
+    std::fs::write(&v1, policy("\"127.0.0.1\", \"localhost\"")).unwrap();
+    // Minted on A with the policy; the device is kept on C, which never saw the file.
+    let user = three.mint_split_with("5.00", "24MiB", &["--policy", &v1.to_string_lossy()]);
+    let addrs = three.addrs();
+    let a = agent(&user, &addrs[2..3], work);
+    let page = three.c.page();
+    assert_eq!(
+        get_via(a.addr, &page, &[]).0,
+        200,
+        "C applies the policy minted on A"
+    );
+
+    // The employer narrows it on A: C denies the site within moments.
+    let v2 = work.join("staff-v2.toml");
+    std::fs::write(&v2, policy("\"localhost\"")).unwrap();
+    let st = three.states[0].to_string_lossy().to_string();
+    let o = gateway_cmd(&["policy", "update", "--state", &st, &v2.to_string_lossy()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let said = String::from_utf8_lossy(&o.stdout);
+    assert!(said.contains("every gateway"), "{said}");
+    let updated = Instant::now();
+    let denied_after = loop {
+        let (code, body) = get_via(a.addr, &page, &["-i"]);
+        if code == 403 {
+            let text = String::from_utf8_lossy(&body);
+            assert!(text.contains("policy-denied"), "{text}");
+            break updated.elapsed();
+        }
+        assert_eq!(code, 200);
+        assert!(
+            updated.elapsed() < Duration::from_secs(5),
+            "C never applied the update"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    eprintln!("gateway C applied the policy updated on A {denied_after:?} later");
+    // B, which served none of it, holds the update in its own store too.
+    let st_b = three.states[1].to_string_lossy().to_string();
+    let o = gateway_cmd(&["policy", "show", "--state", &st_b, &serial_of(&user)]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let shown = String::from_utf8_lossy(&o.stdout);
+    assert!(shown.contains("updated to"), "{shown}");
 }

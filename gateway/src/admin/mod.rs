@@ -33,6 +33,7 @@ use crate::state_dir::{lease_len_for, StateDir};
 use crate::units::format_amount;
 
 mod op;
+mod policy_ops;
 pub use op::AdminOp;
 
 #[derive(Serialize, Deserialize)]
@@ -91,6 +92,7 @@ impl AdminApi {
                 let r = self.ledger.read(|b| b.audit());
                 serde_json::to_value(r).map_err(|e| e.to_string())
             }
+            AdminOp::StorePolicy { source, update } => self.store_policy(source, *update),
             AdminOp::ReloadPolicies => match &self.on_reload {
                 Some(f) => f().map(|n| json!({ "policies": n })),
                 None => Ok(json!({ "policies": 0 })),

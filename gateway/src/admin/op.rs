@@ -24,8 +24,15 @@ pub enum AdminOp {
     },
     /// Check conservation.
     Audit,
-    /// Re-read policy files (after `policy update` or a mint with a policy).
+    /// Re-read policy files.
     ReloadPolicies,
+    /// Store an employer policy (`mint --policy`); with `update`, make it
+    /// current for its name (`policy update`). On a shared ledger it is
+    /// recorded in the book too, for every gateway.
+    StorePolicy {
+        source: String,
+        update: bool,
+    },
     /// Register a site (and a new owner for it, whose secret is returned once).
     SiteAdd {
         host: String,

@@ -8,7 +8,6 @@ use policy::Policy;
 
 use crate::admin::{Admin, AdminOp};
 use crate::mint::{mint_pads, plan, MintRequest};
-use crate::policies::PolicyStore;
 use crate::state_dir::StateDir;
 use crate::units::{parse_amount, parse_size};
 
@@ -94,13 +93,14 @@ pub fn run(a: MintArgs) -> anyhow::Result<()> {
         anyhow::bail!("--value must not be negative");
     }
     let plan = plan(&state, &req)?;
-    if let Some((src, p)) = &policy {
-        PolicyStore::open(&state.root)?.store(src, p, false)?;
-    }
     let admin = Admin::connect(&state, &state.config.currency)?;
-    if policy.is_some() {
-        // A running gateway learns the policy before any pad bound to it exists.
-        admin.call(AdminOp::ReloadPolicies)?;
+    if let Some((src, _)) = &policy {
+        // Every gateway (a running one, and on a shared ledger all of them)
+        // learns the policy before any pad bound to it exists.
+        admin.call(AdminOp::StorePolicy {
+            source: src.clone(),
+            update: false,
+        })?;
     }
     let mut manifest = match &manifest {
         Some(path) => Some(Manifest::create(path)?),

@@ -8,7 +8,7 @@ use anyhow::Context;
 use policy::Policy;
 use tunnel::pad::{PadFile, Serial};
 
-use crate::admin::{socket_path, Admin, AdminOp};
+use crate::admin::{Admin, AdminOp};
 use crate::policies::PolicyStore;
 use crate::state_dir::StateDir;
 
@@ -74,27 +74,22 @@ pub fn run(cmd: PolicyCmd) -> anyhow::Result<()> {
                 .with_context(|| format!("{}: cannot read the policy", file.display()))?;
             let p = Policy::parse(&src, &file.display().to_string())
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
-            let store = PolicyStore::open(&state.root)?;
-            let previous = store.current_id(p.name());
-            if previous.is_none() {
-                anyhow::bail!(
-                    "{}: no pads are bound to a policy named {:?} on this gateway (policy update replaces an existing policy; mint with --policy to use a new one)",
-                    file.display(),
-                    p.name()
-                );
-            }
-            store.store(&src, &p, true)?;
-            // A running gateway re-reads policies now; a stopped one reads them at start.
-            if std::os::unix::net::UnixStream::connect(socket_path(&state.root)).is_ok() {
-                Admin::connect(&state, &state.config.currency)?.call(AdminOp::ReloadPolicies)?;
-                println!(
-                    "policy {:?} is now {} (the running gateway applies it to new requests)",
-                    p.name(),
-                    p.id_hex()
-                );
-            } else {
-                println!("policy {:?} is now {}", p.name(), p.id_hex());
-            }
+            // The gateway (running, or this command on its store) checks
+            // the name, stores it and, on a shared ledger, tells every gateway.
+            let v = Admin::connect(&state, &state.config.currency)?
+                .call(AdminOp::StorePolicy {
+                    source: src,
+                    update: true,
+                })
+                .with_context(|| format!("{}", file.display()))?;
+            let applies = match (v["applied"].as_bool(), v["shared"].as_bool()) {
+                (_, Some(true)) => {
+                    " (every gateway of the shared ledger applies it to new requests)"
+                }
+                (Some(true), _) => " (the running gateway applies it to new requests)",
+                _ => "",
+            };
+            println!("policy {:?} is now {}{applies}", p.name(), p.id_hex());
             Ok(())
         }
     }

@@ -126,6 +126,9 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
     ledger.set_metrics(metrics.clone());
     let policies = PolicyStore::open(&state.root)?;
+    if ledger.is_shared() {
+        share_policies(&ledger, &policies)?;
+    }
     if released > 0 {
         tracing::info!("released {released} reservation(s) left open by a crash");
     }
@@ -183,6 +186,9 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
                 "refused"
             }
         );
+        // Handlers in place before anyone is told we listen: a SIGTERM
+        // from then on is a graceful stop, never the default sudden exit.
+        let stop = shutdown_signal()?;
         println!("padnet-gateway listening on {local}");
         use std::io::Write;
         std::io::stdout().flush()?;
@@ -274,7 +280,7 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
             },
         });
         if ledger.is_shared() {
-            tokio::spawn(sync_shared_ledger(ledger.clone(), live));
+            tokio::spawn(sync_shared_ledger(ledger.clone(), live, policies.clone()));
         }
         tokio::spawn(async move {
             if let Err(e) = serve_admin(api).await {
@@ -302,7 +308,7 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
             threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
         let tasks = server.services.tasks.clone();
         // Returns once every tunnel has finished its open streams.
-        server.run(listener, threads, shutdown_signal()).await?;
+        server.run(listener, threads, stop).await?;
         tracing::info!("shutting down");
         // Finished requests' charges become final (SETTLE_DELAY after their
         // last byte) and floats go back to their pads; then the last flush.
@@ -321,6 +327,7 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
 async fn sync_shared_ledger(
     ledger: Arc<crate::ledger::Ledger>,
     live: Arc<crate::conn::live::LiveTunnels>,
+    policies: Arc<PolicyStore>,
 ) {
     let mut tick = tokio::time::interval(SYNC_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -337,6 +344,14 @@ async fn sync_shared_ledger(
         .await;
         match synced {
             Ok(Ok((_, pads))) => {
+                // Policies stored or updated through another gateway.
+                let (sources, current) =
+                    ledger.read(|b| (b.policies.clone(), b.policy_current.clone()));
+                match policies.adopt(&sources, &current) {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!("adopted {n} policy change(s) from the shared ledger"),
+                    Err(e) => tracing::error!("adopting the shared ledger's policies: {e:#}"),
+                }
                 for pad in pads {
                     if ledger.read(|b| b.is_cancelled(&pad)) {
                         let n = live.close(&pad, tunnel::stream::CloseReason::Cancelled);
@@ -352,13 +367,43 @@ async fn sync_shared_ledger(
     }
 }
 
-async fn shutdown_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return std::future::pending().await,
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+/// At start on a shared ledger: record in the book the policies this
+/// gateway has and the book lacks (stored before it joined; current only
+/// for a name the book has none for), then take the book's (so it applies
+/// what the others stored or updated meanwhile: the book decides).
+fn share_policies(ledger: &crate::ledger::Ledger, policies: &PolicyStore) -> anyhow::Result<()> {
+    let known = ledger.read(|b| b.policies.clone());
+    for id in policies.ids() {
+        if known.contains_key(&hex::encode(id)) {
+            continue;
+        }
+        let Some(p) = policies.by_id(&id) else {
+            continue;
+        };
+        ledger
+            .put_policy(&hex::encode(id), p.name(), &policies.source(&id)?, false)
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "recording policy {} in the shared ledger: {e}",
+                    hex::encode(id)
+                )
+            })?;
     }
+    let (sources, current) = ledger.read(|b| (b.policies.clone(), b.policy_current.clone()));
+    policies.adopt(&sources, &current)?;
+    Ok(())
+}
+
+/// SIGTERM or SIGINT, with both handlers installed now (the future only
+/// waits for them).
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+    })
 }

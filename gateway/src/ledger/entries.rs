@@ -1,7 +1,8 @@
 //! The ledger's key-value layout, shared by every store: prefixed keys (`a/`
 //! accounts, `h/` holds, `d/` day counters, `m/` totals, `o/` owners, `s/`
 //! sites, `t/` owner statements, `p/` blank and cancelled pads' status, `r/`
-//! retailers, `u/` users' accounts).
+//! retailers, `u/` users' accounts, `y/` policy sources by id, `n/` the
+//! current policy id per name).
 //! Balances and aggregate counters only: nothing that names a pad names a
 //! host or a retailer, and nothing names an address.
 
@@ -96,6 +97,14 @@ pub fn encode(book: &Book, changes: &Changes) -> Result<Vec<Entry>, LedgerError>
         };
         out.push((format!("u/{id}").into_bytes(), v));
     }
+    for id in &changes.policies {
+        let v = book.policies.get(id).map(|s| s.as_bytes().to_vec());
+        out.push((format!("y/{id}").into_bytes(), v));
+    }
+    for name in &changes.policy_names {
+        let v = book.policy_current.get(name).map(|s| s.as_bytes().to_vec());
+        out.push((format!("n/{name}").into_bytes(), v));
+    }
     if changes.totals {
         out.push((
             b"m/issued".to_vec(),
@@ -124,6 +133,8 @@ pub fn encode_all(book: &Book) -> Result<Vec<Entry>, LedgerError> {
         pad_states: book.pad_states.keys().cloned().collect(),
         retailers: book.retailers.keys().cloned().collect(),
         user_accounts: book.accounts.keys().cloned().collect(),
+        policies: book.policies.keys().cloned().collect(),
+        policy_names: book.policy_current.keys().cloned().collect(),
     };
     encode(book, &changes)
 }
@@ -201,6 +212,16 @@ pub fn apply_entry(book: &mut Book, k: &[u8], v: Option<&[u8]>) -> Result<(), Le
         put::<String, Retailer>(&mut book.retailers, text(r), v)?;
     } else if let Some(u) = k.strip_prefix(b"u/") {
         put::<String, UserAccount>(&mut book.accounts, text(u), v)?;
+    } else if let Some(id) = k.strip_prefix(b"y/") {
+        match v {
+            Some(v) => book.policies.insert(text(id), text(v)),
+            None => book.policies.remove(&text(id)),
+        };
+    } else if let Some(name) = k.strip_prefix(b"n/") {
+        match v {
+            Some(v) => book.policy_current.insert(text(name), text(v)),
+            None => book.policy_current.remove(&text(name)),
+        };
     } else if let Some(v) = v {
         match k {
             b"m/issued" => book.issued = i64_of(v, &key)?,
@@ -249,6 +270,8 @@ mod tests {
             .unwrap();
         b.pin_checked("12345678", false, 99).unwrap();
         b.reserve("pad-a", 10, 100).unwrap();
+        b.put_policy(&"ab".repeat(32), "staff/a", "name = \"staff/a\"\n", false)
+            .unwrap();
         let entries = encode_all(&b).unwrap();
         let decoded = decode(
             entries

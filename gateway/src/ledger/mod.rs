@@ -280,6 +280,19 @@ impl Ledger {
         self.flush_now()
     }
 
+    /// Record an employer policy for every gateway of the ledger (see
+    /// [`Book::put_policy`]); durable on return.
+    pub fn put_policy(
+        &self,
+        id: &str,
+        name: &str,
+        source: &str,
+        make_current: bool,
+    ) -> Result<(), LedgerError> {
+        self.apply(|b| Ok(((), b.put_policy(id, name, source, make_current)?)))?;
+        self.flush_now()
+    }
+
     /// Reserve between `min` and `max` for a pad; returns once durable.
     pub async fn reserve(
         &self,

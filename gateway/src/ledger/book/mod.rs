@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 mod accounts;
 mod owners;
+mod policies;
 mod retail;
 pub use accounts::{UserAccount, FIRST_LOCK_SECS, PIN_FAILURES_TO_LOCK};
 pub use owners::{
@@ -133,6 +134,8 @@ pub struct Changes {
     pub pad_states: Vec<String>,
     pub retailers: Vec<String>,
     pub user_accounts: Vec<String>,
+    pub policies: Vec<String>,
+    pub policy_names: Vec<String>,
 }
 
 impl Changes {
@@ -153,6 +156,8 @@ impl Changes {
         join(&mut self.pad_states, other.pad_states);
         join(&mut self.retailers, other.retailers);
         join(&mut self.user_accounts, other.user_accounts);
+        join(&mut self.policies, other.policies);
+        join(&mut self.policy_names, other.policy_names);
     }
 }
 
@@ -174,6 +179,10 @@ pub struct Book {
     pub retailers: BTreeMap<String, Retailer>,
     /// Users' anonymous accounts, by account number.
     pub accounts: BTreeMap<String, UserAccount>,
+    /// Employer policies every gateway of a shared ledger applies: each
+    /// source by id (hex), and the current id per policy name.
+    pub policies: BTreeMap<String, String>,
+    pub policy_current: BTreeMap<String, String>,
     /// The gateway this book's process serves as: the holds it opens carry
     /// it. Not persisted.
     pub gateway: String,
