@@ -26,7 +26,7 @@ pub fn pad_upload(data: &[u8]) {
         }
     }
     let own = Serial::random();
-    let Ok((serial, proofs)) = upload.finish(own) else {
+    let Ok((serial, proofs)) = upload.finish(own, None) else {
         return;
     };
     assert_ne!(serial, own);

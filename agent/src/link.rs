@@ -132,6 +132,8 @@ pub struct Link {
     pub addrs: Vec<String>,
     /// The pad's share used with each of `addrs`.
     pub shares: Vec<usize>,
+    /// The address of the gateway the tunnel is up to (or was last).
+    via: Mutex<Option<String>>,
     pub timeout: Duration,
     pub state: watch::Sender<LinkState>,
     pub kick: Notify,
@@ -168,6 +170,7 @@ impl Link {
         Arc::new(Link {
             addrs,
             shares,
+            via: Mutex::new(None),
             timeout,
             state: watch::channel(LinkState::Connecting).0,
             kick: Notify::new(),
@@ -265,6 +268,7 @@ impl Link {
             1 => tracing::info!("tunnel up via {addr}"),
             _ => tracing::info!("tunnel up via {addr} (share {share})"),
         }
+        *self.via.lock().unwrap_or_else(|p| p.into_inner()) = Some(addr.to_string());
         self.state.send_replace(LinkState::Up(sender));
         // Log the balance as the gateway's NOTICE records report it (the
         // first NOTICE, right after the handshake, names the currency).
@@ -315,6 +319,11 @@ impl Link {
                 _ => None,
             },
         )
+    }
+
+    /// The gateway the tunnel is up to, or was last.
+    pub fn via(&self) -> Option<String> {
+        self.via.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Whether a form carried this process's page token (constant time).

@@ -82,8 +82,14 @@ impl Upload {
     }
 
     /// The whole file has arrived: its serial and up to [`MAX_PROOFS`]
-    /// hellos on its first slots that are not erased. `own` is the pad in use.
-    pub fn finish(self, own: Serial) -> Result<(Serial, Vec<[u8; HELLO_LEN]>), UploadError> {
+    /// hellos on its first slots that are not erased. `own` is the pad in
+    /// use; `via` the gateway the request goes to: of a split pad, only the
+    /// slots of that gateway's share are known there, so those are taken.
+    pub fn finish(
+        self,
+        own: Serial,
+        via: Option<&str>,
+    ) -> Result<(Serial, Vec<[u8; HELLO_LEN]>), UploadError> {
         if let Some(e) = self.failed {
             return Err(e);
         }
@@ -102,10 +108,15 @@ impl Upload {
         if header.serial == own {
             return Err(UploadError::Itself(own));
         }
+        let share = via
+            .and_then(|v| header.gateways.iter().position(|g| g == v))
+            .and_then(|i| header.share(header.share_of_gateway(i)))
+            .unwrap_or_else(|| tunnel::pad::Share::whole(&header));
         let slots = &self.kept[HEADER_LEN as usize..];
         let proofs: Vec<[u8; HELLO_LEN]> = slots
             .chunks_exact(SLOT_SIZE)
-            .take(header.ticket_slots as usize)
+            .take(share.slots.end as usize)
+            .skip(share.slots.start as usize)
             .filter(|s| !holds_erased_block(s))
             .take(MAX_PROOFS)
             .map(|s| {
@@ -146,7 +157,10 @@ pub async fn proofs_from_body(link: &Link, mut body: Incoming) -> Result<Account
 
 /// The receive request for a finished upload.
 pub fn request(upload: Upload, link: &Link) -> Result<AccountRequest, Answer> {
-    let (serial, proofs) = upload.finish(link.pad.header().serial).map_err(refused)?;
+    let via = link.via();
+    let (serial, proofs) = upload
+        .finish(link.pad.header().serial, via.as_deref())
+        .map_err(refused)?;
     Ok(AccountRequest::Receive { serial, proofs })
 }
 
@@ -182,6 +196,44 @@ mod tests {
         (h.serial, std::fs::read(&path).unwrap())
     }
 
+    #[test]
+    fn a_split_pads_proofs_are_from_the_share_of_the_gateway_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("given.pad");
+        let gateways: Vec<String> = vec!["10.0.0.1:7443".into(), "10.0.0.2:7443".into()];
+        let h = PadHeader {
+            mode: Mode::Otp,
+            serial: Serial::random(),
+            ticket_slots: 16,
+            data_size: 128 * PAGE,
+            created_unix: 0,
+            value_micros: 1_000_000,
+            policy_id: [0; 32],
+            shares: tunnel::pad::split(16, 128 * PAGE, 2).unwrap(),
+            gateways: gateways.clone(),
+            holds: None,
+        };
+        mint(&h, std::slice::from_ref(&path), |_| {}).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let pad = tunnel::pad::PadFile::open(&path).unwrap();
+        let sealed = |i: u32| {
+            seal_hello(
+                &pad.read_slot(i).unwrap(),
+                Hello {
+                    version: PROTOCOL_VERSION,
+                },
+            )
+        };
+        let (_, proofs) = feed_all(&bytes, 4096)
+            .finish(Serial::random(), Some(&gateways[1]))
+            .unwrap();
+        assert_eq!(proofs[0], sealed(8), "share 2 starts at slot 8");
+        let (_, proofs) = feed_all(&bytes, 4096)
+            .finish(Serial::random(), Some("elsewhere:1"))
+            .unwrap();
+        assert_eq!(proofs[0], sealed(0));
+    }
+
     fn feed_all(bytes: &[u8], chunk: usize) -> Upload {
         let mut u = Upload::default();
         for c in bytes.chunks(chunk) {
@@ -196,7 +248,7 @@ mod tests {
     fn a_whole_pad_gives_hellos_on_its_first_unerased_slots_however_it_arrives() {
         let (serial, bytes) = pad_bytes(8);
         for chunk in [1, 255, 4096, 1 << 20] {
-            let (s, proofs) = feed_all(&bytes, chunk).finish(Serial::random()).unwrap();
+            let (s, proofs) = feed_all(&bytes, chunk).finish(Serial::random(), None).unwrap();
             assert_eq!(s, serial);
             assert_eq!(proofs.len(), MAX_PROOFS);
             let h = PadHeader::decode(&bytes[..HEADER_LEN as usize]).unwrap();
@@ -213,7 +265,7 @@ mod tests {
             let off = h.slot_offset(i) as usize;
             used[off..off + SLOT_SIZE].fill(0);
         }
-        let (_, proofs) = feed_all(&used, 4096).finish(Serial::random()).unwrap();
+        let (_, proofs) = feed_all(&used, 4096).finish(Serial::random(), None).unwrap();
         assert_eq!(proofs.len(), 2);
         let off = h.slot_offset(6) as usize;
         assert_eq!(&proofs[0][..16], &used[off..off + 16]);
@@ -222,7 +274,7 @@ mod tests {
             used[off..off + SLOT_SIZE].fill(0);
         }
         assert_eq!(
-            feed_all(&used, 4096).finish(Serial::random()).err(),
+            feed_all(&used, 4096).finish(Serial::random(), None).err(),
             Some(UploadError::NoSlots(serial))
         );
     }
@@ -230,7 +282,7 @@ mod tests {
     #[test]
     fn what_is_not_a_whole_pad_is_refused_with_the_reason() {
         let (serial, bytes) = pad_bytes(4);
-        let short = feed_all(&bytes[..bytes.len() - 1], 4096).finish(Serial::random());
+        let short = feed_all(&bytes[..bytes.len() - 1], 4096).finish(Serial::random(), None);
         assert!(
             matches!(short, Err(UploadError::Length { .. })),
             "{short:?}"
@@ -238,19 +290,19 @@ mod tests {
         let mut long = bytes.clone();
         long.push(0);
         assert!(matches!(
-            feed_all(&long, 4096).finish(Serial::random()),
+            feed_all(&long, 4096).finish(Serial::random(), None),
             Err(UploadError::Length { .. })
         ));
         let e = feed_all(b"hello, I am not a pad", 7)
-            .finish(Serial::random())
+            .finish(Serial::random(), None)
             .err();
         assert!(matches!(e, Some(UploadError::NotAPad(_))), "{e:?}");
         let mut garbled = bytes.clone();
         garbled[0] ^= 1;
-        let e = feed_all(&garbled, 4096).finish(Serial::random()).err();
+        let e = feed_all(&garbled, 4096).finish(Serial::random(), None).err();
         assert!(matches!(e, Some(UploadError::NotAPad(_))), "{e:?}");
         assert_eq!(
-            feed_all(&bytes, 4096).finish(serial).err(),
+            feed_all(&bytes, 4096).finish(serial, None).err(),
             Some(UploadError::Itself(serial))
         );
     }

@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 
 use padnet_tests::*;
 
+mod cluster;
 mod compare;
 mod costs;
 mod https;
@@ -204,6 +205,9 @@ fn main() -> anyhow::Result<()> {
     if args.first().is_some_and(|a| a == "padmix") {
         return padmix_only(&args[1..]);
     }
+    if args.first().is_some_and(|a| a == "cluster") {
+        return cluster::cluster_only();
+    }
     if args.first().is_some_and(|a| a == "relay") {
         return relay_only(&args[1..]);
     }
@@ -382,6 +386,8 @@ fn main() -> anyhow::Result<()> {
     site_pricing_cost(&rt, &metered, origin.http, &root);
     println!();
     erasure_cost(work)?;
+    println!();
+    cluster::shared_ledger(&rt, &small_url, work);
     Ok(())
 }
 
