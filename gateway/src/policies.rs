@@ -21,7 +21,12 @@ pub struct PolicyStore {
     maps: RwLock<Maps>,
     /// One reload at a time, so an older read never lands after a newer one.
     reloading: Mutex<Option<Instant>>,
+    /// Where else to look for an unknown id (a shared ledger's book).
+    on_miss: std::sync::OnceLock<MissHook>,
 }
+
+/// Called when an id is not in the store (at most once a second).
+pub type MissHook = Box<dyn Fn() + Send + Sync>;
 
 #[derive(Default)]
 struct Maps {
@@ -57,6 +62,7 @@ impl PolicyStore {
             dir,
             maps: RwLock::default(),
             reloading: Mutex::new(None),
+            on_miss: std::sync::OnceLock::new(),
         });
         store.reload()?;
         Ok(store)
@@ -121,8 +127,16 @@ impl PolicyStore {
             if let Err(e) = self.reload() {
                 tracing::error!("reloading policies: {e:#}");
             }
+            if let Some(hook) = self.on_miss.get() {
+                hook();
+            }
         }
         lookup(self)
+    }
+
+    /// Set where an unknown id is looked for next (once).
+    pub fn set_on_miss(&self, hook: MissHook) {
+        let _ = self.on_miss.set(hook);
     }
 
     /// The policy stored under `id`, as minted.

@@ -248,7 +248,9 @@ mod tests {
     fn a_whole_pad_gives_hellos_on_its_first_unerased_slots_however_it_arrives() {
         let (serial, bytes) = pad_bytes(8);
         for chunk in [1, 255, 4096, 1 << 20] {
-            let (s, proofs) = feed_all(&bytes, chunk).finish(Serial::random(), None).unwrap();
+            let (s, proofs) = feed_all(&bytes, chunk)
+                .finish(Serial::random(), None)
+                .unwrap();
             assert_eq!(s, serial);
             assert_eq!(proofs.len(), MAX_PROOFS);
             let h = PadHeader::decode(&bytes[..HEADER_LEN as usize]).unwrap();
@@ -265,7 +267,9 @@ mod tests {
             let off = h.slot_offset(i) as usize;
             used[off..off + SLOT_SIZE].fill(0);
         }
-        let (_, proofs) = feed_all(&used, 4096).finish(Serial::random(), None).unwrap();
+        let (_, proofs) = feed_all(&used, 4096)
+            .finish(Serial::random(), None)
+            .unwrap();
         assert_eq!(proofs.len(), 2);
         let off = h.slot_offset(6) as usize;
         assert_eq!(&proofs[0][..16], &used[off..off + 16]);
@@ -299,7 +303,9 @@ mod tests {
         assert!(matches!(e, Some(UploadError::NotAPad(_))), "{e:?}");
         let mut garbled = bytes.clone();
         garbled[0] ^= 1;
-        let e = feed_all(&garbled, 4096).finish(Serial::random(), None).err();
+        let e = feed_all(&garbled, 4096)
+            .finish(Serial::random(), None)
+            .err();
         assert!(matches!(e, Some(UploadError::NotAPad(_))), "{e:?}");
         assert_eq!(
             feed_all(&bytes, 4096).finish(serial, None).err(),

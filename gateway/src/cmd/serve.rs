@@ -128,6 +128,20 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
     let policies = PolicyStore::open(&state.root)?;
     if ledger.is_shared() {
         share_policies(&ledger, &policies)?;
+        // A pad bound to a policy stored elsewhere a moment ago: catch up
+        // with the book now rather than refuse until the next sync.
+        let (l, store) = (ledger.clone(), Arc::downgrade(&policies));
+        policies.set_on_miss(Box::new(move || {
+            let Some(store) = store.upgrade() else { return };
+            if let Err(e) = l.refresh() {
+                tracing::warn!("shared ledger, looking for a policy: {e}");
+                return;
+            }
+            let (sources, current) = l.read(|b| (b.policies.clone(), b.policy_current.clone()));
+            if let Err(e) = store.adopt(&sources, &current) {
+                tracing::error!("adopting the shared ledger's policies: {e:#}");
+            }
+        }));
     }
     if released > 0 {
         tracing::info!("released {released} reservation(s) left open by a crash");

@@ -27,7 +27,12 @@ fn leg(work: &Path, name: &str, ledger: Option<&str>, pad_size: &str) -> Leg {
     }
     let o = gateway_cmd(&init);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let pad = mint(&state, "100000", pad_size, &work.join(format!("{name}-user")));
+    let pad = mint(
+        &state,
+        "100000",
+        pad_size,
+        &work.join(format!("{name}-user")),
+    );
     let gateway = start_gateway(&state, "127.0.0.1:0", &["--allow-private-upstreams"], work);
     let agent = start_agent(&pad, gateway.addr, &[], work);
     Leg {
@@ -38,7 +43,8 @@ fn leg(work: &Path, name: &str, ledger: Option<&str>, pad_size: &str) -> Leg {
 
 /// Requests/s of a 1 KiB load through one agent.
 fn alone(rt: &tokio::runtime::Runtime, agent: SocketAddr, url: &str) -> f64 {
-    rt.block_on(small_load(agent, url, true, CONCURRENCY, SMALL_SECS)).0
+    rt.block_on(small_load(agent, url, true, CONCURRENCY, SMALL_SECS))
+        .0
 }
 
 /// Requests/s of a 1 KiB load through two agents at once, each.
@@ -105,6 +111,10 @@ pub fn cluster_only() -> anyhow::Result<()> {
         .worker_threads(1)
         .enable_all()
         .build()?;
-    shared_ledger(&rt, &format!("http://{}/small.bin", origin.http), dir.path());
+    shared_ledger(
+        &rt,
+        &format!("http://{}/small.bin", origin.http),
+        dir.path(),
+    );
     Ok(())
 }
