@@ -18,7 +18,8 @@ test:
 ## bench: direct vs shadowsocks-rust vs padnet, runs interleaved: bulk MB/s, 1 KiB req/s
 ## and latency over HTTP and HTTPS (CONNECT), CPU per GB and per request, page loads of a
 ## 100-resource page in headless Chromium; pad use, the pad cached vs cold; metered vs free;
-## ledger settlements/s (group commit); policy decisions/s. The first run builds
+## ledger settlements/s (group commit; redb and PostgreSQL); 1 KiB req/s through one and two gateways
+## on one PostgreSQL ledger; policy decisions/s. The first run builds
 ## shadowsocks-rust into .bench-tools/ (scripts/ensure-bench-tools.sh).
 bench: build
 	scripts/ensure-tools.sh
