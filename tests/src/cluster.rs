@@ -2,9 +2,7 @@
 //! database server, an origin and the gateways' state directories, with the
 //! ledger's reports.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
@@ -126,25 +124,4 @@ pub fn field(v: &Value, name: &str) -> i64 {
 pub fn assert_audit(state: &Path, when: &str) {
     let (ok, out) = audit(state);
     assert!(ok, "audit failed {when}: {out}");
-}
-
-/// A download through `agent` at `rate`, in the background; prints bytes received.
-pub fn slow_download(agent: SocketAddr, url: &str, rate: &str) -> std::process::Child {
-    let proxy = format!("http://{agent}");
-    Command::new("curl")
-        .args([
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{size_download}",
-            "--limit-rate",
-            rate,
-            "-x",
-            &proxy,
-            url,
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("curl")
 }

@@ -529,3 +529,25 @@ pub const CHROMIUM_OFFLINE: &[&str] = &[
     "--safebrowsing-disable-auto-update",
     "--disable-features=NetworkTimeServiceQuerying,OptimizationHints,Translate,MediaRouter,AutofillServerCommunication,CertificateTransparencyComponentUpdater",
 ];
+
+/// A download through `agent` at `rate` (curl's `--limit-rate`), in the
+/// background; it prints the bytes received.
+pub fn slow_download(agent: SocketAddr, url: &str, rate: &str) -> std::process::Child {
+    let proxy = format!("http://{agent}");
+    Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{size_download}",
+            "--limit-rate",
+            rate,
+            "-x",
+            &proxy,
+            url,
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("curl")
+}

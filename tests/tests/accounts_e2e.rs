@@ -8,7 +8,6 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use padnet_tests::*;
@@ -252,23 +251,7 @@ fn a_lost_pad_cancelled_mid_download_loses_nothing_and_its_value_tops_up_another
     assert_eq!(code, 200);
     let total: u64 = 64 << 20;
     let url = format!("http://{}/__origin/bytes/{total}", w.st.origin.http);
-    let proxy = format!("http://{}", agent_b.addr);
-    let download = Command::new("curl")
-        .args([
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{size_download}",
-            "--limit-rate",
-            "2M",
-            "-x",
-            &proxy,
-            &url,
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("curl");
+    let download = slow_download(agent_b.addr, &url, "2M");
     std::thread::sleep(Duration::from_millis(1500));
     let cancelled = ok(
         agent_a.addr,

@@ -222,6 +222,11 @@ impl Server {
         }
         let service =
             TowerToHyperService::new(stack::build(self.fetch.clone(), self.accounts.clone(), ctx));
+        // A second handle on the socket, for after h2 is done (see `linger`).
+        let socket = {
+            use std::os::fd::AsFd;
+            accepted.stream.get_ref().as_fd().try_clone_to_owned().ok()
+        };
         let h2 = proto::h2::server(TokioExecutor::new());
         let conn = h2.serve_connection(TokioIo::new(accepted.stream), service);
         tokio::pin!(conn);
@@ -236,9 +241,41 @@ impl Server {
         if let Err(e) = ended {
             tracing::debug!("tunnel ended: {e}");
         }
+        if let Some(socket) = socket {
+            linger(socket).await;
+        }
         let pad = accepted.pad;
         if let Err(e) = tunnel::store::blocking(move || pad.sync_erasures()).await {
             tracing::warn!("flushing erasures: {e}");
         }
     }
+}
+
+/// How long a finished tunnel's socket waits for the agent to close its side.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// After h2 has flushed its last frames: read (and drop) what the agent
+/// still sends until it closes its side, for at most [`LINGER`]. Closing a
+/// socket with unread bytes in it (the agent's last window updates, its
+/// answer to our CLOSE) makes the kernel send a reset, which throws away
+/// the download's tail still queued toward the agent, or unread by it.
+async fn linger(socket: std::os::fd::OwnedFd) {
+    use tokio::io::AsyncReadExt;
+    let std_socket = std::net::TcpStream::from(socket);
+    let _ = std_socket.shutdown(std::net::Shutdown::Write);
+    if std_socket.set_nonblocking(true).is_err() {
+        return;
+    }
+    let Ok(mut tcp) = tokio::net::TcpStream::from_std(std_socket) else {
+        return;
+    };
+    let mut sink = [0u8; 4096];
+    let _ = tokio::time::timeout(LINGER, async {
+        while let Ok(n) = tcp.read(&mut sink).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
 }
