@@ -23,6 +23,8 @@ pub struct PolicyStore {
     reloading: Mutex<Option<Instant>>,
     /// Where else to look for an unknown id (a shared ledger's book).
     on_miss: std::sync::OnceLock<MissHook>,
+    /// When an unknown id last made the store look again.
+    last_miss: Mutex<Option<Instant>>,
 }
 
 /// Called when an id is not in the store (at most once a second).
@@ -63,6 +65,7 @@ impl PolicyStore {
             maps: RwLock::default(),
             reloading: Mutex::new(None),
             on_miss: std::sync::OnceLock::new(),
+            last_miss: Mutex::new(None),
         });
         store.reload()?;
         Ok(store)
@@ -118,10 +121,18 @@ impl PolicyStore {
         }
         // Perhaps minted while we were serving: read the directory again,
         // but not on every request for an id that stays unknown.
+        // Timed apart from other reloads: a reload a moment ago (at start,
+        // or adopting another id) must not make a new pad's id wait.
         let due = self
-            .reloading
+            .last_miss
             .lock()
-            .map(|t| t.is_none_or(|t| t.elapsed() >= MISS_RELOAD_INTERVAL))
+            .map(|mut t| {
+                let due = t.is_none_or(|t| t.elapsed() >= MISS_RELOAD_INTERVAL);
+                if due {
+                    *t = Some(Instant::now());
+                }
+                due
+            })
             .unwrap_or(false);
         if due {
             if let Err(e) = self.reload() {

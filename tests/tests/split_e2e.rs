@@ -371,10 +371,20 @@ fn a_policy_stored_and_updated_on_one_gateway_is_applied_by_another() {
         std::thread::sleep(Duration::from_millis(20));
     };
     eprintln!("gateway C applied the policy updated on A {denied_after:?} later");
-    // B, which served none of it, holds the update in its own store too.
+    // B, which served none of it, holds the update in its own store too
+    // once it has caught up (every 250 ms).
     let st_b = three.states[1].to_string_lossy().to_string();
-    let o = gateway_cmd(&["policy", "show", "--state", &st_b, &serial_of(&user)]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let shown = String::from_utf8_lossy(&o.stdout);
-    assert!(shown.contains("updated to"), "{shown}");
+    loop {
+        let o = gateway_cmd(&["policy", "show", "--state", &st_b, &serial_of(&user)]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let shown = String::from_utf8_lossy(&o.stdout).to_string();
+        if shown.contains("updated to") {
+            break;
+        }
+        assert!(
+            updated.elapsed() < Duration::from_secs(5),
+            "B never adopted it: {shown}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
